@@ -1,0 +1,67 @@
+/**
+ * Face embeddings and detection from @vladmandic/face-api, with the weights the package ships
+ * (face_recognition: a 128-D descriptor; tiny_face_detector), loaded from its own files: no
+ * network. face-api's Node/wasm build runs on the project's tfjs instance and backend.
+ */
+import { fileURLToPath } from "node:url";
+import * as tf from "../models/tf.ts";
+
+const ENTRY = "@vladmandic/face-api/dist/face-api.node-wasm.js";
+const BATCH = 32;
+const DETECTOR_FACE = 96;
+const DETECTOR_CANVAS = 160;
+
+// deno-lint-ignore no-explicit-any
+type FaceApi = any;
+
+export class FaceFeatures {
+  private constructor(private readonly api: FaceApi) {}
+
+  static async load(): Promise<FaceFeatures> {
+    const module = await import(ENTRY);
+    const api = module.default ?? module;
+    const weights = fileURLToPath(new URL("../model/", import.meta.resolve(ENTRY)));
+    await api.nets.faceRecognitionNet.loadFromDisk(weights);
+    await api.nets.tinyFaceDetector.loadFromDisk(weights);
+    return new FaceFeatures(api);
+  }
+
+  private toTensors(images: Uint8Array[], size: number): tf.Tensor3D[] {
+    return images.map((pixels) => tf.tensor3d(Float32Array.from(pixels), [size, size, 3]));
+  }
+
+  /** One 128-D descriptor per image (face-api resizes each to 150x150 itself). */
+  async embed(images: Uint8Array[], size: number, progress: (done: number) => void): Promise<Float32Array[]> {
+    const out: Float32Array[] = [];
+    for (let start = 0; start < images.length; start += BATCH) {
+      const tensors = this.toTensors(images.slice(start, start + BATCH), size);
+      const result = await this.api.computeFaceDescriptor(tensors);
+      const descriptors: Float32Array[] = Array.isArray(result) ? result : [result];
+      out.push(...descriptors.map((d) => Float32Array.from(d)));
+      tf.dispose(tensors);
+      progress(out.length);
+    }
+    return out;
+  }
+
+  /**
+   * Share of images in which the tiny face detector finds a face (score >= 0.5). A tight 32 px
+   * crop is almost never detected as it is (3 of 100 real held-out faces, measured), so each
+   * image is resized to 96 px and centred on a 160 px grey canvas first (88 of 100).
+   */
+  async detectionRate(images: Uint8Array[], size: number): Promise<number> {
+    const options = new this.api.TinyFaceDetectorOptions({ inputSize: DETECTOR_CANVAS, scoreThreshold: 0.5 });
+    const border = (DETECTOR_CANVAS - DETECTOR_FACE) / 2;
+    let found = 0;
+    for (const pixels of images) {
+      const framed = tf.tidy(() => {
+        const image = tf.tensor4d(Float32Array.from(pixels), [1, size, size, 3]);
+        const resized = tf.image.resizeBilinear(image, [DETECTOR_FACE, DETECTOR_FACE]);
+        return tf.pad(resized, [[0, 0], [border, border], [border, border], [0, 0]], 128).squeeze([0]) as tf.Tensor3D;
+      });
+      if (await this.api.detectSingleFace(framed, options)) found++;
+      framed.dispose();
+    }
+    return found / images.length;
+  }
+}

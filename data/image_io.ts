@@ -1,0 +1,63 @@
+/** PNG grids of uint8 RGB images (imagescript encodes; deterministic for the same pixels). */
+import { decode, Image } from "imagescript";
+
+/**
+ * Tile `count` square RGB images of `size` px into a grid `columns` wide, each pixel repeated
+ * `upscale` times (nearest neighbour, so 32 px faces stay sharp), with a 1-pixel gutter.
+ */
+export function gridImage(pixels: Uint8Array, count: number, size: number, columns: number, upscale = 1): Image {
+  const rows = Math.ceil(count / columns);
+  const cell = size * upscale + 1;
+  const image = new Image(columns * cell + 1, rows * cell + 1);
+  image.fill(0x202020ff);
+  const bitmap = image.bitmap;
+  for (let n = 0; n < count; n++) {
+    const left = (n % columns) * cell + 1;
+    const top = Math.floor(n / columns) * cell + 1;
+    for (let y = 0; y < size * upscale; y++) {
+      for (let x = 0; x < size * upscale; x++) {
+        const source = ((n * size + Math.floor(y / upscale)) * size + Math.floor(x / upscale)) * 3;
+        const target = ((top + y) * image.width + left + x) * 4;
+        bitmap[target] = pixels[source];
+        bitmap[target + 1] = pixels[source + 1];
+        bitmap[target + 2] = pixels[source + 2];
+        bitmap[target + 3] = 255;
+      }
+    }
+  }
+  return image;
+}
+
+export async function encodePng(image: Image): Promise<Uint8Array> {
+  return await image.encode(6);
+}
+
+/** The tiles of a grid written by `gridImage` (upscale 1), read back as uint8 RGB images. */
+export async function readGridTiles(path: string, size: number): Promise<Uint8Array[]> {
+  const grid = await decode(await Deno.readFile(path)) as Image;
+  const columns = Math.floor((grid.width - 1) / (size + 1));
+  const rows = Math.floor((grid.height - 1) / (size + 1));
+  const tiles: Uint8Array[] = [];
+  for (let n = 0; n < columns * rows; n++) {
+    const [left, top] = [1 + (n % columns) * (size + 1), 1 + Math.floor(n / columns) * (size + 1)];
+    const pixels = new Uint8Array(size * size * 3);
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        const source = ((top + y) * grid.width + left + x) * 4;
+        pixels.set(grid.bitmap.subarray(source, source + 3), (y * size + x) * 3);
+      }
+    }
+    tiles.push(pixels);
+  }
+  return tiles;
+}
+
+/** The per-epoch sample grids a train stage wrote, in epoch order. */
+export async function epochSampleFiles(trainDir: string): Promise<{ epoch: number; path: string }[]> {
+  const found: { epoch: number; path: string }[] = [];
+  for await (const entry of Deno.readDir(`${trainDir}/samples`)) {
+    const match = entry.name.match(/^epoch-(\d+)\.png$/);
+    if (match) found.push({ epoch: Number(match[1]), path: `${trainDir}/samples/${entry.name}` });
+  }
+  return found.sort((a, b) => a.epoch - b.epoch);
+}

@@ -1,0 +1,157 @@
+/**
+ * "Packs": the binary format the data stages hand to each other. A pack is an index
+ * `<prefix>.json` and files `<prefix>-00000.bin`, each holding `count` images as raw uint8 RGB,
+ * row-major HWC, back to back; every image in a pack has the same width and height. Raw pixels
+ * make crop -> resize -> shard -> train cost no encoding, and a reader can seek to any image.
+ */
+import { join } from "node:path";
+import { createHash } from "node:crypto";
+
+export interface PackFile {
+  file: string;
+  count: number;
+  sha256: string;
+}
+
+export interface PackIndex {
+  format: "facegan-pack-1";
+  width: number;
+  height: number;
+  channels: 3;
+  count: number;
+  files: PackFile[];
+  /** source file name of each image, in pack order */
+  names: string[];
+}
+
+export class PackWriter {
+  private file: Deno.FsFile | null = null;
+  private hash = createHash("sha256");
+  private inFile = 0;
+  private readonly files: PackFile[] = [];
+  private readonly names: string[] = [];
+
+  constructor(
+    private readonly dir: string,
+    readonly width: number,
+    readonly height: number,
+    private readonly prefix = "pack",
+    private readonly imagesPerFile = 4096,
+  ) {}
+
+  get count(): number {
+    return this.names.length;
+  }
+
+  async add(pixels: Uint8Array, name: string): Promise<void> {
+    if (pixels.length !== this.width * this.height * 3) {
+      throw new Error(`pack image ${name} has ${pixels.length} bytes, expected ${this.width}x${this.height}x3`);
+    }
+    if (!this.file) {
+      const file = `${this.prefix}-${String(this.files.length).padStart(5, "0")}.bin`;
+      this.files.push({ file, count: 0, sha256: "" });
+      this.file = await Deno.open(join(this.dir, file), { write: true, create: true, truncate: true });
+    }
+    let written = 0;
+    while (written < pixels.length) written += await this.file.write(pixels.subarray(written));
+    this.hash.update(pixels);
+    this.names.push(name);
+    this.inFile++;
+    if (this.inFile === this.imagesPerFile) this.closeFile();
+  }
+
+  private closeFile(): void {
+    if (!this.file) return;
+    this.file.close();
+    const current = this.files[this.files.length - 1];
+    current.count = this.inFile;
+    current.sha256 = this.hash.digest("hex");
+    this.file = null;
+    this.hash = createHash("sha256");
+    this.inFile = 0;
+  }
+
+  /** Close the last file and write index.json (plus any extra fields the stage wants recorded). */
+  async finish(extra: Record<string, unknown> = {}): Promise<PackIndex> {
+    this.closeFile();
+    const index: PackIndex = {
+      format: "facegan-pack-1",
+      width: this.width,
+      height: this.height,
+      channels: 3,
+      count: this.names.length,
+      files: this.files,
+      names: this.names,
+      ...extra,
+    };
+    await Deno.writeTextFile(join(this.dir, `${this.prefix}.json`), JSON.stringify(index, null, 1));
+    return index;
+  }
+}
+
+/** The index `<prefix>.json` of the pack whose files are `<prefix>-NNNNN.bin`. */
+export async function readPackIndex(dir: string, prefix = "pack"): Promise<PackIndex> {
+  return JSON.parse(await Deno.readTextFile(join(dir, `${prefix}.json`)));
+}
+
+/** Every image of a pack in order, one file in memory at a time. */
+export async function* readPackImages(
+  dir: string,
+  index: PackIndex,
+): AsyncGenerator<{ pixels: Uint8Array; name: string }> {
+  const size = index.width * index.height * 3;
+  let position = 0;
+  for (const file of index.files) {
+    const bytes = await Deno.readFile(join(dir, file.file));
+    for (let i = 0; i < file.count; i++) {
+      yield { pixels: bytes.subarray(i * size, (i + 1) * size), name: index.names[position++] };
+    }
+  }
+}
+
+/** Random access to images of a pack by position, reading only the bytes asked for. */
+export class PackReader {
+  private handles = new Map<string, Deno.FsFile>();
+  private readonly imageBytes: number;
+
+  constructor(private readonly dir: string, readonly index: PackIndex) {
+    this.imageBytes = index.width * index.height * 3;
+  }
+
+  async read(position: number, into: Uint8Array = new Uint8Array(this.imageBytes)): Promise<Uint8Array> {
+    let offset = position;
+    for (const file of this.index.files) {
+      if (offset < file.count) {
+        let handle = this.handles.get(file.file);
+        if (!handle) {
+          handle = await Deno.open(join(this.dir, file.file), { read: true });
+          this.handles.set(file.file, handle);
+        }
+        await handle.seek(offset * this.imageBytes, Deno.SeekMode.Start);
+        let filled = 0;
+        while (filled < this.imageBytes) {
+          const n = await handle.read(into.subarray(filled));
+          if (n === null) throw new Error(`pack file ${file.file} is truncated`);
+          filled += n;
+        }
+        return into;
+      }
+      offset -= file.count;
+    }
+    throw new Error(`pack position ${position} is past its ${this.index.count} images`);
+  }
+
+  close(): void {
+    for (const handle of this.handles.values()) handle.close();
+    this.handles.clear();
+  }
+}
+
+/** All images of a pack as one contiguous buffer (for training on small shards). */
+export async function readPackPixels(dir: string, index: PackIndex): Promise<Uint8Array> {
+  const size = index.width * index.height * 3;
+  const all = new Uint8Array(index.count * size);
+  let position = 0;
+  for await (const { pixels } of readPackImages(dir, index)) all.set(pixels, size * position++);
+  return all;
+}

@@ -1,0 +1,7 @@
+/** facegan's command line: the generic engine (pipeline/) run over facegan's DAG (stages/dag.ts). */
+import { fileURLToPath } from "node:url";
+import { dirname } from "node:path";
+import { main } from "./pipeline/cli.ts";
+import { dag } from "./stages/dag.ts";
+
+Deno.exit(await main({ root: dirname(fileURLToPath(import.meta.url)), dag }, Deno.args));

@@ -1,0 +1,223 @@
+/**
+ * A DCGAN and its training step: alternating D and G updates with Adam (separate learning rates
+ * and betas per network), optional tricks from the params, and every random draw taken from one
+ * seeded generator whose state a checkpoint can store. Pure tensors: no file I/O.
+ */
+import * as tf from "./tf.ts";
+import { type DcganConfig, Discriminator, Generator } from "./dcgan.ts";
+import { applyUpdates, type Pass, updateSpectralVectors } from "./layers.ts";
+import { discriminatorLoss, featureMatchingLoss, generatorLoss, type LossName } from "./losses.ts";
+import { Rng, type RngState } from "./rng.ts";
+
+export interface GanConfig {
+  model: DcganConfig;
+  loss: LossName;
+  lrG: number;
+  lrD: number;
+  beta1: number;
+  beta2: number;
+  /** the real label for D (0.9 = one-sided smoothing, 1 = off) */
+  realLabel: number;
+  /** probability of swapping real/fake labels per sample in the D step */
+  flipLabels: number;
+  featureMatching: boolean;
+  gradientPenalty: number;
+  /** "none" | "linear" (to 0 at totalSteps) | "step" (x gamma every decayEvery steps) */
+  lrDecay: string;
+  decayEvery: number;
+  decayGamma: number;
+  totalSteps: number;
+  seed: number;
+}
+
+export interface StepLosses {
+  dReal: number;
+  dFake: number;
+  g: number;
+}
+
+class Adam {
+  readonly moments = new Map<string, tf.Variable>();
+  steps = 0;
+
+  constructor(private readonly name: string, private readonly beta1: number, private readonly beta2: number) {}
+
+  init(variables: Map<string, tf.Variable>): void {
+    for (const [name, variable] of variables) {
+      for (const kind of ["m", "v"]) {
+        this.moments.set(`${this.name}/${kind}/${name}`, tf.variable(tf.zerosLike(variable), false));
+      }
+    }
+  }
+
+  /** `grads` is keyed by tfjs' own variable names (what variableGrads returns). */
+  apply(variables: Map<string, tf.Variable>, grads: tf.NamedTensorMap, lr: number): void {
+    this.steps++;
+    const correction1 = 1 - this.beta1 ** this.steps;
+    const correction2 = 1 - this.beta2 ** this.steps;
+    tf.tidy(() => {
+      for (const [name, variable] of variables) {
+        const grad = grads[variable.name];
+        const m = this.moments.get(`${this.name}/m/${name}`)!;
+        const v = this.moments.get(`${this.name}/v/${name}`)!;
+        m.assign(m.mul(this.beta1).add(grad.mul(1 - this.beta1)));
+        v.assign(v.mul(this.beta2).add(grad.square().mul(1 - this.beta2)));
+        const update = m.div(correction1).div(v.div(correction2).sqrt().add(1e-8)).mul(lr);
+        variable.assign(variable.sub(update));
+      }
+    });
+  }
+}
+
+export class Gan {
+  readonly generator: Generator;
+  readonly discriminator: Discriminator;
+  private readonly adamG: Adam;
+  private readonly adamD: Adam;
+  /** noise, label flips, dropout masks and gradient-penalty mixes, in a fixed order per step */
+  rng: Rng;
+  step = 0;
+
+  constructor(readonly config: GanConfig) {
+    const init = new Rng(config.seed);
+    this.generator = new Generator(config.model, init);
+    this.discriminator = new Discriminator(config.model, init);
+    // Create every variable now, in a fixed order, so the initial weights depend only on the seed.
+    this.generator.build();
+    this.discriminator.build();
+    this.adamG = new Adam("adam_G", config.beta1, config.beta2);
+    this.adamD = new Adam("adam_D", config.beta1, config.beta2);
+    this.adamG.init(this.generator.store.trainable);
+    this.adamD.init(this.discriminator.store.trainable);
+    this.rng = new Rng(init.nextUint32());
+  }
+
+  private pass(training: boolean, spectralNorm: boolean): Pass {
+    return { training, spectralNorm, updates: [], rng: training ? this.rng : undefined };
+  }
+
+  learningRate(base: number): number {
+    const { lrDecay, decayEvery, decayGamma, totalSteps } = this.config;
+    if (lrDecay === "linear") return base * Math.max(0, 1 - this.step / Math.max(totalSteps, 1));
+    if (lrDecay === "step") return base * decayGamma ** Math.floor(this.step / Math.max(decayEvery, 1));
+    return base;
+  }
+
+  noise(batch: number): tf.Tensor2D {
+    return tf.tensor2d(this.rng.normals(batch * this.config.model.zSize), [batch, this.config.model.zSize]);
+  }
+
+  /** One D update then one G update on a batch of real images in [-1, 1]. */
+  trainStep(real: tf.Tensor4D): StepLosses {
+    const { config, generator: G, discriminator: D } = this;
+    const batch = real.shape[0];
+    if (D.spectralNorm) updateSpectralVectors(D.store);
+    if (G.spectralNorm) updateSpectralVectors(G.store);
+    const dVars = [...D.store.trainable.values()];
+    const gVars = [...G.store.trainable.values()];
+
+    // --- discriminator ---
+    const gPassForD = this.pass(true, G.spectralNorm);
+    const fake = tf.tidy(() => G.forward(this.noise(batch), gPassForD));
+    const [realTarget, fakeTarget] = this.targets(batch);
+    const dPass = this.pass(true, D.spectralNorm);
+    const mix = config.loss === "wgan-gp"
+      ? tf.tensor4d(Float32Array.from({ length: batch }, () => this.rng.next()), [batch, 1, 1, 1])
+      : null;
+    const parts: tf.Scalar[] = [];
+    const dStep = tf.variableGrads(() => {
+      const realOut = D.forward(real, dPass);
+      const fakeOut = D.forward(fake, dPass);
+      const { real: lossReal, fake: lossFake } = discriminatorLoss(
+        config.loss,
+        realOut.logits,
+        fakeOut.logits,
+        realTarget,
+        fakeTarget,
+      );
+      parts.push(tf.keep(lossReal), tf.keep(lossFake));
+      let total = lossReal.add(lossFake);
+      if (mix) total = total.add(this.gradientPenalty(real, fake, mix));
+      return total as tf.Scalar;
+    }, dVars);
+    this.adamD.apply(D.store.trainable, dStep.grads, this.learningRate(config.lrD));
+    applyUpdates(dPass);
+    applyUpdates(gPassForD);
+    tf.dispose([fake, realTarget, fakeTarget, dStep.value, mix as tf.Tensor]);
+    tf.dispose(dStep.grads);
+
+    // --- generator ---
+    const gPass = this.pass(true, G.spectralNorm);
+    const dPassForG = this.pass(true, D.spectralNorm);
+    const z = this.noise(batch);
+    const gStep = tf.variableGrads(() => {
+      const generated = G.forward(z, gPass);
+      const out = D.forward(generated, dPassForG);
+      if (config.featureMatching) return featureMatchingLoss(D.forward(real, dPassForG).features, out.features);
+      return generatorLoss(config.loss, out.logits);
+    }, gVars);
+    this.adamG.apply(G.store.trainable, gStep.grads, this.learningRate(config.lrG));
+    applyUpdates(gPass);
+    tf.dispose(dPassForG.updates.map(([, value]) => value)); // D is only read in the G step
+    const losses = { dReal: parts[0].dataSync()[0], dFake: parts[1].dataSync()[0], g: gStep.value.dataSync()[0] };
+    tf.dispose([z, gStep.value, ...parts]);
+    tf.dispose(gStep.grads);
+    this.step++;
+    return losses;
+  }
+
+  private targets(batch: number): [tf.Tensor2D, tf.Tensor2D] {
+    const real = new Float32Array(batch).fill(this.config.realLabel);
+    const fake = new Float32Array(batch);
+    if (this.config.flipLabels > 0) {
+      for (let i = 0; i < batch; i++) {
+        if (this.rng.next() < this.config.flipLabels) {
+          real[i] = 0;
+          fake[i] = this.config.realLabel;
+        }
+      }
+    }
+    return [tf.tensor2d(real, [batch, 1]), tf.tensor2d(fake, [batch, 1])];
+  }
+
+  /** WGAN-GP: lambda * (||grad_x D(x_hat)|| - 1)^2 on random mixes of real and fake. */
+  private gradientPenalty(real: tf.Tensor4D, fake: tf.Tensor4D, mix: tf.Tensor4D): tf.Scalar {
+    const mixed = real.mul(mix).add(fake.mul(tf.scalar(1).sub(mix))) as tf.Tensor4D;
+    const pass = this.pass(true, this.discriminator.spectralNorm);
+    pass.rng = undefined; // the same dropout-free D on both sides of the penalty
+    const gradient = tf.grad((x: tf.Tensor) => this.discriminator.forward(x as tf.Tensor4D, pass).logits.sum())(mixed);
+    tf.dispose(pass.updates.map(([, value]) => value));
+    const norms = gradient.square().sum([1, 2, 3]).add(1e-12).sqrt();
+    return norms.sub(1).square().mean().mul(this.config.gradientPenalty) as tf.Scalar;
+  }
+
+  /** Generator output in eval mode (batch-norm running statistics), values in [-1, 1]. */
+  sample(z: tf.Tensor2D): tf.Tensor4D {
+    return tf.tidy(() => this.generator.forward(z, this.pass(false, this.generator.spectralNorm)));
+  }
+
+  /** Every tensor of the training state by name, in a fixed order (for checkpoints). */
+  stateTensors(): [string, tf.Variable][] {
+    return [
+      ...this.generator.store.entries(),
+      ...this.discriminator.store.entries(),
+      ...this.adamG.moments.entries(),
+      ...this.adamD.moments.entries(),
+    ];
+  }
+
+  dispose(): void {
+    for (const [, variable] of this.stateTensors()) variable.dispose();
+  }
+
+  /** The scalars of the training state that are not tensors. */
+  counters(): { step: number; adamSteps: [number, number]; rng: RngState } {
+    return { step: this.step, adamSteps: [this.adamG.steps, this.adamD.steps], rng: this.rng.state() };
+  }
+
+  restoreCounters(counters: { step: number; adamSteps: [number, number]; rng: RngState }): void {
+    this.step = counters.step;
+    [this.adamG.steps, this.adamD.steps] = counters.adamSteps;
+    this.rng = Rng.restore(counters.rng);
+  }
+}

@@ -1,0 +1,346 @@
+/**
+ * Distribution distances for evaluating a generator (pure math; tensors only for the big
+ * matrix products). Every random choice takes an Rng, so the numbers are reproducible.
+ *
+ * - Sliced Wasserstein distance on Laplacian-pyramid patches, as in ProGAN (Karras et al. 2018).
+ * - Frechet distance between Gaussians fitted to embeddings, with a symmetric square root.
+ * - Kernel inception distance (unbiased MMD^2, cubic polynomial kernel), Binkowski et al. 2018.
+ */
+import * as tf from "./tf.ts";
+import { Rng } from "./rng.ts";
+
+// ---------------------------------------------------------------- SWD (ProGAN)
+
+const GAUSSIAN_5 = [1, 4, 6, 4, 1].map((v) => v / 16);
+
+/** A float image, HWC, 3 channels. */
+interface FloatImage {
+  size: number;
+  data: Float32Array;
+}
+
+function blur(image: FloatImage): FloatImage {
+  const { size, data } = image;
+  const temp = new Float32Array(data.length);
+  const out = new Float32Array(data.length);
+  const clamp = (i: number) => Math.min(size - 1, Math.max(0, i));
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      for (let c = 0; c < 3; c++) {
+        let sum = 0;
+        for (let k = -2; k <= 2; k++) sum += GAUSSIAN_5[k + 2] * data[(y * size + clamp(x + k)) * 3 + c];
+        temp[(y * size + x) * 3 + c] = sum;
+      }
+    }
+  }
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      for (let c = 0; c < 3; c++) {
+        let sum = 0;
+        for (let k = -2; k <= 2; k++) sum += GAUSSIAN_5[k + 2] * temp[(clamp(y + k) * size + x) * 3 + c];
+        out[(y * size + x) * 3 + c] = sum;
+      }
+    }
+  }
+  return { size, data: out };
+}
+
+function downsample(image: FloatImage): FloatImage {
+  const blurred = blur(image);
+  const size = image.size / 2;
+  const out = new Float32Array(size * size * 3);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      for (let c = 0; c < 3; c++) out[(y * size + x) * 3 + c] = blurred.data[((2 * y) * image.size + 2 * x) * 3 + c];
+    }
+  }
+  return { size, data: out };
+}
+
+function upsample(image: FloatImage): FloatImage {
+  const size = image.size * 2;
+  const zeros = new Float32Array(size * size * 3);
+  for (let y = 0; y < image.size; y++) {
+    for (let x = 0; x < image.size; x++) {
+      // Zero insertion then a Gaussian blur scaled by 4 (ProGAN's pyr_up).
+      for (let c = 0; c < 3; c++) {
+        zeros[((2 * y) * size + 2 * x) * 3 + c] = 4 * image.data[(y * image.size + x) * 3 + c];
+      }
+    }
+  }
+  return blur({ size, data: zeros });
+}
+
+/** Laplacian pyramid from the image size down to 16x16 (the last level is the Gaussian). */
+export function laplacianPyramid(image: FloatImage, minSize = 16): FloatImage[] {
+  const levels: FloatImage[] = [];
+  let current = image;
+  while (current.size > minSize) {
+    const smaller = downsample(current);
+    const up = upsample(smaller);
+    levels.push({ size: current.size, data: current.data.map((v, i) => v - up.data[i]) });
+    current = smaller;
+  }
+  levels.push(current);
+  return levels;
+}
+
+/**
+ * SWD x 1e3 per pyramid level and their mean, between two sets of uint8 RGB images of the same
+ * size. 128 random 7x7 patches per image per level, each set normalised per channel by its own
+ * mean and std over all its patches, 512 random unit directions (4 x 128), sorted projections.
+ */
+export function slicedWasserstein(
+  setA: Uint8Array[],
+  setB: Uint8Array[],
+  size: number,
+  rng: Rng,
+  { patchesPerImage = 128, patchSize = 7, directions = 512 } = {},
+): { levels: Record<string, number>; mean: number } {
+  const count = Math.min(setA.length, setB.length); // equal patch counts on both sides
+  const toPyramids = (set: Uint8Array[]) =>
+    set.slice(0, count).map((pixels) =>
+      laplacianPyramid({ size, data: Float32Array.from(pixels, (v) => v / 127.5 - 1) })
+    );
+  const pyramidsA = toPyramids(setA);
+  const pyramidsB = toPyramids(setB);
+  const levels: Record<string, number> = {};
+  const dims = patchSize * patchSize * 3;
+  for (let level = 0; level < pyramidsA[0].length; level++) {
+    const levelSize = pyramidsA[0][level].size;
+    // The same patch positions for both sets, so only content differs.
+    const positions = Array.from({ length: count * patchesPerImage }, () => [
+      rng.int(levelSize - patchSize + 1),
+      rng.int(levelSize - patchSize + 1),
+    ]);
+    const descriptors = (pyramids: FloatImage[][]) => {
+      const out = new Float32Array(positions.length * dims);
+      positions.forEach(([px, py], p) => {
+        const image = pyramids[Math.floor(p / patchesPerImage)][level];
+        let o = p * dims;
+        for (let y = 0; y < patchSize; y++) {
+          for (let x = 0; x < patchSize; x++) {
+            const i = ((py + y) * levelSize + px + x) * 3;
+            out[o++] = image.data[i];
+            out[o++] = image.data[i + 1];
+            out[o++] = image.data[i + 2];
+          }
+        }
+      });
+      return normalisePerChannel(out);
+    };
+    const directionMatrix = new Float32Array(dims * directions);
+    for (let d = 0; d < directions; d++) {
+      const v = rng.normals(dims);
+      const norm = Math.hypot(...v);
+      for (let i = 0; i < dims; i++) directionMatrix[i * directions + d] = v[i] / norm;
+    }
+    levels[String(levelSize)] =
+      projectedDistance(descriptors(pyramidsA), descriptors(pyramidsB), directionMatrix, dims, directions) * 1e3;
+  }
+  const values = Object.values(levels);
+  return { levels, mean: values.reduce((a, b) => a + b, 0) / values.length };
+}
+
+function normalisePerChannel(descriptors: Float32Array): Float32Array {
+  for (let c = 0; c < 3; c++) {
+    let sum = 0, squares = 0, n = 0;
+    for (let i = c; i < descriptors.length; i += 3) {
+      sum += descriptors[i];
+      squares += descriptors[i] * descriptors[i];
+      n++;
+    }
+    const mean = sum / n;
+    const std = Math.sqrt(Math.max(squares / n - mean * mean, 0)) || 1;
+    for (let i = c; i < descriptors.length; i += 3) descriptors[i] = (descriptors[i] - mean) / std;
+  }
+  return descriptors;
+}
+
+function projectedDistance(
+  a: Float32Array,
+  b: Float32Array,
+  directionMatrix: Float32Array,
+  dims: number,
+  directions: number,
+) {
+  const rows = a.length / dims;
+  const project = (set: Float32Array) => {
+    // Each direction's projections end up contiguous (transposed) for sorting.
+    const projected = tf.tidy(() =>
+      tf.matMul(tf.tensor2d(set, [rows, dims]), tf.tensor2d(directionMatrix, [dims, directions])).transpose()
+    );
+    const values = projected.dataSync() as Float32Array;
+    projected.dispose();
+    return values;
+  };
+  const projectedA = project(a);
+  const projectedB = project(b);
+  let total = 0;
+  for (let d = 0; d < directions; d++) {
+    const pa = projectedA.subarray(d * rows, (d + 1) * rows).sort();
+    const pb = projectedB.subarray(d * rows, (d + 1) * rows).sort();
+    let sum = 0;
+    for (let i = 0; i < rows; i++) sum += Math.abs(pa[i] - pb[i]);
+    total += sum / rows;
+  }
+  return total / directions;
+}
+
+// ---------------------------------------------------------------- Frechet distance
+
+export interface Gaussian {
+  mean: Float64Array;
+  /** row-major dim x dim */
+  covariance: Float64Array;
+  dim: number;
+}
+
+/** Mean and unbiased covariance of row vectors. */
+export function fitGaussian(rows: Float32Array[] | Float64Array[]): Gaussian {
+  const n = rows.length;
+  const dim = rows[0].length;
+  const mean = new Float64Array(dim);
+  for (const row of rows) for (let i = 0; i < dim; i++) mean[i] += row[i] / n;
+  const covariance = new Float64Array(dim * dim);
+  for (const row of rows) {
+    for (let i = 0; i < dim; i++) {
+      const di = row[i] - mean[i];
+      for (let j = i; j < dim; j++) covariance[i * dim + j] += di * (row[j] - mean[j]);
+    }
+  }
+  for (let i = 0; i < dim; i++) {
+    for (let j = i; j < dim; j++) {
+      covariance[i * dim + j] /= Math.max(n - 1, 1);
+      covariance[j * dim + i] = covariance[i * dim + j];
+    }
+  }
+  return { mean, covariance, dim };
+}
+
+/**
+ * Eigen-decomposition of a symmetric matrix by cyclic Jacobi rotations (float64): stable for the
+ * positive semi-definite covariances here, where a generic sqrtm can return complex noise.
+ */
+export function symmetricEigen(matrix: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
+  const a = Float64Array.from(matrix);
+  const v = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) v[i * n + i] = 1;
+  for (let sweep = 0; sweep < 100; sweep++) {
+    let off = 0;
+    for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += a[p * n + q] ** 2;
+    if (off < 1e-30) break;
+    for (let p = 0; p < n; p++) {
+      for (let q = p + 1; q < n; q++) {
+        const apq = a[p * n + q];
+        if (Math.abs(apq) < 1e-300) continue;
+        const theta = (a[q * n + q] - a[p * n + p]) / (2 * apq);
+        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const c = 1 / Math.sqrt(t * t + 1);
+        const s = t * c;
+        for (let k = 0; k < n; k++) {
+          const akp = a[k * n + p], akq = a[k * n + q];
+          a[k * n + p] = c * akp - s * akq;
+          a[k * n + q] = s * akp + c * akq;
+        }
+        for (let k = 0; k < n; k++) {
+          const apk = a[p * n + k], aqk = a[q * n + k];
+          a[p * n + k] = c * apk - s * aqk;
+          a[q * n + k] = s * apk + c * aqk;
+        }
+        for (let k = 0; k < n; k++) {
+          const vkp = v[k * n + p], vkq = v[k * n + q];
+          v[k * n + p] = c * vkp - s * vkq;
+          v[k * n + q] = s * vkp + c * vkq;
+        }
+      }
+    }
+  }
+  return { values: Float64Array.from({ length: n }, (_, i) => a[i * n + i]), vectors: v };
+}
+
+/** Symmetric PSD square root: V diag(sqrt(max(lambda, 0))) V^T. */
+export function sqrtPsd(matrix: Float64Array, n: number): Float64Array {
+  const { values, vectors } = symmetricEigen(matrix, n);
+  const out = new Float64Array(n * n);
+  for (let k = 0; k < n; k++) {
+    const root = Math.sqrt(Math.max(values[k], 0));
+    if (root === 0) continue;
+    for (let i = 0; i < n; i++) {
+      const vik = vectors[i * n + k] * root;
+      for (let j = 0; j < n; j++) out[i * n + j] += vik * vectors[j * n + k];
+    }
+  }
+  return out;
+}
+
+function multiply(a: Float64Array, b: Float64Array, n: number): Float64Array {
+  const out = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let k = 0; k < n; k++) {
+      const aik = a[i * n + k];
+      for (let j = 0; j < n; j++) out[i * n + j] += aik * b[k * n + j];
+    }
+  }
+  return out;
+}
+
+/**
+ * FD = |mu1 - mu2|^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^1/2), with the trace of the square root
+ * taken as Tr((A S2 A)^1/2), A = S1^1/2: the same eigenvalues, but a symmetric PSD matrix.
+ */
+export function frechetDistance(p: Gaussian, q: Gaussian): number {
+  const n = p.dim;
+  let meanTerm = 0;
+  for (let i = 0; i < n; i++) meanTerm += (p.mean[i] - q.mean[i]) ** 2;
+  const root = sqrtPsd(p.covariance, n);
+  const middle = multiply(multiply(root, q.covariance, n), root, n);
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) middle[i * n + j] = middle[j * n + i] = (middle[i * n + j] + middle[j * n + i]) / 2;
+  }
+  const { values } = symmetricEigen(middle, n);
+  let traceRoot = 0;
+  for (const value of values) traceRoot += Math.sqrt(Math.max(value, 0));
+  let traces = 0;
+  for (let i = 0; i < n; i++) traces += p.covariance[i * n + i] + q.covariance[i * n + i];
+  return Math.max(meanTerm + traces - 2 * traceRoot, 0);
+}
+
+// ---------------------------------------------------------------- KID
+
+/** Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3, averaged over random subsets; mean and std. */
+export function kernelDistance(
+  x: Float32Array[],
+  y: Float32Array[],
+  rng: Rng,
+  subsets = 100,
+  maxSubsetSize = 1000,
+): { mean: number; std: number; subsetSize: number } {
+  const dim = x[0].length;
+  const m = Math.min(x.length, y.length, maxSubsetSize);
+  const kernel = (a: Float32Array, b: Float32Array) => {
+    let dot = 0;
+    for (let i = 0; i < dim; i++) dot += a[i] * b[i];
+    return (dot / dim + 1) ** 3;
+  };
+  const pick = (set: Float32Array[]) => Array.from(rng.permutation(set.length).subarray(0, m), (i) => set[i]);
+  const estimates: number[] = [];
+  for (let s = 0; s < subsets; s++) {
+    const a = pick(x);
+    const b = pick(y);
+    let kxx = 0, kyy = 0, kxy = 0;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < m; j++) {
+        if (i !== j) {
+          kxx += kernel(a[i], a[j]);
+          kyy += kernel(b[i], b[j]);
+        }
+        kxy += kernel(a[i], b[j]);
+      }
+    }
+    estimates.push(kxx / (m * (m - 1)) + kyy / (m * (m - 1)) - (2 * kxy) / (m * m));
+  }
+  const mean = estimates.reduce((a, b) => a + b, 0) / subsets;
+  const std = Math.sqrt(estimates.reduce((a, b) => a + (b - mean) ** 2, 0) / subsets);
+  return { mean, std, subsetSize: m };
+}

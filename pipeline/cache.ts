@@ -1,0 +1,130 @@
+import { join } from "node:path";
+import { canonicalJson, sha256 } from "./hash.ts";
+import { exists, fsyncDir, fsyncTree, listFiles, removeIfExists, writeFileAtomic } from "./fsutil.ts";
+import type { StatCache } from "./statcache.ts";
+
+export interface ManifestFile {
+  path: string;
+  sha256: string;
+  size: number;
+}
+
+export interface Manifest {
+  /** sha256 of the canonical JSON of `files`: the artifact's identity, fed to downstream keys */
+  output: string;
+  files: ManifestFile[];
+  bytes: number;
+}
+
+/**
+ * The content-addressed cache: `<cacheDir>/<key>/out/` holds a stage's artifact and
+ * `<cacheDir>/<key>/manifest.json` every file's sha256 and size. An entry only ever appears
+ * under its final name complete: it is built in `.partial-<key>/`, fsynced, then renamed.
+ */
+export class Cache {
+  constructor(readonly dir: string, private readonly statCache: StatCache) {}
+
+  entryDir(key: string): string {
+    return join(this.dir, key);
+  }
+
+  outDir(key: string): string {
+    return join(this.dir, key, "out");
+  }
+
+  /** Where a run of `key` writes; kept after a crash so a resumable stage can pick up its work. */
+  partialDir(key: string): string {
+    return join(this.dir, `.partial-${key}`);
+  }
+
+  async readManifest(key: string): Promise<Manifest | null> {
+    try {
+      return JSON.parse(await Deno.readTextFile(join(this.entryDir(key), "manifest.json")));
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * The entry's manifest if every file is present with its recorded hash, else why not.
+   * Unchanged files are checked through the stat cache; `rehash` forces reading every byte.
+   */
+  async check(key: string, rehash = false): Promise<{ manifest: Manifest | null; problems: string[] }> {
+    const manifest = await this.readManifest(key);
+    if (!manifest) {
+      const present = await exists(this.entryDir(key));
+      return { manifest: null, problems: present ? ["manifest.json missing or unreadable"] : ["not in cache"] };
+    }
+    if (rehash) this.statCache.forget(this.outDir(key));
+    const problems: string[] = [];
+    const listed = new Set(manifest.files.map((file) => file.path));
+    for (const file of manifest.files) {
+      const path = join(this.outDir(key), file.path);
+      try {
+        const actual = await this.statCache.hash(path);
+        if (actual.sha256 !== file.sha256 || actual.size !== file.size) problems.push(`${file.path} changed`);
+      } catch {
+        problems.push(`${file.path} missing`);
+      }
+    }
+    if (rehash) {
+      for (const path of await listFiles(this.outDir(key)).catch(() => [])) {
+        if (!listed.has(path)) problems.push(`${path} not in manifest`);
+      }
+    }
+    return { manifest: problems.length ? null : manifest, problems };
+  }
+
+  /** Hash every file of a finished partial dir, fsync it and rename it to its final name. */
+  async promote(key: string): Promise<Manifest> {
+    const partial = this.partialDir(key);
+    const out = join(partial, "out");
+    await fsyncTree(out);
+    const files: ManifestFile[] = [];
+    for (const path of await listFiles(out)) {
+      const { sha256: hash, size } = await this.statCache.hash(join(out, path));
+      files.push({ path, sha256: hash, size });
+    }
+    const manifest: Manifest = {
+      output: sha256(canonicalJson(files)),
+      files,
+      bytes: files.reduce((sum, file) => sum + file.size, 0),
+    };
+    await writeFileAtomic(join(partial, "manifest.json"), JSON.stringify(manifest, null, 1));
+    const final = this.entryDir(key);
+    if (await exists(final)) {
+      // A forced re-run of an existing key: move the old entry aside first, never half-replace it.
+      const trash = join(this.dir, `.trash-${key}-${Deno.pid}`);
+      await Deno.rename(final, trash);
+      await removeIfExists(trash);
+    }
+    await Deno.rename(partial, final);
+    await fsyncDir(this.dir);
+    this.statCache.moved(out, this.outDir(key));
+    return manifest;
+  }
+
+  /** Cache entries present on disk (finished ones only). */
+  async keys(): Promise<string[]> {
+    const keys: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(this.dir)) {
+        if (entry.isDirectory && /^[0-9a-f]{64}$/.test(entry.name)) keys.push(entry.name);
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    return keys.sort();
+  }
+
+  /** Remove leftovers of killed runs (trash dirs); partial dirs are kept for resumable stages. */
+  async sweepTrash(): Promise<void> {
+    try {
+      for await (const entry of Deno.readDir(this.dir)) {
+        if (entry.name.startsWith(".trash-")) await removeIfExists(join(this.dir, entry.name));
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+}

@@ -1,0 +1,86 @@
+import { join } from "node:path";
+import { git, showAt } from "./git.ts";
+import { listFiles, removeIfExists } from "./fsutil.ts";
+import { acquireRunLock } from "./runlock.ts";
+import type { LockFile } from "./types.ts";
+import type { Workspace } from "./workspace.ts";
+
+/**
+ * Cache entries (and partial dirs of killed runs) that neither the working tree's lock nor the
+ * lock of any of the last `keepCommits` commits refers to. `--dry-run` only lists them.
+ */
+export async function gcCommand(
+  workspace: Workspace,
+  dryRun: boolean,
+  keepCommits: number,
+  log: (line: string) => void,
+): Promise<number> {
+  const runLock = dryRun ? null : await acquireRunLock(workspace.outputsDir, "gc", log);
+  try {
+    const referenced = await referencedKeys(workspace, keepCommits);
+    const candidates = await unreferencedEntries(workspace, referenced);
+    let total = 0;
+    for (const entry of candidates) {
+      total += entry.bytes;
+      console.log(`${dryRun ? "would remove" : "removing"}  ${entry.name}  ${formatBytes(entry.bytes)}`);
+      if (!dryRun) await removeIfExists(join(workspace.cache.dir, entry.name));
+    }
+    const verb = dryRun ? "would free" : "freed";
+    console.log(
+      `${candidates.length} entries, ${verb} ${formatBytes(total)}; kept ${referenced.size} keys referenced by the ` +
+        `working tree and the last ${keepCommits} commits`,
+    );
+    return 0;
+  } finally {
+    await runLock?.release();
+  }
+}
+
+async function referencedKeys(workspace: Workspace, keepCommits: number): Promise<Set<string>> {
+  const locks: (LockFile | null)[] = [await workspace.readLock()];
+  const revs = (await git(workspace.root, ["rev-list", "-n", String(keepCommits), "HEAD"]))?.trim().split("\n")
+    .filter(Boolean) ?? [];
+  for (const rev of revs) {
+    const text = await showAt(workspace.root, rev, "pipeline.lock.json");
+    try {
+      locks.push(text ? JSON.parse(text) : null);
+    } catch { /* a damaged lock in history protects nothing */ }
+  }
+  const keys = new Set<string>();
+  for (const lock of locks) for (const stage of Object.values(lock?.stages ?? {})) keys.add(stage.key);
+  return keys;
+}
+
+async function unreferencedEntries(workspace: Workspace, referenced: Set<string>) {
+  const entries: { name: string; bytes: number }[] = [];
+  let names: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(workspace.cache.dir)) if (entry.isDirectory) names.push(entry.name);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  names = names.sort();
+  for (const name of names) {
+    const key = name.replace(/^\.partial-/, "");
+    if (!/^[0-9a-f]{64}$/.test(key) || referenced.has(key)) continue;
+    entries.push({ name, bytes: await treeBytes(join(workspace.cache.dir, name)) });
+  }
+  return entries;
+}
+
+async function treeBytes(dir: string): Promise<number> {
+  let bytes = 0;
+  for (const file of await listFiles(dir)) bytes += (await Deno.stat(join(dir, file))).size;
+  return bytes;
+}
+
+function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
+}

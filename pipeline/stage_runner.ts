@@ -1,0 +1,97 @@
+/**
+ * Child-process entry that runs one stage: `deno run -A pipeline/stage_runner.ts JOB.json`.
+ * Each stage runs in its own process so that independent stages truly run in parallel, a
+ * stage's memory and tensor backend die with it, and a crash cannot corrupt the engine.
+ */
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { EXIT_USER_ERROR, UserError } from "./errors.ts";
+import { writeFileAtomic } from "./fsutil.ts";
+import type { FlatParams, ParamValue } from "./params.ts";
+import type { StageContext, StageRun } from "./types.ts";
+
+export interface StageJob {
+  name: string;
+  root: string;
+  module: string;
+  params: FlatParams;
+  inputs: Record<string, string>;
+  inputHashes: Record<string, string>;
+  outDir: string;
+  resumed: boolean;
+  /** where the runner writes the environment facts the stage recorded */
+  environmentFile: string;
+  /** full error text (with stack) for a crash, so the terminal gets one line */
+  logFile: string;
+}
+
+function makeContext(job: StageJob, environment: Record<string, string | number | boolean>): StageContext {
+  const interactive = Deno.stderr.isTerminal();
+  const encoder = new TextEncoder();
+  let lastProgress = 0;
+  return {
+    name: job.name,
+    root: job.root,
+    params: job.params,
+    param<T extends ParamValue>(key: string): T {
+      if (!(key in job.params)) {
+        throw new Error(`stage ${job.name} reads param '${key}' but does not declare it in the DAG`);
+      }
+      return job.params[key] as T;
+    },
+    inputs: job.inputs,
+    inputHashes: job.inputHashes,
+    outDir: job.outDir,
+    resumed: job.resumed,
+    recordEnvironment(key, value) {
+      environment[key] = value;
+    },
+    log(line) {
+      if (interactive) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
+      console.error(`  ${job.name}: ${line}`);
+    },
+    progress(line) {
+      if (interactive) {
+        Deno.stderr.writeSync(encoder.encode(`\r\x1b[K  ${job.name}: ${line}`));
+      } else if (Date.now() - lastProgress > 10_000) {
+        // Not a terminal (CI, a log file): a line every 10 s instead of a redrawn bar.
+        lastProgress = Date.now();
+        console.error(`  ${job.name}: ${line}`);
+      }
+    },
+  };
+}
+
+/** Exit when the engine dies (its end of our stdin closes), so a SIGKILLed run leaves no orphan. */
+async function exitWithParent() {
+  try {
+    for await (const _ of Deno.stdin.readable) { /* the engine never writes; EOF means it died */ }
+  } catch { /* closed */ }
+  Deno.exit(137);
+}
+
+if (import.meta.main) {
+  const job: StageJob = JSON.parse(await Deno.readTextFile(Deno.args[0]));
+  exitWithParent();
+  const environment: Record<string, string | number | boolean> = {};
+  try {
+    const module = await import(pathToFileURL(resolve(job.root, job.module)).href);
+    const run = module.run as StageRun;
+    if (typeof run !== "function") throw new Error(`${job.module} does not export run(ctx)`);
+    await run(makeContext(job, environment));
+    await writeFileAtomic(job.environmentFile, JSON.stringify(environment));
+    Deno.exit(0);
+  } catch (error) {
+    if (Deno.stderr.isTerminal()) Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
+    if (error instanceof UserError) {
+      console.error(`error: ${job.name}: ${error.message}`);
+      Deno.exit(EXIT_USER_ERROR);
+    }
+    const text = error instanceof Error ? error.stack ?? error.message : String(error);
+    await Deno.mkdir(join(job.logFile, ".."), { recursive: true });
+    await Deno.writeTextFile(job.logFile, text + "\n");
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(`error: ${job.name} failed: ${message.split("\n")[0]} (details: ${job.logFile})`);
+    Deno.exit(1);
+  }
+}

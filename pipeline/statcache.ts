@@ -1,0 +1,70 @@
+import { sha256File } from "./hash.ts";
+import { writeFileAtomic } from "./fsutil.ts";
+
+interface StatEntry {
+  size: number;
+  mtimeMs: number;
+  ino: number;
+  sha256: string;
+}
+
+/**
+ * Remembers each file's sha256 with its size, mtime and inode, so that a file that has not
+ * changed is never re-hashed (what makes a no-op `status` fast on large artifacts). Any change
+ * to the file changes its mtime, so a stale entry cannot be trusted by accident.
+ */
+export class StatCache {
+  private entries: Record<string, StatEntry> = {};
+  private dirty = false;
+
+  constructor(private readonly path: string) {}
+
+  async load(): Promise<this> {
+    try {
+      this.entries = JSON.parse(await Deno.readTextFile(this.path));
+    } catch {
+      this.entries = {}; // missing or damaged: it is only a cache, start afresh
+    }
+    return this;
+  }
+
+  async hash(path: string): Promise<{ sha256: string; size: number }> {
+    const info = await Deno.stat(path);
+    const mtimeMs = info.mtime?.getTime() ?? 0;
+    const ino = info.ino ?? 0;
+    const known = this.entries[path];
+    if (known && known.size === info.size && known.mtimeMs === mtimeMs && known.ino === ino) {
+      return { sha256: known.sha256, size: info.size };
+    }
+    const sha256 = await sha256File(path);
+    this.entries[path] = { size: info.size, mtimeMs, ino, sha256 };
+    this.dirty = true;
+    return { sha256, size: info.size };
+  }
+
+  forget(prefix: string): void {
+    for (const path of Object.keys(this.entries)) {
+      if (path.startsWith(prefix)) {
+        delete this.entries[path];
+        this.dirty = true;
+      }
+    }
+  }
+
+  /** Files moved from `from` to `to` (a rename keeps mtime and inode): keep their hashes. */
+  moved(from: string, to: string): void {
+    for (const path of Object.keys(this.entries)) {
+      if (path.startsWith(from)) {
+        this.entries[to + path.slice(from.length)] = this.entries[path];
+        delete this.entries[path];
+        this.dirty = true;
+      }
+    }
+  }
+
+  async save(): Promise<void> {
+    if (!this.dirty) return;
+    await writeFileAtomic(this.path, JSON.stringify(this.entries));
+    this.dirty = false;
+  }
+}

@@ -1,0 +1,83 @@
+import type { FlatParams, ParamValue } from "./params.ts";
+
+/** One stage of the DAG, as declared by the project (pure data: loading it imports no stage code). */
+export interface StageDecl {
+  name: string;
+  /** upstream stages whose outputs this stage reads */
+  deps: string[];
+  /** dotted params keys it reads; only these are visible to it and only these enter its key */
+  params: string[];
+  /** module exporting `run(ctx: StageContext)`, relative to the project root */
+  module: string;
+  description?: string;
+  /** a killed run leaves its partial output for the next attempt to resume from */
+  resumable?: boolean;
+  /** JSON file in its output whose content is copied into the lock (`metrics`) */
+  metrics?: string;
+  /** files of its output copied to `outputs/latest/` after each run */
+  publish?: string[];
+  /** a PNG of its output that `compare` shows side by side across revisions */
+  preview?: string;
+  /**
+   * params (among `params`) whose value names a local file or folder the stage reads: its content
+   * enters the key, so editing the data re-runs the stage (empty value: nothing to read)
+   */
+  external?: string[];
+}
+
+/** What a stage's `run` receives. It writes only into `outDir`. */
+export interface StageContext {
+  name: string;
+  root: string;
+  params: FlatParams;
+  /** the value of a declared param; asking for an undeclared one is a bug in the stage */
+  param<T extends ParamValue>(key: string): T;
+  /** upstream stage name -> its (read-only) output directory */
+  inputs: Record<string, string>;
+  /** upstream stage name -> the sha256 identity of that output (part of this stage's key) */
+  inputHashes: Record<string, string>;
+  outDir: string;
+  /** true when `outDir` holds what a killed earlier attempt of this same key wrote */
+  resumed: boolean;
+  /** record something that can change the output bytes (backend, threads) in the lock */
+  recordEnvironment(key: string, value: string | number | boolean): void;
+  log(line: string): void;
+  /** a transient status line (redrawn in place on a terminal) */
+  progress(line: string): void;
+}
+
+export type StageRun = (ctx: StageContext) => Promise<void>;
+
+/** What a stage's key is made of, and what it produced: one entry of pipeline.lock.json. */
+export interface LockStage {
+  key: string;
+  params: FlatParams;
+  code: Record<string, string>;
+  libraries: Record<string, string>;
+  inputs: Record<string, string>;
+  /** param key -> digest of the local data it names (see StageDecl.external) */
+  external?: Record<string, string>;
+  output?: string;
+  files?: number;
+  bytes?: number;
+  wall_s?: number;
+  environment?: Record<string, string | number | boolean>;
+  metrics?: unknown;
+}
+
+export interface LockFile {
+  version: 1;
+  params_file: string;
+  stages: Record<string, LockStage>;
+}
+
+/**
+ * The shape of a stage's metrics file: numbers by name, the same metrics for the reference
+ * ("floor", e.g. real vs real), and which direction is better; `compare` reads these.
+ */
+export interface MetricsFile {
+  values: Record<string, number>;
+  floor?: Record<string, number>;
+  better?: Record<string, "lower" | "higher">;
+  [other: string]: unknown;
+}

@@ -1,0 +1,126 @@
+import { join } from "node:path";
+import { removeIfExists } from "./fsutil.ts";
+import { stageByName } from "./dag.ts";
+import { UserError } from "./errors.ts";
+import { executeStage } from "./run.ts";
+import type { LockStage } from "./types.ts";
+import { explainChange, Workspace } from "./workspace.ts";
+
+/**
+ * `verify --cache`: re-hash every stored artifact. `verify [STAGE...]`: recompute each stage
+ * from the inputs the lock names, into a scratch cache (the real one is only read), and compare
+ * its output hash with the lock. Exit 1 on any difference.
+ */
+export async function verifyCommand(
+  workspace: Workspace,
+  names: string[],
+  rehashCache: boolean,
+  log: (line: string) => void,
+): Promise<number> {
+  return rehashCache ? await verifyCache(workspace) : await verifyStages(workspace, names, log);
+}
+
+async function verifyCache(workspace: Workspace): Promise<number> {
+  const keys = await workspace.cache.keys();
+  let corrupt = 0;
+  for (const key of keys) {
+    const { problems } = await workspace.cache.check(key, true);
+    if (problems.length) {
+      corrupt++;
+      console.log(`CORRUPT  ${key}  ${problems.join(", ")}`);
+    }
+  }
+  await workspace.statCache.save();
+  console.log(
+    `${keys.length} cache entries re-hashed, ${corrupt} corrupt${corrupt ? " (the next run recomputes them)" : ""}`,
+  );
+  return corrupt ? 1 : 0;
+}
+
+async function verifyStages(workspace: Workspace, names: string[], log: (line: string) => void): Promise<number> {
+  const lock = await workspace.readLock();
+  if (!lock) throw new UserError("no pipeline.lock.json: run `deno task pipeline` first, then verify");
+  for (const name of names) stageByName(workspace.dag, name);
+  const stages = workspace.dag.filter((stage) => !names.length || names.includes(stage.name));
+  const scratchDir = join(workspace.outputsDir, `verify-${Deno.pid}`);
+  let differs = 0;
+  try {
+    for (const stage of stages) {
+      const recorded = lock.stages[stage.name];
+      if (!recorded?.output) {
+        console.log(`${stage.name.padEnd(9)} not checked: no output recorded in pipeline.lock.json`);
+        continue;
+      }
+      // Recompute with the params the lock recorded, so a changed params.json cannot mask the check.
+      const scratch = await Workspace.open({
+        root: workspace.root,
+        dag: workspace.dag,
+        params: { ...workspace.params, ...recorded.params },
+        paramsFile: workspace.paramsFile,
+        cacheDir: scratchDir,
+      });
+      const resolved = await scratch.resolve(stage, recorded.inputs);
+      if (resolved.record.key !== recorded.key) {
+        const why = explainChange(recorded, resolved.record).join("; ") || "key differs";
+        console.log(`${stage.name.padEnd(9)} not checked: the lock is stale (${why}); run the pipeline first`);
+        continue;
+      }
+      const inputDirs = await inputsFromCache(workspace, lock.stages, stage.deps);
+      if (typeof inputDirs === "string") {
+        console.log(`${stage.name.padEnd(9)} not checked: ${inputDirs}`);
+        continue;
+      }
+      log(`verifying ${stage.name}: recomputing into ${workspace.relative(scratchDir)}`);
+      const outcome = await executeStage(scratch, resolved, inputDirs, ["verify"], log);
+      if (outcome.record!.output === recorded.output) {
+        console.log(`${stage.name.padEnd(9)} reproducible  ${recorded.output.slice(0, 12)}`);
+      } else {
+        differs++;
+        const files = await differingFiles(workspace, scratch, recorded.key);
+        console.log(`${stage.name.padEnd(9)} DIFFERS  ${files}`);
+        const environment = environmentDifferences(recorded, outcome.record!);
+        if (environment) console.log(`${" ".repeat(9)} note: ${environment}`);
+      }
+    }
+  } finally {
+    await removeIfExists(scratchDir);
+  }
+  return differs ? 1 : 0;
+}
+
+/** Output dirs of the deps as the lock names them, or why they are not available. */
+async function inputsFromCache(workspace: Workspace, locked: Record<string, LockStage>, deps: string[]) {
+  const dirs: Record<string, string> = {};
+  for (const dep of deps) {
+    const record = locked[dep];
+    const { manifest } = record ? await workspace.cache.check(record.key) : { manifest: null };
+    if (!manifest || manifest.output !== record.output) {
+      return `input ${dep} is not in the cache (run \`deno task pipeline --until ${dep}\` first)`;
+    }
+    dirs[dep] = workspace.cache.outDir(record.key);
+  }
+  return dirs;
+}
+
+async function differingFiles(real: Workspace, scratch: Workspace, key: string): Promise<string> {
+  const [before, after] = [await real.cache.readManifest(key), await scratch.cache.readManifest(key)];
+  if (!before || !after) return "(the recorded artifact is not in the cache to compare file by file)";
+  const recorded = new Map(before.files.map((file) => [file.path, file.sha256]));
+  const now = new Map(after.files.map((file) => [file.path, file.sha256]));
+  const changed = [...new Set([...recorded.keys(), ...now.keys()])]
+    .filter((path) => recorded.get(path) !== now.get(path))
+    .map((path) => !recorded.has(path) ? `+${path}` : !now.has(path) ? `-${path}` : path);
+  const shown = changed.slice(0, 8).join(", ");
+  return `${changed.length} file(s): ${shown}${changed.length > 8 ? ", ..." : ""}`;
+}
+
+function environmentDifferences(recorded: LockStage, now: LockStage): string {
+  const before = recorded.environment ?? {};
+  const after = now.environment ?? {};
+  const differences = [...new Set([...Object.keys(before), ...Object.keys(after)])]
+    .filter((name) => before[name] !== after[name])
+    .map((name) => `${name} ${before[name] ?? "-"} -> ${after[name] ?? "-"}`);
+  return differences.length
+    ? `recorded with a different environment (${differences.join(", ")}): bytes may legitimately differ`
+    : "";
+}

@@ -1,0 +1,144 @@
+/**
+ * evaluate: how close the generator's faces are to the held-out real faces (see README,
+ * "Evaluation"). Writes metrics.json: values (generated vs the real held-out split), floor (the
+ * same metrics between two disjoint halves of the real split), which direction is better, N and
+ * seeds. Every random choice is seeded, so the file is byte-identical on a re-run.
+ */
+import { join } from "node:path";
+import * as tf from "../models/tf.ts";
+import type { StageContext } from "../pipeline/types.ts";
+import { UserError } from "../pipeline/errors.ts";
+import { useBackend } from "../models/backend.ts";
+import { fitGaussian, frechetDistance, kernelDistance, slicedWasserstein } from "../models/metrics.ts";
+import { Rng } from "../models/rng.ts";
+import { toUint8Images } from "../models/serialize.ts";
+import { readGenerator } from "../data/generator_file.ts";
+import { readPackIndex, readPackPixels } from "../data/pack.ts";
+import { epochSampleFiles, readGridTiles } from "../data/image_io.ts";
+import { FaceFeatures } from "../data/face_features.ts";
+
+export async function run(ctx: StageContext): Promise<void> {
+  const count = ctx.param<number>("eval.n_samples");
+  if (!(count >= 4)) throw new UserError(`eval.n_samples must be at least 4, got ${count}`);
+  const seed = ctx.param<number>("eval.seed");
+  const backendName = ctx.param<string>("eval.backend");
+  if (!["wasm", "cpu"].includes(backendName)) {
+    throw new UserError(`eval.backend '${backendName}' is not one of wasm, cpu`);
+  }
+  tf.env().set("IS_TEST", true);
+  const backend = await useBackend(backendName as "wasm" | "cpu");
+  ctx.recordEnvironment("backend", backend.name);
+  ctx.recordEnvironment("threads", backend.threads);
+
+  const index = await readPackIndex(ctx.inputs.shard, "eval");
+  const size = index.width;
+  const realPixels = await readPackPixels(ctx.inputs.shard, index);
+  const real = split(realPixels, index.count, size);
+  const generated = await generate(ctx.inputs.train, count, seed, size);
+  ctx.log(`${generated.length} generated vs ${real.length} held-out real images at ${size}x${size}`);
+
+  const half = Math.floor(real.length / 2);
+  const [realA, realB] = [real.slice(0, half), real.slice(half, 2 * half)];
+
+  ctx.progress("sliced Wasserstein distance");
+  const swd = slicedWasserstein(generated, real, size, new Rng(seed + 1));
+  const swdFloor = slicedWasserstein(realA, realB, size, new Rng(seed + 1));
+
+  const features = await FaceFeatures.load();
+  const embed = async (images: Uint8Array[], label: string) =>
+    await features.embed(images, size, (done) => ctx.progress(`face embeddings of ${label}: ${done}/${images.length}`));
+  const generatedEmbeddings = await embed(generated, "generated images");
+  const realEmbeddings = await embed(real, "real images");
+  const [embeddingsA, embeddingsB] = [realEmbeddings.slice(0, half), realEmbeddings.slice(half, 2 * half)];
+  const fd = frechetDistance(fitGaussian(generatedEmbeddings), fitGaussian(realEmbeddings));
+  const fdFloor = frechetDistance(fitGaussian(embeddingsA), fitGaussian(embeddingsB));
+  const subsets = ctx.param<number>("eval.kid_subsets");
+  const kid = kernelDistance(generatedEmbeddings, realEmbeddings, new Rng(seed + 2), subsets);
+  const kidFloor = kernelDistance(embeddingsA, embeddingsB, new Rng(seed + 2), subsets);
+  ctx.progress("face detection");
+  const detected = await features.detectionRate(generated, size);
+  const detectedReal = await features.detectionRate(real, size);
+
+  // Per epoch: SWD of the fixed-z sample grid train wrote at each epoch's end, vs as many real images.
+  const perEpoch = [];
+  for (const { epoch, path } of await epochSampleFiles(ctx.inputs.train)) {
+    ctx.progress(`SWD of epoch ${epoch} samples`);
+    const tiles = await readGridTiles(path, size);
+    perEpoch.push({
+      epoch,
+      swd_mean: slicedWasserstein(tiles, real, size, new Rng(seed + 3)).mean,
+      n: Math.min(tiles.length, real.length),
+    });
+  }
+
+  const swdValues = (result: typeof swd) =>
+    Object.fromEntries([
+      ...Object.entries(result.levels).map(([level, value]) => [`swd_${level}px`, value]),
+      ["swd_mean", result.mean],
+    ]);
+  const values = { ...swdValues(swd), fd_face: fd, kid_face: kid.mean, face_detection_rate: detected };
+  const floor = {
+    ...swdValues(swdFloor),
+    fd_face: fdFloor,
+    kid_face: kidFloor.mean,
+    face_detection_rate: detectedReal,
+  };
+  const better = Object.fromEntries(
+    Object.keys(values).map((name) => [name, name === "face_detection_rate" ? "higher" : "lower"]),
+  );
+  const metrics = {
+    values,
+    floor,
+    better,
+    kid_std: {
+      generated: kid.std,
+      floor: kidFloor.std,
+      subset_size: { generated: kid.subsetSize, floor: kidFloor.subsetSize },
+      subsets,
+    },
+    n: { generated: generated.length, real: real.length, floor_halves: half },
+    per_epoch: perEpoch,
+    seed,
+    image_size: size,
+    embedding: "face-api face_recognition (128-D), images resized by face-api to 150x150",
+    detector: "face-api tiny_face_detector, face resized to 96 px on a 160 px grey canvas, score >= 0.5",
+    note:
+      "floor = the same metric between two disjoint halves of the real held-out split; Frechet distance is biased at small N, KID is not",
+  };
+  await Deno.writeTextFile(join(ctx.outDir, "metrics.json"), JSON.stringify(metrics, null, 1) + "\n");
+  ctx.log(
+    `SWD ${swd.mean.toFixed(1)} (floor ${swdFloor.mean.toFixed(1)})  FD ${fd.toFixed(4)} (floor ${
+      fdFloor.toFixed(4)
+    })  ` +
+      `KID ${kid.mean.toFixed(5)} (floor ${kidFloor.mean.toFixed(5)})  faces detected ${
+        (detected * 100).toFixed(1)
+      }% ` +
+      `(real ${(detectedReal * 100).toFixed(1)}%)`,
+  );
+}
+
+function split(pixels: Uint8Array, count: number, size: number): Uint8Array[] {
+  const bytes = size * size * 3;
+  return Array.from({ length: count }, (_, i) => pixels.subarray(i * bytes, (i + 1) * bytes));
+}
+
+/** `count` generated images (eval mode), z drawn from Rng(seed), as uint8 like the real ones. */
+async function generate(trainDir: string, count: number, seed: number, size: number): Promise<Uint8Array[]> {
+  const generator = await readGenerator(trainDir);
+  if (generator.config.imageSize !== size) {
+    throw new UserError(`the generator makes ${generator.config.imageSize} px images but the shards hold ${size} px`);
+  }
+  const rng = new Rng(seed);
+  const images: Uint8Array[] = [];
+  for (let start = 0; start < count; start += 64) {
+    const batch = Math.min(64, count - start);
+    const z = tf.tensor2d(rng.normals(batch * generator.config.zSize), [batch, generator.config.zSize]);
+    const out = tf.tidy(() =>
+      generator.forward(z, { training: false, spectralNorm: generator.spectralNorm, updates: [] })
+    );
+    images.push(...split(toUint8Images(out), batch, size));
+    tf.dispose([z, out]);
+  }
+  generator.store.dispose();
+  return images;
+}

@@ -1,0 +1,265 @@
+/**
+ * train: the DCGAN on the training shards. Writes, per epoch, a checkpoint (weights, optimizer
+ * moments, counters and RNG state: see README "Checkpoint format"), the fixed-z sample grid and
+ * the losses so far; at the end the generator. A killed run resumes from its last complete
+ * checkpoint and ends byte-identical to an uninterrupted one on the same backend.
+ */
+import { join } from "node:path";
+import * as tf from "../models/tf.ts";
+import type { StageContext } from "../pipeline/types.ts";
+import { UserError } from "../pipeline/errors.ts";
+import { sha256 } from "../pipeline/hash.ts";
+import { removeIfExists, writeFileAtomic } from "../pipeline/fsutil.ts";
+import { type BackendName, BACKENDS, useBackend } from "../models/backend.ts";
+import { Gan, type GanConfig } from "../models/gan.ts";
+import { LOSSES, type LossName } from "../models/losses.ts";
+import { Rng, type RngState } from "../models/rng.ts";
+import {
+  assignTensors,
+  fromUint8Images,
+  serializeTensors,
+  type TensorEntry,
+  toUint8Images,
+} from "../models/serialize.ts";
+import { readPackIndex, readPackPixels } from "../data/pack.ts";
+import { encodePng, gridImage } from "../data/image_io.ts";
+import { writeGenerator } from "../data/generator_file.ts";
+
+interface CheckpointFile {
+  format: "facegan-checkpoint-1";
+  epoch: number;
+  counters: { step: number; adamSteps: [number, number]; rng: RngState };
+  weights_sha256: string;
+  tensors: TensorEntry[];
+}
+
+interface EpochStats {
+  epoch: number;
+  steps: number;
+  d_real: number;
+  d_fake: number;
+  g: number;
+  /** mean pairwise distance of the fixed-z samples, per pixel in [-1, 1] units */
+  diversity: number;
+}
+
+function choice<T extends string>(ctx: StageContext, key: string, allowed: readonly T[]): T {
+  const value = ctx.param<string>(key);
+  if (!allowed.includes(value as T)) throw new UserError(`${key} '${value}' is not one of ${allowed.join(", ")}`);
+  return value as T;
+}
+
+function positive(ctx: StageContext, key: string): number {
+  const value = ctx.param<number>(key);
+  if (!(value > 0)) throw new UserError(`${key} must be positive, got ${value}`);
+  return value;
+}
+
+export function ganConfig(ctx: StageContext, imageSize: number, totalSteps: number): GanConfig {
+  const loss = choice<LossName>(ctx, "train.loss", LOSSES);
+  const lr = positive(ctx, "train.lr");
+  return {
+    model: {
+      imageSize: imageSize as 32 | 64 | 128,
+      zSize: positive(ctx, "train.z_size"),
+      gConvDim: positive(ctx, "train.g_conv_dim"),
+      dConvDim: positive(ctx, "train.d_conv_dim"),
+      spectralNorm: choice(ctx, "train.spectral_norm", ["none", "d", "g", "both"] as const),
+      selfAttention: ctx.param<boolean>("train.self_attention"),
+      dDropout: ctx.param<number>("train.d_dropout"),
+      minibatchStd: ctx.param<boolean>("train.minibatch_std"),
+      residual: ctx.param<boolean>("train.residual"),
+      // The gradient penalty is per sample; batch norm in D would mix samples (Gulrajani et al.).
+      dBatchNorm: loss !== "wgan-gp",
+    },
+    loss,
+    lrG: ctx.param<number | null>("train.lr_g") ?? lr,
+    lrD: ctx.param<number | null>("train.lr_d") ?? lr,
+    beta1: ctx.param<number>("train.beta1"),
+    beta2: ctx.param<number>("train.beta2"),
+    realLabel: ctx.param<number>("train.label_smoothing"),
+    flipLabels: ctx.param<number>("train.flip_labels"),
+    featureMatching: ctx.param<boolean>("train.feature_matching"),
+    gradientPenalty: ctx.param<number>("train.gp_weight"),
+    lrDecay: choice(ctx, "train.lr_decay", ["none", "linear", "step"] as const),
+    decayEvery: ctx.param<number>("train.lr_decay_every"),
+    decayGamma: ctx.param<number>("train.lr_decay_gamma"),
+    totalSteps,
+    seed: ctx.param<number>("train.seed"),
+  };
+}
+
+const epochName = (epoch: number) => `epoch-${String(epoch).padStart(4, "0")}`;
+
+/** Mean pairwise L2 distance between images, divided by sqrt(pixels): ~0 means mode collapse. */
+export function diversity(pixels: Uint8Array, count: number): number {
+  const size = pixels.length / count;
+  let total = 0;
+  let pairs = 0;
+  for (let a = 0; a < count; a++) {
+    for (let b = a + 1; b < count; b++) {
+      let sum = 0;
+      for (let i = 0; i < size; i++) {
+        const d = (pixels[a * size + i] - pixels[b * size + i]) / 127.5;
+        sum += d * d;
+      }
+      total += Math.sqrt(sum / size);
+      pairs++;
+    }
+  }
+  return pairs ? total / pairs : 0;
+}
+
+async function writeCheckpoint(dir: string, epoch: number, gan: Gan): Promise<void> {
+  const { entries, bytes } = serializeTensors(gan.stateTensors());
+  const checkpoint: CheckpointFile = {
+    format: "facegan-checkpoint-1",
+    epoch,
+    counters: gan.counters(),
+    weights_sha256: sha256(bytes),
+    tensors: entries,
+  };
+  const final = join(dir, epochName(epoch));
+  const temp = join(dir, `.${epochName(epoch)}.tmp`);
+  await removeIfExists(temp);
+  await writeFileAtomic(join(temp, "state.bin"), bytes);
+  await writeFileAtomic(join(temp, "checkpoint.json"), JSON.stringify(checkpoint, null, 1));
+  await Deno.rename(temp, final);
+}
+
+/** Keep the newest `keep` checkpoints (0 = all): resuming needs only the last. */
+async function pruneCheckpoints(dir: string, epoch: number, keep: number): Promise<void> {
+  if (keep > 0 && epoch - keep >= 1) await removeIfExists(join(dir, epochName(epoch - keep)));
+}
+
+/** The newest checkpoint whose weights match their recorded hash, loaded into `gan`. */
+async function resumeFrom(dir: string, gan: Gan, log: (line: string) => void): Promise<number> {
+  const names: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.name.startsWith(".")) await removeIfExists(join(dir, entry.name)); // half-written
+      else if (/^epoch-\d{4}$/.test(entry.name)) names.push(entry.name);
+    }
+  } catch {
+    return 0;
+  }
+  for (const name of names.sort().reverse()) {
+    try {
+      const checkpoint: CheckpointFile = JSON.parse(await Deno.readTextFile(join(dir, name, "checkpoint.json")));
+      const bytes = await Deno.readFile(join(dir, name, "state.bin"));
+      if (sha256(bytes) !== checkpoint.weights_sha256) throw new Error("weights do not match their hash");
+      assignTensors(gan.stateTensors(), checkpoint.tensors, bytes);
+      gan.restoreCounters(checkpoint.counters);
+      log(`resuming after epoch ${checkpoint.epoch} (step ${checkpoint.counters.step})`);
+      return checkpoint.epoch;
+    } catch (error) {
+      log(`checkpoint ${name} unusable (${(error as Error).message}); trying an older one`);
+    }
+  }
+  return 0;
+}
+
+export async function run(ctx: StageContext): Promise<void> {
+  const backendName = choice<BackendName>(ctx, "train.backend", BACKENDS);
+  tf.env().set("IS_TEST", true); // silences tfjs' "install tfjs-node" banner
+  const backend = await useBackend(backendName);
+  ctx.recordEnvironment("backend", backend.name);
+  ctx.recordEnvironment("backend_detail", backend.detail);
+  ctx.recordEnvironment("threads", backend.threads);
+  ctx.log(`backend ${backend.name} (${backend.detail})`);
+
+  const index = await readPackIndex(ctx.inputs.shard, "train");
+  const pixels = await readPackPixels(ctx.inputs.shard, index);
+  const size = index.width;
+  const imageBytes = size * size * 3;
+  const batchSize = positive(ctx, "train.batch_size");
+  const epochs = positive(ctx, "train.epochs");
+  const stepsPerEpoch = Math.floor(index.count / batchSize);
+  if (stepsPerEpoch < 1) {
+    throw new UserError(`train.batch_size ${batchSize} is larger than the ${index.count} training images`);
+  }
+  const config = ganConfig(ctx, size, epochs * stepsPerEpoch);
+  const gan = new Gan(config);
+  const gridSide = positive(ctx, "train.sample_grid");
+  const keepCheckpoints = ctx.param<number>("train.keep_checkpoints");
+  const fixedZ = tf.tensor2d(new Rng(config.seed + 7919).normals(gridSide * gridSide * config.model.zSize), [
+    gridSide * gridSide,
+    config.model.zSize,
+  ]);
+
+  const checkpoints = join(ctx.outDir, "checkpoints");
+  const samples = join(ctx.outDir, "samples");
+  await Deno.mkdir(checkpoints, { recursive: true });
+  await Deno.mkdir(samples, { recursive: true });
+  const startEpoch = ctx.resumed ? await resumeFrom(checkpoints, gan, ctx.log) : 0;
+  const lossRows: string[] = startEpoch
+    ? (await Deno.readTextFile(join(ctx.outDir, "losses.csv"))).trim().split("\n").slice(1, 1 + gan.step)
+    : [];
+  const history: EpochStats[] = startEpoch
+    ? JSON.parse(await Deno.readTextFile(join(ctx.outDir, "training.json"))).epochs.slice(0, startEpoch)
+    : [];
+
+  const batchPixels = new Uint8Array(batchSize * imageBytes);
+  const started = performance.now();
+  let stepsThisRun = 0;
+  for (let epoch = startEpoch + 1; epoch <= epochs; epoch++) {
+    // Each epoch's order depends only on the seed and the epoch number, so a resume needs no state.
+    const order = new Rng(config.seed * 100_003 + epoch).permutation(index.count);
+    const sums = { d_real: 0, d_fake: 0, g: 0 };
+    for (let step = 0; step < stepsPerEpoch; step++) {
+      for (let i = 0; i < batchSize; i++) {
+        const source = order[step * batchSize + i] * imageBytes;
+        batchPixels.set(pixels.subarray(source, source + imageBytes), i * imageBytes);
+      }
+      const real = fromUint8Images(batchPixels, batchSize, size);
+      const losses = gan.trainStep(real);
+      real.dispose();
+      sums.d_real += losses.dReal;
+      sums.d_fake += losses.dFake;
+      sums.g += losses.g;
+      lossRows.push(`${gan.step},${epoch},${losses.dReal},${losses.dFake},${losses.g}`);
+      stepsThisRun++;
+      const seconds = (performance.now() - started) / 1000;
+      const rate = (stepsThisRun * batchSize) / seconds;
+      const remaining = (epochs - epoch) * stepsPerEpoch + (stepsPerEpoch - step - 1);
+      ctx.progress(
+        `epoch ${epoch}/${epochs} step ${step + 1}/${stepsPerEpoch}  ${rate.toFixed(0)} img/s  ` +
+          `D ${(losses.dReal + losses.dFake).toFixed(3)} G ${losses.g.toFixed(3)}  ETA ${
+            Math.ceil(remaining * batchSize / rate)
+          }s`,
+      );
+    }
+    const fake = gan.sample(fixedZ);
+    const grid = toUint8Images(fake);
+    fake.dispose();
+    const stats: EpochStats = {
+      epoch,
+      steps: gan.step,
+      d_real: sums.d_real / stepsPerEpoch,
+      d_fake: sums.d_fake / stepsPerEpoch,
+      g: sums.g / stepsPerEpoch,
+      diversity: diversity(grid, gridSide * gridSide),
+    };
+    history.push(stats);
+    await Deno.writeFile(
+      join(samples, `${epochName(epoch)}.png`),
+      await encodePng(gridImage(grid, gridSide * gridSide, size, gridSide)),
+    );
+    await writeFileAtomic(
+      join(ctx.outDir, "losses.csv"),
+      ["step,epoch,d_real,d_fake,g", ...lossRows].join("\n") + "\n",
+    );
+    const summary = { params: ctx.params, images: index.count, steps_per_epoch: stepsPerEpoch, epochs: history };
+    await writeFileAtomic(join(ctx.outDir, "training.json"), JSON.stringify(summary, null, 1));
+    await writeCheckpoint(checkpoints, epoch, gan);
+    await pruneCheckpoints(checkpoints, epoch, keepCheckpoints);
+    ctx.log(
+      `epoch ${epoch}: D ${(stats.d_real + stats.d_fake).toFixed(3)}  G ${stats.g.toFixed(3)}  diversity ${
+        stats.diversity.toFixed(3)
+      }` +
+        (epoch > 1 && stats.diversity < 0.5 * history[0].diversity ? "  (diversity fell: possible mode collapse)" : ""),
+    );
+  }
+  await writeGenerator(ctx.outDir, gan.generator);
+  fixedZ.dispose();
+}

@@ -1,0 +1,71 @@
+/** Shared test helpers: a private copy of the project to run the real CLI in, and CLI runs. */
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const REPO = fileURLToPath(new URL("..", import.meta.url));
+export const SHARED_CELEBA = join(REPO, "..", "shared", "celeba");
+
+const PROJECT_FILES = ["deno.json", "deno.lock", "main.ts", "params.json", "params", "pipeline", "stages", "models", "data"];
+
+/**
+ * Copy the project's sources into a temp dir (node_modules linked, not copied), so a test owns
+ * its outputs/, lock and params without touching the checkout.
+ */
+export async function projectCopy(): Promise<string> {
+  const root = await Deno.makeTempDir({ prefix: "facegan-test-" });
+  for (const name of PROJECT_FILES) {
+    await new Deno.Command("cp", { args: ["-r", join(REPO, name), join(root, name)] }).output();
+  }
+  await Deno.symlink(join(REPO, "node_modules"), join(root, "node_modules"));
+  return root;
+}
+
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export async function run(cwd: string, args: string[]): Promise<CommandResult> {
+  const output = await new Deno.Command(Deno.execPath(), { args, cwd, stdout: "piped", stderr: "piped" }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
+}
+
+/** `deno run -A main.ts ARGS` in a project copy. */
+export function facegan(root: string, args: string[]): Promise<CommandResult> {
+  return run(root, ["run", "-A", "main.ts", ...args]);
+}
+
+export async function readLock(root: string) {
+  return JSON.parse(await Deno.readTextFile(join(root, "pipeline.lock.json")));
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Poll until `condition` holds (or fail after `timeoutMs`). */
+export async function waitFor(condition: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** The files of the partial (in-progress) cache dirs of a project copy. */
+export async function partialDirs(root: string): Promise<string[]> {
+  const found: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(join(root, "outputs", "cache"))) {
+      if (entry.name.startsWith(".partial-")) found.push(join(root, "outputs", "cache", entry.name));
+    }
+  } catch { /* no cache yet */ }
+  return found;
+}

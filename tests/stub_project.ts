@@ -1,0 +1,84 @@
+/**
+ * A throwaway project with stub stages shaped like facegan's DAG, for testing the engine
+ * without tensors: each stage appends its name to runs.log (so a test sees what ran) and writes
+ * a small artifact derived from its inputs and params.
+ */
+import { join } from "node:path";
+import { type CommandResult, REPO, run } from "./helpers.ts";
+
+const ENGINE_CLI = new URL("../pipeline/cli.ts", import.meta.url).href;
+
+const STAGE_CODE = `
+const VARIANT = 1;
+export async function run(ctx) {
+  await Deno.writeTextFile(ctx.root + "/runs.log", ctx.name + "\\n", { append: true });
+  const sleep = ctx.params["train.sleep_ms"] ?? 0;
+  let text = ctx.name + " " + JSON.stringify(ctx.params) + " variant " + VARIANT + "\\n";
+  for (const [name, dir] of Object.entries(ctx.inputs)) {
+    text += await Deno.readTextFile(dir + "/" + name + ".txt");
+  }
+  await Deno.writeTextFile(ctx.outDir + "/" + ctx.name + ".txt", "partial");
+  if (sleep) await new Promise((resolve) => setTimeout(resolve, sleep));
+  await Deno.writeTextFile(ctx.outDir + "/" + ctx.name + ".txt", text);
+  if (ctx.name === "evaluate") {
+    const lr = ctx.params["train.lr"] ?? 0;
+    await Deno.writeTextFile(ctx.outDir + "/metrics.json", JSON.stringify({
+      values: { score: lr * 1000, quality: 1 - lr }, floor: { score: 0.1 }, better: { score: "lower", quality: "higher" },
+    }));
+  }
+  ctx.recordEnvironment("backend", "stub");
+}
+`;
+
+export const STUB_PARAMS = {
+  data: { seed: 1 },
+  crop: { box: "celeba" },
+  train: { lr: 0.0002, sleep_ms: 0, epochs: 1 },
+  eval: { n_samples: 10 },
+};
+
+const STUB_DAG = [
+  { name: "download", deps: [], params: ["data.seed"] },
+  { name: "crop", deps: ["download"], params: ["crop.box"] },
+  { name: "resize", deps: ["crop"], params: [] },
+  { name: "shard", deps: ["resize"], params: ["data.seed"] },
+  { name: "train", deps: ["shard"], params: ["train.lr", "train.sleep_ms", "train.epochs"], resumable: true },
+  { name: "evaluate", deps: ["train", "shard"], params: ["eval.n_samples", "train.lr"], metrics: "metrics.json" },
+  { name: "render", deps: ["train", "evaluate"], params: [] },
+];
+
+/** Create the stub project in a new temp dir and return its root. */
+export async function makeStubProject(): Promise<string> {
+  const root = await Deno.makeTempDir({ prefix: "facegan-stub-" });
+  await Deno.mkdir(join(root, "stages"));
+  for (const stage of STUB_DAG) {
+    // One file per stage, importing a shared helper, so editing a file affects only its stage.
+    await Deno.writeTextFile(join(root, "stages", `${stage.name}.js`), `export { run } from "./common.js";\n`);
+  }
+  await Deno.writeTextFile(join(root, "stages", "common.js"), STAGE_CODE);
+  // crop gets its own copy so a test can edit crop alone
+  await Deno.writeTextFile(join(root, "stages", "crop.js"), STAGE_CODE + "// crop\n");
+  const dag = STUB_DAG.map((stage) => ({ ...stage, module: `stages/${stage.name}.js` }));
+  await Deno.writeTextFile(join(root, "params.json"), JSON.stringify(STUB_PARAMS, null, 2));
+  await Deno.writeTextFile(
+    join(root, "main.ts"),
+    `import { main } from ${JSON.stringify(ENGINE_CLI)};
+const dag = ${JSON.stringify(dag)};
+Deno.exit(await main({ root: ${JSON.stringify(root)}, dag }, Deno.args));
+`,
+  );
+  return root;
+}
+
+/** Run the stub project's CLI as a real subprocess. */
+export function cli(root: string, args: string[]): Promise<CommandResult> {
+  return run(root, ["run", "-A", "--config", join(REPO, "deno.json"), join(root, "main.ts"), ...args]);
+}
+
+/** Stage names appended to runs.log since the last call (which empties it). */
+export async function takeRuns(root: string): Promise<string[]> {
+  const path = join(root, "runs.log");
+  const text = await Deno.readTextFile(path).catch(() => "");
+  await Deno.writeTextFile(path, "");
+  return text.split("\n").filter(Boolean);
+}
