@@ -16,7 +16,7 @@ interface GeneratorFile {
 
 export async function writeGenerator(dir: string, generator: Generator): Promise<void> {
   await Deno.mkdir(join(dir, "generator"), { recursive: true });
-  const { entries, bytes } = serializeTensors(generator.store.entries());
+  const { entries, bytes } = await serializeTensors(generator.store.entries());
   const file: GeneratorFile = { format: "facegan-generator-1", config: generator.config, tensors: entries };
   await Deno.writeFile(join(dir, "generator", "weights.bin"), bytes);
   await Deno.writeTextFile(join(dir, "generator", "model.json"), JSON.stringify(file, null, 1));

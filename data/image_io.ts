@@ -28,8 +28,27 @@ export function gridImage(pixels: Uint8Array, count: number, size: number, colum
   return image;
 }
 
+/**
+ * PNG bytes that depend only on the pixels: imagescript stamps a "Creation Time" text chunk into
+ * every PNG, which would make two identical runs differ, so text chunks are dropped.
+ */
 export async function encodePng(image: Image): Promise<Uint8Array> {
-  return await image.encode(6);
+  const png = await image.encode(6);
+  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  const kept: Uint8Array[] = [png.subarray(0, 8)];
+  for (let p = 8; p < png.length;) {
+    const length = view.getUint32(p);
+    const type = String.fromCharCode(...png.subarray(p + 4, p + 8));
+    if (type !== "tEXt") kept.push(png.subarray(p, p + 12 + length));
+    p += 12 + length;
+  }
+  const out = new Uint8Array(kept.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of kept) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
 }
 
 /** The tiles of a grid written by `gridImage` (upscale 1), read back as uint8 RGB images. */

@@ -39,6 +39,8 @@ async function startTensorflow(): Promise<BackendInfo> {
 }
 
 async function startWebgpu(requireHardware: boolean): Promise<BackendInfo> {
+  // Mesa's Vulkan loader complains on stderr when this is unset (headless machines, CI).
+  if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "xdg-" }));
   const adapter = await navigator.gpu?.requestAdapter();
   if (!adapter) throw new BackendUnavailable("backend 'webgpu': no WebGPU adapter (install a Vulkan driver)");
   const software = adapter.info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(adapter.info.description);

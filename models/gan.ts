@@ -8,6 +8,7 @@ import { type DcganConfig, Discriminator, Generator } from "./dcgan.ts";
 import { applyUpdates, type Pass, updateSpectralVectors } from "./layers.ts";
 import { discriminatorLoss, featureMatchingLoss, generatorLoss, type LossName } from "./losses.ts";
 import { Rng, type RngState } from "./rng.ts";
+import "./gradients.ts";
 
 export interface GanConfig {
   model: DcganConfig;
@@ -107,8 +108,11 @@ export class Gan {
     return tf.tensor2d(this.rng.normals(batch * this.config.model.zSize), [batch, this.config.model.zSize]);
   }
 
-  /** One D update then one G update on a batch of real images in [-1, 1]. */
-  trainStep(real: tf.Tensor4D): StepLosses {
+  /**
+   * One D update then one G update on a batch of real images in [-1, 1]. Async because the losses
+   * are read back with data(): WebGPU in Deno cannot read synchronously.
+   */
+  async trainStep(real: tf.Tensor4D): Promise<StepLosses> {
     const { config, generator: G, discriminator: D } = this;
     const batch = real.shape[0];
     if (D.spectralNorm) updateSpectralVectors(D.store);
@@ -159,7 +163,8 @@ export class Gan {
     this.adamG.apply(G.store.trainable, gStep.grads, this.learningRate(config.lrG));
     applyUpdates(gPass);
     tf.dispose(dPassForG.updates.map(([, value]) => value)); // D is only read in the G step
-    const losses = { dReal: parts[0].dataSync()[0], dFake: parts[1].dataSync()[0], g: gStep.value.dataSync()[0] };
+    const [dReal, dFake, g] = await Promise.all([parts[0].data(), parts[1].data(), gStep.value.data()]);
+    const losses = { dReal: dReal[0], dFake: dFake[0], g: g[0] };
     tf.dispose([z, gStep.value, ...parts]);
     tf.dispose(gStep.grads);
     this.step++;

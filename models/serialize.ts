@@ -12,7 +12,9 @@ export interface TensorEntry {
   length: number;
 }
 
-export function serializeTensors(named: [string, tf.Tensor][]): { entries: TensorEntry[]; bytes: Uint8Array } {
+export async function serializeTensors(
+  named: [string, tf.Tensor][],
+): Promise<{ entries: TensorEntry[]; bytes: Uint8Array }> {
   const entries: TensorEntry[] = [];
   let offset = 0;
   for (const [name, tensor] of named) {
@@ -20,7 +22,7 @@ export function serializeTensors(named: [string, tf.Tensor][]): { entries: Tenso
     offset += tensor.size;
   }
   const values = new Float32Array(offset);
-  named.forEach(([, tensor], i) => values.set(tensor.dataSync() as Float32Array, entries[i].offset));
+  for (let i = 0; i < named.length; i++) values.set(await named[i][1].data() as Float32Array, entries[i].offset);
   return { entries, bytes: new Uint8Array(values.buffer) };
 }
 
@@ -39,8 +41,8 @@ export function assignTensors(variables: [string, tf.Variable][], entries: Tenso
 }
 
 /** Images in [-1, 1] (NHWC float) -> uint8 RGB, rounding to nearest. */
-export function toUint8Images(images: tf.Tensor4D): Uint8Array {
-  const values = images.dataSync();
+export async function toUint8Images(images: tf.Tensor4D): Promise<Uint8Array> {
+  const values = await images.data();
   const out = new Uint8Array(values.length);
   for (let i = 0; i < values.length; i++) out[i] = Math.round(Math.min(1, Math.max(-1, values[i])) * 127.5 + 127.5);
   return out;

@@ -136,7 +136,7 @@ async function generate(trainDir: string, count: number, seed: number, size: num
     const out = tf.tidy(() =>
       generator.forward(z, { training: false, spectralNorm: generator.spectralNorm, updates: [] })
     );
-    images.push(...split(toUint8Images(out), batch, size));
+    images.push(...split(await toUint8Images(out), batch, size));
     tf.dispose([z, out]);
   }
   generator.store.dispose();

@@ -20,7 +20,7 @@ import { encodePng, epochSampleFiles, gridImage, readGridTiles } from "../data/i
 import { readPackIndex, readPackPixels } from "../data/pack.ts";
 import { plotPng, type PlotSpec, plotSvg } from "../data/plot.ts";
 
-function sample(generator: Generator, z: Float32Array, count: number): Uint8Array {
+async function sample(generator: Generator, z: Float32Array, count: number): Promise<Uint8Array> {
   const images = tf.tidy(() =>
     generator.forward(tf.tensor2d(z, [count, generator.config.zSize]), {
       training: false,
@@ -28,7 +28,7 @@ function sample(generator: Generator, z: Float32Array, count: number): Uint8Arra
       updates: [],
     })
   );
-  const pixels = toUint8Images(images);
+  const pixels = await toUint8Images(images);
   images.dispose();
   return pixels;
 }
@@ -59,7 +59,10 @@ export async function run(ctx: StageContext): Promise<void> {
   };
 
   const count = side * side;
-  await save("grid.png", gridImage(sample(generator, rng.normals(count * zSize), count), count, size, side, upscale));
+  await save(
+    "grid.png",
+    gridImage(await sample(generator, rng.normals(count * zSize), count), count, size, side, upscale),
+  );
 
   const steps = 10;
   const rows = Math.min(side, 6);
@@ -70,13 +73,16 @@ export async function run(ctx: StageContext): Promise<void> {
   }
   const pathZ = new Float32Array(path.length * zSize);
   path.forEach((z, i) => pathZ.set(z, i * zSize));
-  await save("interpolation.png", gridImage(sample(generator, pathZ, path.length), path.length, size, steps, upscale));
+  await save(
+    "interpolation.png",
+    gridImage(await sample(generator, pathZ, path.length), path.length, size, steps, upscale),
+  );
 
   const realIndex = await readPackIndex(ctx.inputs.shard, "eval");
   const shown = Math.min(realIndex.count, side * 4);
   const realPixels = (await readPackPixels(ctx.inputs.shard, realIndex)).subarray(0, shown * size * size * 3);
   const real = gridImage(realPixels, shown, size, side, upscale);
-  const fake = gridImage(sample(generator, rng.normals(shown * zSize), shown), shown, size, side, upscale);
+  const fake = gridImage(await sample(generator, rng.normals(shown * zSize), shown), shown, size, side, upscale);
   const pair = new Image(real.width * 2 + 16, real.height);
   pair.fill(0xffffffff);
   pair.composite(real, 0, 0);

@@ -111,7 +111,7 @@ export function diversity(pixels: Uint8Array, count: number): number {
 }
 
 async function writeCheckpoint(dir: string, epoch: number, gan: Gan): Promise<void> {
-  const { entries, bytes } = serializeTensors(gan.stateTensors());
+  const { entries, bytes } = await serializeTensors(gan.stateTensors());
   const checkpoint: CheckpointFile = {
     format: "facegan-checkpoint-1",
     epoch,
@@ -211,8 +211,10 @@ export async function run(ctx: StageContext): Promise<void> {
         const source = order[step * batchSize + i] * imageBytes;
         batchPixels.set(pixels.subarray(source, source + imageBytes), i * imageBytes);
       }
+      // Let the event loop run once per step: the runner's exit-with-the-engine watch lives there.
+      await new Promise((resolve) => setTimeout(resolve, 0));
       const real = fromUint8Images(batchPixels, batchSize, size);
-      const losses = gan.trainStep(real);
+      const losses = await gan.trainStep(real);
       real.dispose();
       sums.d_real += losses.dReal;
       sums.d_fake += losses.dFake;
@@ -230,7 +232,7 @@ export async function run(ctx: StageContext): Promise<void> {
       );
     }
     const fake = gan.sample(fixedZ);
-    const grid = toUint8Images(fake);
+    const grid = await toUint8Images(fake);
     fake.dispose();
     const stats: EpochStats = {
       epoch,

@@ -95,10 +95,14 @@ Deno.test("SIGKILL in the middle of a stage leaves no final cache entry; the nex
     stderr: "null",
   }).spawn();
   // train has written its partial artifact and is sleeping inside the stage.
-  await waitFor(async () => {
-    for (const dir of await partialDirs(root)) if (await exists(join(dir, "out", "train.txt"))) return true;
-    return false;
-  }, 30_000, "train to start");
+  await waitFor(
+    async () => {
+      for (const dir of await partialDirs(root)) if (await exists(join(dir, "out", "train.txt"))) return true;
+      return false;
+    },
+    30_000,
+    "train to start",
+  );
   child.kill("SIGKILL");
   await child.status;
   const entries = [...Deno.readDirSync(join(root, "outputs", "cache"))].map((entry) => entry.name);
@@ -135,7 +139,10 @@ Deno.test("a second concurrent run exits with a clear message and the cache stay
 Deno.test("bad params and stage names give one-line errors, exit code 2, and write nothing", async () => {
   const root = await makeStubProject();
   const cases: [string[], RegExp][] = [
-    [["run", "--set", "train.lrr=1"], /^error: --set train\.lrr=1: unknown param 'train\.lrr'; did you mean 'train\.lr'\?$/],
+    [
+      ["run", "--set", "train.lrr=1"],
+      /^error: --set train\.lrr=1: unknown param 'train\.lrr'; did you mean 'train\.lr'\?$/,
+    ],
     [["run", "--set", "train.lr=fast"], /^error: --set train\.lr=fast: param 'train\.lr' must be a number/],
     [["run", "--set", "nokey"], /^error: --set nokey: expected key=value/],
     [["run", "--from", "trian"], /^error: unknown stage 'trian'; stages are: download, crop/],

@@ -5,7 +5,17 @@ import { fileURLToPath } from "node:url";
 export const REPO = fileURLToPath(new URL("..", import.meta.url));
 export const SHARED_CELEBA = join(REPO, "..", "shared", "celeba");
 
-const PROJECT_FILES = ["deno.json", "deno.lock", "main.ts", "params.json", "params", "pipeline", "stages", "models", "data"];
+const PROJECT_FILES = [
+  "deno.json",
+  "deno.lock",
+  "main.ts",
+  "params.json",
+  "params",
+  "pipeline",
+  "stages",
+  "models",
+  "data",
+];
 
 /**
  * Copy the project's sources into a temp dir (node_modules linked, not copied), so a test owns

@@ -1,0 +1,190 @@
+/** Models and the train stage: custom wasm kernels, backends agreeing, deterministic resumable training. */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import * as tf from "../models/tf.ts";
+import { BackendUnavailable, useBackend } from "../models/backend.ts";
+import { Gan, type GanConfig } from "../models/gan.ts";
+import { exists, facegan, partialDirs, projectCopy, readLock, waitFor } from "./helpers.ts";
+
+tf.env().set("IS_TEST", true);
+
+/** max |a - b| / max |b|: the error relative to the values' scale. */
+function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let worst = 0, scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    worst = Math.max(worst, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return worst / scale;
+}
+
+async function onBackend<T>(name: "cpu" | "wasm" | "webgpu", compute: () => Promise<T> | T): Promise<T> {
+  await useBackend(name);
+  return await compute();
+}
+
+Deno.test("the wasm convolution gradients match the cpu backend within 1e-4 on random inputs", async () => {
+  const cases: { x: number[]; w: number[]; stride: number; pad: "same" | "valid" | number }[] = [
+    { x: [4, 32, 32, 3], w: [4, 4, 3, 8], stride: 2, pad: "same" },
+    { x: [4, 16, 16, 8], w: [4, 4, 8, 16], stride: 2, pad: 1 },
+    { x: [3, 15, 15, 5], w: [4, 4, 5, 7], stride: 2, pad: "valid" },
+    { x: [2, 8, 8, 6], w: [3, 3, 6, 4], stride: 1, pad: "same" },
+  ];
+  await useBackend("cpu");
+  for (const { x: xShape, w: wShape, stride, pad } of cases) {
+    const xValues = tf.randomNormal(xShape, 0, 1, "float32", 1).dataSync();
+    const wValues = tf.randomNormal(wShape, 0, 1, "float32", 2).dataSync();
+    const gradients = () => {
+      const x = tf.tensor4d(xValues, xShape as [number, number, number, number]);
+      const w = tf.tensor4d(wValues, wShape as [number, number, number, number]);
+      const loss = (a: tf.Tensor, b: tf.Tensor) =>
+        tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad).square().sum();
+      const [dx, dw] = tf.grads(loss)([x, w]);
+      // conv2dTranspose's forward pass is the input gradient: check it too.
+      const outShape = tf.conv2d(x, w, stride, pad).shape;
+      const transposed = tf.conv2dTranspose(
+        tf.randomNormal(outShape, 0, 1, "float32", 3) as tf.Tensor4D,
+        w,
+        xShape as [number, number, number, number],
+        stride,
+        pad,
+      );
+      return [dx.dataSync(), dw.dataSync(), transposed.dataSync()].map((values) => Array.from(values));
+    };
+    const expected = await onBackend("cpu", gradients);
+    const actual = await onBackend("wasm", gradients);
+    for (let i = 0; i < 3; i++) {
+      const error = relativeError(actual[i], expected[i]);
+      assert.ok(
+        error < 1e-4,
+        `${["dx", "dW", "conv2dTranspose"][i]} ${JSON.stringify({ xShape, wShape, stride, pad })}: ${error}`,
+      );
+    }
+  }
+});
+
+const STEP_CONFIG: GanConfig = {
+  model: {
+    imageSize: 32,
+    zSize: 16,
+    gConvDim: 8,
+    dConvDim: 8,
+    spectralNorm: "none",
+    selfAttention: false,
+    dDropout: 0,
+    minibatchStd: false,
+    residual: false,
+    dBatchNorm: true,
+  },
+  loss: "bce",
+  lrG: 2e-4,
+  lrD: 2e-4,
+  beta1: 0.5,
+  beta2: 0.999,
+  realLabel: 0.9,
+  flipLabels: 0,
+  featureMatching: false,
+  gradientPenalty: 10,
+  lrDecay: "none",
+  decayEvery: 1,
+  decayGamma: 1,
+  totalSteps: 10,
+  seed: 3,
+};
+
+async function twoSteps(config: GanConfig) {
+  const gan = new Gan(config);
+  const real = tf.tensor4d(REAL_BATCH, [8, 32, 32, 3]);
+  const losses = [await gan.trainStep(real), await gan.trainStep(real)];
+  const weights: number[] = [];
+  for (const [, variable] of gan.stateTensors()) weights.push(...await variable.data());
+  gan.dispose();
+  real.dispose();
+  return { losses, weights };
+}
+
+// The same real batch on every backend.
+const REAL_BATCH = Float32Array.from({ length: 8 * 32 * 32 * 3 }, (_, i) => Math.sin(i * 12.9898) * 0.9);
+
+Deno.test("training steps on wasm and on webgpu match cpu (weights within 1e-4 relative)", async (t) => {
+  const expected = await onBackend("cpu", () => twoSteps(STEP_CONFIG));
+  const wasm = await onBackend("wasm", () => twoSteps(STEP_CONFIG));
+  assert.ok(
+    relativeError(wasm.weights, expected.weights) < 1e-4,
+    `wasm: ${relativeError(wasm.weights, expected.weights)}`,
+  );
+  await t.step("webgpu (a software adapter is enough)", async () => {
+    try {
+      await useBackend("webgpu");
+    } catch (error) {
+      if (!(error instanceof BackendUnavailable)) throw error;
+      console.log(`skipped: ${error.message} (apt-get install mesa-vulkan-drivers)`);
+      return;
+    }
+    const webgpu = await twoSteps(STEP_CONFIG);
+    const error = relativeError(webgpu.weights, expected.weights);
+    assert.ok(error < 1e-3, `webgpu: ${error}`);
+  });
+});
+
+Deno.test("every option of the model family trains a step on wasm with finite losses", async () => {
+  await useBackend("wasm");
+  const variants: Partial<GanConfig>[] = [
+    { loss: "lsgan" },
+    { loss: "hinge", flipLabels: 0.5 },
+    { loss: "wgan-gp" },
+    { featureMatching: true, lrDecay: "linear" },
+  ];
+  const models: Partial<GanConfig["model"]>[] = [
+    { spectralNorm: "both" },
+    { selfAttention: true },
+    { dDropout: 0.3, minibatchStd: true },
+    { residual: true },
+  ];
+  for (let i = 0; i < variants.length; i++) {
+    const config = { ...STEP_CONFIG, ...variants[i], model: { ...STEP_CONFIG.model, ...models[i] } };
+    if (config.loss === "wgan-gp") config.model.dBatchNorm = false;
+    const { losses } = await twoSteps(config);
+    for (const step of losses) {
+      for (const value of Object.values(step)) {
+        assert.ok(Number.isFinite(value), `${JSON.stringify(variants[i])}: ${value}`);
+      }
+    }
+  }
+});
+
+Deno.test("a tiny training run is byte-identical when repeated and when killed after epoch 1 and resumed", async () => {
+  const tiny = ["--params", "params/tiny.json", "--set", "train.epochs=3"];
+  const uninterrupted = await projectCopy();
+  const first = await facegan(uninterrupted, ["run", "--until", "train", ...tiny]);
+  assert.equal(first.code, 0, first.stderr);
+  const expected = (await readLock(uninterrupted)).stages.train.output;
+  const again = await facegan(uninterrupted, ["verify", "train", ...tiny]);
+  assert.equal(again.code, 0, again.stdout + again.stderr);
+  assert.match(again.stdout, /train\s+reproducible/);
+
+  const killed = await projectCopy();
+  assert.equal((await facegan(killed, ["run", "--until", "shard", ...tiny])).code, 0);
+  const engine = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "main.ts", "run", "--until", "train", ...tiny],
+    cwd: killed,
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const checkpointOne = async () => {
+    for (const dir of await partialDirs(killed)) {
+      if (await exists(join(dir, "out", "checkpoints", "epoch-0001"))) return true;
+    }
+    return false;
+  };
+  await waitFor(checkpointOne, 120_000, "the checkpoint of epoch 1");
+  engine.kill("SIGKILL");
+  await engine.status;
+  const afterKill = await readLock(killed);
+  assert.equal(afterKill.stages.train, undefined, "nothing promoted for the killed train");
+  const resumed = await facegan(killed, ["run", "--until", "train", ...tiny]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stderr, /\[resuming\]/);
+  assert.match(resumed.stderr, /resuming after epoch [12]/);
+  assert.equal((await readLock(killed)).stages.train.output, expected, "resumed run ends byte-identical");
+});
