@@ -1,0 +1,221 @@
+/** The data stages on real JPEGs: HTTP download with resume, bad files, determinism, real CelebA. */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { decode, Image } from "imagescript";
+import { renderSyntheticFace, SYNTHETIC_HEIGHT, SYNTHETIC_WIDTH } from "../data/synthetic.ts";
+import { readPackIndex, readPackImages } from "../data/pack.ts";
+import { resampleArea } from "../data/resample.ts";
+import { exists, facegan, projectCopy, readLock, SHARED_CELEBA } from "./helpers.ts";
+import { makeZip } from "./zip_writer.ts";
+
+async function syntheticJpegs(count: number, seed = 5): Promise<{ name: string; data: Uint8Array }[]> {
+  const files = [];
+  for (let i = 1; i <= count; i++) {
+    const image = new Image(SYNTHETIC_WIDTH, SYNTHETIC_HEIGHT);
+    image.bitmap.set(renderSyntheticFace(seed, i));
+    files.push({ name: `faces/${String(i).padStart(6, "0")}.jpg`, data: await image.encodeJPEG(90) });
+  }
+  return files;
+}
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+/** Serves `body` at /faces.zip; the first request is cut off after `cutAt` bytes. */
+function flakyServer(body: Uint8Array, cutAt: number) {
+  const requests: (string | null)[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const range = request.headers.get("range");
+    requests.push(range);
+    if (requests.length === 1) {
+      // Send part of the file, then break the connection.
+      const stream = new ReadableStream({
+        start(controller) {
+          controller.enqueue(body.subarray(0, cutAt));
+          controller.close(); // fewer bytes than content-length: the connection is cut
+        },
+      });
+      return new Response(stream, { headers: { "content-length": String(body.length) } });
+    }
+    const start = range ? Number(range.match(/bytes=(\d+)-/)![1]) : 0;
+    return new Response(body.slice(start) as Uint8Array<ArrayBuffer>, {
+      status: range ? 206 : 200,
+      headers: {
+        "content-length": String(body.length - start),
+        ...(range ? { "content-range": `bytes ${start}-${body.length - 1}/${body.length}` } : {}),
+      },
+    });
+  });
+  return { server, requests, url: `http://127.0.0.1:${server.addr.port}/faces.zip` };
+}
+
+Deno.test("download resumes a cut HTTP transfer with Range and checks the pinned sha256", async () => {
+  const files = await syntheticJpegs(40);
+  const zip = makeZip([...files, { name: "faces/README.txt", data: new TextEncoder().encode("not an image") }]);
+  const { server, requests, url } = flakyServer(zip, Math.floor(zip.length / 3));
+  try {
+    const root = await projectCopy();
+    const result = await facegan(root, [
+      "run",
+      "--until",
+      "crop",
+      "--set",
+      "data.source=url",
+      "--set",
+      `data.url=${url}`,
+      "--set",
+      `data.sha256=${sha256(zip)}`,
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /resuming in/);
+    assert.equal(requests[0], null);
+    assert.match(requests[1] ?? "", /^bytes=\d+-$/);
+    assert.ok(Number(requests[1]!.slice(6, -1)) > 0, "the retry asked only for the missing bytes");
+    const lock = await readLock(root);
+    const downloaded = join(root, "outputs", "cache", lock.stages.download.key, "out", "source.zip");
+    assert.equal(sha256(await Deno.readFile(downloaded)), sha256(zip));
+    const report = JSON.parse(await Deno.readTextFile(join(root, "outputs", "latest", "crop", "crop.json")));
+    assert.equal(report.count, 40);
+    assert.deepEqual(report.not_images, ["faces/README.txt"]);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a wrong pinned sha256 fails with a clear error and keeps nothing", async () => {
+  const zip = makeZip(await syntheticJpegs(5));
+  const { server, url } = flakyServer(zip, zip.length); // first response complete
+  try {
+    const root = await projectCopy();
+    const wrong = "0".repeat(64);
+    const result = await facegan(root, [
+      "run",
+      "--until",
+      "download",
+      "--set",
+      "data.source=url",
+      "--set",
+      `data.url=${url}`,
+      "--set",
+      `data.sha256=${wrong}`,
+    ]);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, new RegExp(`sha256 of ${url.replace(/[.]/g, "\\.")} is [0-9a-f]{64}, but data.sha256 pins 0{64}; the download was deleted`));
+    assert.equal(await exists(join(root, "pipeline.lock.json")), false);
+    const find = await new Deno.Command("find", { args: [join(root, "outputs", "cache"), "-name", "*.zip*"], stdout: "piped" }).output();
+    assert.equal(new TextDecoder().decode(find.stdout).trim(), "", "no zip or .part left anywhere in the cache");
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a zip entry that climbs out with .. is refused (zip-slip)", async () => {
+  const files = await syntheticJpegs(2);
+  const folder = await Deno.makeTempDir();
+  await Deno.writeFile(join(folder, "evil.zip"), makeZip([...files, { name: "../../evil.jpg", data: files[0].data }]));
+  const root = await projectCopy();
+  const result = await facegan(root, ["run", "--until", "crop", "--set", "data.source=path", "--set", `data.path=${join(folder, "evil.zip")}`]);
+  assert.equal(result.code, 2, result.stderr);
+  assert.match(result.stderr, /refusing entry '\.\.\/\.\.\/evil\.jpg' \(absolute path or '\.\.': a zip-slip attempt\)/);
+});
+
+Deno.test("corrupt, truncated, empty and non-image files are skipped, counted and listed", async () => {
+  const folder = await Deno.makeTempDir();
+  for (const { name, data } of await syntheticJpegs(30)) await Deno.writeFile(join(folder, name.split("/")[1]), data);
+  const good = await Deno.readFile(join(folder, "000001.jpg"));
+  await Deno.writeFile(join(folder, "empty.jpg"), new Uint8Array());
+  await Deno.writeFile(join(folder, "truncated.jpg"), good.subarray(0, 200));
+  await Deno.writeFile(join(folder, "garbage.png"), new TextEncoder().encode("this is not a png"));
+  await Deno.writeTextFile(join(folder, "notes.txt"), "hello");
+  const root = await projectCopy();
+  const result = await facegan(root, ["run", "--until", "shard", "--set", "data.source=path", "--set", `data.path=${folder}`, "--set", "data.eval_fraction=0.3"]);
+  assert.equal(result.code, 0, result.stderr);
+  const report = JSON.parse(await Deno.readTextFile(join(root, "outputs", "latest", "crop", "crop.json")));
+  assert.equal(report.count, 30);
+  assert.deepEqual(report.skipped.map((s: { name: string }) => s.name).sort(), ["empty.jpg", "garbage.png", "truncated.jpg"]);
+  for (const skipped of report.skipped) assert.ok(skipped.reason.length > 0);
+  const ignored = JSON.parse(await Deno.readTextFile(join(root, "outputs", "latest", "download", "ignored.json")));
+  assert.deepEqual(ignored.not_images, ["notes.txt"]);
+  // and a folder with nothing usable is a one-line error
+  const empty = await Deno.makeTempDir();
+  await Deno.writeFile(join(empty, "broken.jpg"), new Uint8Array([1, 2, 3]));
+  const none = await facegan(root, ["run", "--until", "crop", "--set", "data.source=path", "--set", `data.path=${empty}`]);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /error: crop: no decodable image among 1 image files/);
+});
+
+async function dataHashes(extra: string[]): Promise<string[]> {
+  const root = await projectCopy();
+  const result = await facegan(root, ["run", "--until", "shard", ...extra]);
+  assert.equal(result.code, 0, result.stderr);
+  const lock = await readLock(root);
+  return ["download", "crop", "resize", "shard"].map((stage) => lock.stages[stage].output);
+}
+
+Deno.test("the data stages give identical output hashes when run twice (synthetic)", async () => {
+  const args = ["--set", "data.synthetic_count=120"];
+  assert.deepEqual(await dataHashes(args), await dataHashes(args));
+});
+
+Deno.test("the data stages give identical output hashes when run twice (real CelebA sample)", async (t) => {
+  const half = join(SHARED_CELEBA, "img_align_half");
+  if (!await exists(half)) {
+    console.log(`skipped: ${half} is absent (real CelebA sample lives in ../shared)`);
+    return;
+  }
+  const folder = await Deno.makeTempDir();
+  for (let i = 1; i <= 300; i++) {
+    const name = `${String(i).padStart(6, "0")}.jpg`;
+    await Deno.copyFile(join(half, name), join(folder, name));
+  }
+  const args = ["--set", "data.source=path", "--set", `data.path=${folder}`];
+  assert.deepEqual(await dataHashes(args), await dataHashes(args));
+  await t.step("cleanup", () => Deno.remove(folder, { recursive: true }));
+});
+
+Deno.test("real CelebA: 8,000 photos through the four data stages, and the crop matches its crop128 twin", async () => {
+  const half = join(SHARED_CELEBA, "img_align_half");
+  if (!await exists(half)) {
+    console.log(`skipped: ${half} is absent (real CelebA sample lives in ../shared)`);
+    return;
+  }
+  const root = await projectCopy();
+  const result = await facegan(root, ["run", "--params", "params/shared-sample.json", "--set", `data.path=${half}`, "--until", "shard"]);
+  assert.equal(result.code, 0, result.stderr);
+  const latest = join(root, "outputs", "latest");
+  const crop = JSON.parse(await Deno.readTextFile(join(latest, "crop", "crop.json")));
+  assert.equal(crop.count, 8000);
+  assert.deepEqual(crop.skipped, []);
+  const cropIndex = await readPackIndex(join(latest, "crop"));
+  assert.deepEqual([cropIndex.width, cropIndex.height], [54, 54], "108x108 box at half size");
+  const train = await readPackIndex(join(latest, "shard"), "train");
+  const held = await readPackIndex(join(latest, "shard"), "eval");
+  assert.equal(train.count + held.count, 8000);
+  assert.equal(train.width, 32);
+  assert.ok(held.count > 600 && held.count < 1000, `about 10% held out: ${held.count}`);
+  assert.equal(new Set([...train.names, ...held.names]).size, 8000, "the split is by file, no file on both sides");
+  let min = 255, max = 0, sum = 0, n = 0;
+  for await (const { pixels } of readPackImages(join(latest, "shard"), held)) {
+    for (const v of pixels) {
+      min = Math.min(min, v);
+      max = Math.max(max, v);
+      sum += v;
+      n++;
+    }
+  }
+  assert.ok(min <= 5 && max >= 250, `full uint8 range used: ${min}..${max}`);
+  assert.ok(sum / n > 60 && sum / n < 200, `plausible mean brightness ${sum / n}`);
+
+  // Photo 000001: our crop (from the half-size photo) vs the tight crop in crop128, both to 32 px.
+  let ours: Uint8Array | null = null;
+  for await (const { pixels, name } of readPackImages(join(latest, "crop"), cropIndex)) {
+    if (name === "000001.jpg") ours = resampleArea(pixels, 54, 54, 3, { x: 0, y: 0, width: 54, height: 54 }, 32, 32);
+  }
+  const twin = await decode(await Deno.readFile(join(SHARED_CELEBA, "crop128", "000001.jpg"))) as Image;
+  const theirs = resampleArea(twin.bitmap, 128, 128, 4, { x: 0, y: 0, width: 128, height: 128 }, 32, 32);
+  let difference = 0;
+  for (let i = 0; i < theirs.length; i++) difference += Math.abs(ours![i] - theirs[i]);
+  const mad = difference / theirs.length;
+  console.log(`crop of 000001 vs crop128/000001.jpg at 32 px: mean absolute difference ${mad.toFixed(2)} / 255`);
+  assert.ok(mad < 10, `mean absolute difference ${mad} should be under 10/255`);
+});

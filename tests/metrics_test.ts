@@ -1,0 +1,149 @@
+/** Evaluation math (SWD, Frechet distance, KID) against known values, and on real faces. */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import * as tf from "../models/tf.ts";
+import { useBackend } from "../models/backend.ts";
+import { fitGaussian, frechetDistance, kernelDistance, slicedWasserstein, sqrtPsd } from "../models/metrics.ts";
+import { Rng } from "../models/rng.ts";
+import { FaceFeatures } from "../data/face_features.ts";
+import { readPackIndex, readPackImages } from "../data/pack.ts";
+import { exists, facegan, projectCopy, SHARED_CELEBA } from "./helpers.ts";
+
+tf.env().set("IS_TEST", true);
+
+function gaussianSamples(n: number, dim: number, rng: Rng, mean: number[] = [], std: number[] = []): Float32Array[] {
+  return Array.from({ length: n }, () => Float32Array.from({ length: dim }, (_, i) => (mean[i] ?? 0) + (std[i] ?? 1) * rng.normal()));
+}
+
+function noiseImages(n: number, size: number, rng: Rng): Uint8Array[] {
+  return Array.from({ length: n }, () => Uint8Array.from({ length: size * size * 3 }, () => rng.int(256)));
+}
+
+Deno.test("SWD of a set against itself is 0 and grows with added noise", async () => {
+  await useBackend("wasm");
+  const rng = new Rng(1);
+  const base = Array.from({ length: 24 }, (_, n) =>
+    Uint8Array.from({ length: 32 * 32 * 3 }, (_, i) => 128 + 100 * Math.sin((i % 96) / (5 + (n % 7)) + n)));
+  assert.equal(slicedWasserstein(base, base, 32, new Rng(2)).mean, 0);
+  let previous = 0;
+  for (const amount of [10, 40, 120]) {
+    const noisy = base.map((image) => image.map((v) => Math.min(255, Math.max(0, v + (rng.next() - 0.5) * 2 * amount))));
+    const swd = slicedWasserstein(base, noisy, 32, new Rng(2));
+    assert.deepEqual(Object.keys(swd.levels).sort(), ["16", "32"]);
+    assert.ok(swd.mean > previous, `noise ${amount}: ${swd.mean} should exceed ${previous}`);
+    previous = swd.mean;
+  }
+});
+
+Deno.test("the symmetric square root squares back to its matrix", () => {
+  const n = 6;
+  const rng = new Rng(3);
+  const a = Float64Array.from({ length: n * n }, () => rng.normal());
+  const psd = new Float64Array(n * n); // A A^T
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let k = 0; k < n; k++) psd[i * n + j] += a[i * n + k] * a[j * n + k];
+  const root = sqrtPsd(psd, n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      let square = 0;
+      for (let k = 0; k < n; k++) square += root[i * n + k] * root[k * n + j];
+      assert.ok(Math.abs(square - psd[i * n + j]) < 1e-9, `(${i},${j}) ${square} vs ${psd[i * n + j]}`);
+    }
+  }
+});
+
+Deno.test("Frechet distance: identical Gaussians give 0, diagonal and shifted cases match the closed form", () => {
+  const dim = 4;
+  const diagonal = (mean: number[], variances: number[]) => ({
+    mean: Float64Array.from(mean),
+    covariance: Float64Array.from({ length: dim * dim }, (_, k) => (k % (dim + 1) === 0 ? variances[k / (dim + 1)] : 0)),
+    dim,
+  });
+  const p = diagonal([0, 1, 2, 3], [1, 4, 9, 0.25]);
+  assert.ok(frechetDistance(p, p) < 1e-9);
+  const q = diagonal([1, 1, 0, 3], [4, 1, 1, 1]);
+  // |mu1 - mu2|^2 + sum (sqrt(a) - sqrt(b))^2 for diagonal covariances
+  const expected = (1 + 0 + 4 + 0) + [[1, 4], [4, 1], [9, 1], [0.25, 1]].reduce((s, [a, b]) => s + (Math.sqrt(a) - Math.sqrt(b)) ** 2, 0);
+  assert.ok(Math.abs(frechetDistance(p, q) - expected) < 1e-9, `${frechetDistance(p, q)} vs ${expected}`);
+
+  const rng = new Rng(4);
+  const a = fitGaussian(gaussianSamples(4000, 8, rng));
+  const b = fitGaussian(gaussianSamples(4000, 8, rng));
+  assert.ok(frechetDistance(a, b) < 0.05, `two samples of one Gaussian: ${frechetDistance(a, b)}`);
+  const shifted = fitGaussian(gaussianSamples(4000, 8, rng, [2, 0, 0, 0, 0, 0, 0, 0]));
+  assert.ok(Math.abs(frechetDistance(a, shifted) - 4) < 0.25, `shift by 2: ${frechetDistance(a, shifted)} should be about 4`);
+});
+
+Deno.test("KID is unbiased: near 0 on equal distributions, clearly positive on different ones", () => {
+  const rng = new Rng(5);
+  const x = gaussianSamples(300, 16, rng);
+  const y = gaussianSamples(300, 16, rng);
+  // Subsets of 100 from 300: the spread across subsets measures the estimator's noise.
+  const same = kernelDistance(x, y, new Rng(6), 50, 100);
+  assert.ok(Math.abs(same.mean) < same.std, `equal distributions: ${same.mean} should be within one std (${same.std}) of 0`);
+  const z = gaussianSamples(300, 16, rng, Array(16).fill(0.5));
+  const different = kernelDistance(x, z, new Rng(6), 50, 100);
+  assert.ok(different.mean > 5 * same.std, `different: ${different.mean} vs noise ${same.std}`);
+});
+
+Deno.test("real CelebA: the real-vs-real floor is far below noise images and blurred real images", async () => {
+  const half = join(SHARED_CELEBA, "img_align_half");
+  if (!await exists(half)) {
+    console.log(`skipped: ${half} is absent (real CelebA sample lives in ../shared)`);
+    return;
+  }
+  const folder = await Deno.makeTempDir();
+  for (let i = 1; i <= 400; i++) {
+    const name = `${String(i).padStart(6, "0")}.jpg`;
+    await Deno.copyFile(join(half, name), join(folder, name));
+  }
+  const root = await projectCopy();
+  const result = await facegan(root, ["run", "--until", "resize", "--set", "data.source=path", "--set", `data.path=${folder}`]);
+  assert.equal(result.code, 0, result.stderr);
+  const dir = join(root, "outputs", "latest", "resize");
+  const images: Uint8Array[] = [];
+  for await (const { pixels } of readPackImages(dir, await readPackIndex(dir))) images.push(pixels.slice());
+  const [a, b] = [images.slice(0, 200), images.slice(200, 400)];
+  const blurred = b.map((image) => boxBlur(image, 32, 2));
+  const noise = noiseImages(200, 32, new Rng(7));
+
+  await useBackend("wasm");
+  const swd = (x: Uint8Array[], y: Uint8Array[]) => slicedWasserstein(x, y, 32, new Rng(8)).mean;
+  const features = await FaceFeatures.load();
+  const embed = (set: Uint8Array[]) => features.embed(set, 32, () => {});
+  const [ea, eb, eBlur, eNoise] = [await embed(a), await embed(b), await embed(blurred), await embed(noise)];
+  const fd = (x: Float32Array[], y: Float32Array[]) => frechetDistance(fitGaussian(x), fitGaussian(y));
+  const kid = (x: Float32Array[], y: Float32Array[]) => kernelDistance(x, y, new Rng(9), 20).mean;
+  const table = {
+    swd: [swd(a, b), swd(a, blurred), swd(a, noise)],
+    fd: [fd(ea, eb), fd(ea, eBlur), fd(ea, eNoise)],
+    kid: [kid(ea, eb), kid(ea, eBlur), kid(ea, eNoise)],
+  };
+  console.log("real-vs-real floor, vs blurred real, vs noise:", JSON.stringify(table));
+  for (const [name, [floor, blur, random]] of Object.entries(table)) {
+    assert.ok(floor * 2 < blur && blur < random, `${name}: floor ${floor} << blurred ${blur} < noise ${random}`);
+  }
+  const detected = await features.detectionRate(a.slice(0, 100), 32);
+  const detectedNoise = await features.detectionRate(noise.slice(0, 100), 32);
+  console.log(`face detection rate: real ${detected}, noise ${detectedNoise}`);
+  assert.ok(detected > 0.5 && detectedNoise < 0.1);
+});
+
+function boxBlur(image: Uint8Array, size: number, radius: number): Uint8Array {
+  const out = new Uint8Array(image.length);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      for (let c = 0; c < 3; c++) {
+        let sum = 0, n = 0;
+        for (let dy = -radius; dy <= radius; dy++) {
+          for (let dx = -radius; dx <= radius; dx++) {
+            const [sx, sy] = [Math.min(size - 1, Math.max(0, x + dx)), Math.min(size - 1, Math.max(0, y + dy))];
+            sum += image[(sy * size + sx) * 3 + c];
+            n++;
+          }
+        }
+        out[(y * size + x) * 3 + c] = Math.round(sum / n);
+      }
+    }
+  }
+  return out;
+}
