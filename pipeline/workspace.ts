@@ -62,7 +62,9 @@ export class Workspace {
   }
 
   /** The key of a stage given its upstream output hashes, and everything that went into it. */
-  async fingerprint(stage: StageDecl, inputs: Record<string, string>): Promise<LockStage> {
+  async fingerprint(stage: StageDecl, unorderedInputs: Record<string, string>): Promise<LockStage> {
+    // Sorted, so a stage sees its inputs in the same order however they were gathered.
+    const inputs = Object.fromEntries(Object.entries(unorderedInputs).sort(([a], [b]) => a.localeCompare(b)));
     const code = await fingerprintCode(this.root, [stage.module], this.importMap, this.statCache);
     const params = pickParams(this.params, stage.params);
     const environment = platformEnvironment();
