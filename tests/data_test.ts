@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { decode, Image } from "imagescript";
 import { renderSyntheticFace, SYNTHETIC_HEIGHT, SYNTHETIC_WIDTH } from "../data/synthetic.ts";
-import { readPackIndex, readPackImages } from "../data/pack.ts";
+import { readPackImages, readPackIndex } from "../data/pack.ts";
 import { resampleArea } from "../data/resample.ts";
 import { exists, facegan, projectCopy, readLock, SHARED_CELEBA } from "./helpers.ts";
 import { makeZip } from "./zip_writer.ts";
@@ -100,9 +100,17 @@ Deno.test("a wrong pinned sha256 fails with a clear error and keeps nothing", as
       `data.sha256=${wrong}`,
     ]);
     assert.equal(result.code, 2, result.stderr);
-    assert.match(result.stderr, new RegExp(`sha256 of ${url.replace(/[.]/g, "\\.")} is [0-9a-f]{64}, but data.sha256 pins 0{64}; the download was deleted`));
+    assert.match(
+      result.stderr,
+      new RegExp(
+        `sha256 of ${url.replace(/[.]/g, "\\.")} is [0-9a-f]{64}, but data.sha256 pins 0{64}; the download was deleted`,
+      ),
+    );
     assert.equal(await exists(join(root, "pipeline.lock.json")), false);
-    const find = await new Deno.Command("find", { args: [join(root, "outputs", "cache"), "-name", "*.zip*"], stdout: "piped" }).output();
+    const find = await new Deno.Command("find", {
+      args: [join(root, "outputs", "cache"), "-name", "*.zip*"],
+      stdout: "piped",
+    }).output();
     assert.equal(new TextDecoder().decode(find.stdout).trim(), "", "no zip or .part left anywhere in the cache");
   } finally {
     await server.shutdown();
@@ -114,7 +122,15 @@ Deno.test("a zip entry that climbs out with .. is refused (zip-slip)", async () 
   const folder = await Deno.makeTempDir();
   await Deno.writeFile(join(folder, "evil.zip"), makeZip([...files, { name: "../../evil.jpg", data: files[0].data }]));
   const root = await projectCopy();
-  const result = await facegan(root, ["run", "--until", "crop", "--set", "data.source=path", "--set", `data.path=${join(folder, "evil.zip")}`]);
+  const result = await facegan(root, [
+    "run",
+    "--until",
+    "crop",
+    "--set",
+    "data.source=path",
+    "--set",
+    `data.path=${join(folder, "evil.zip")}`,
+  ]);
   assert.equal(result.code, 2, result.stderr);
   assert.match(result.stderr, /refusing entry '\.\.\/\.\.\/evil\.jpg' \(absolute path or '\.\.': a zip-slip attempt\)/);
 });
@@ -128,18 +144,40 @@ Deno.test("corrupt, truncated, empty and non-image files are skipped, counted an
   await Deno.writeFile(join(folder, "garbage.png"), new TextEncoder().encode("this is not a png"));
   await Deno.writeTextFile(join(folder, "notes.txt"), "hello");
   const root = await projectCopy();
-  const result = await facegan(root, ["run", "--until", "shard", "--set", "data.source=path", "--set", `data.path=${folder}`, "--set", "data.eval_fraction=0.3"]);
+  const result = await facegan(root, [
+    "run",
+    "--until",
+    "shard",
+    "--set",
+    "data.source=path",
+    "--set",
+    `data.path=${folder}`,
+    "--set",
+    "data.eval_fraction=0.3",
+  ]);
   assert.equal(result.code, 0, result.stderr);
   const report = JSON.parse(await Deno.readTextFile(join(root, "outputs", "latest", "crop", "crop.json")));
   assert.equal(report.count, 30);
-  assert.deepEqual(report.skipped.map((s: { name: string }) => s.name).sort(), ["empty.jpg", "garbage.png", "truncated.jpg"]);
+  assert.deepEqual(report.skipped.map((s: { name: string }) => s.name).sort(), [
+    "empty.jpg",
+    "garbage.png",
+    "truncated.jpg",
+  ]);
   for (const skipped of report.skipped) assert.ok(skipped.reason.length > 0);
   const ignored = JSON.parse(await Deno.readTextFile(join(root, "outputs", "latest", "download", "ignored.json")));
   assert.deepEqual(ignored.not_images, ["notes.txt"]);
   // and a folder with nothing usable is a one-line error
   const empty = await Deno.makeTempDir();
   await Deno.writeFile(join(empty, "broken.jpg"), new Uint8Array([1, 2, 3]));
-  const none = await facegan(root, ["run", "--until", "crop", "--set", "data.source=path", "--set", `data.path=${empty}`]);
+  const none = await facegan(root, [
+    "run",
+    "--until",
+    "crop",
+    "--set",
+    "data.source=path",
+    "--set",
+    `data.path=${empty}`,
+  ]);
   assert.equal(none.code, 2);
   assert.match(none.stderr, /error: crop: no decodable image among 1 image files/);
 });
@@ -180,7 +218,15 @@ Deno.test("real CelebA: 8,000 photos through the four data stages, and the crop 
     return;
   }
   const root = await projectCopy();
-  const result = await facegan(root, ["run", "--params", "params/shared-sample.json", "--set", `data.path=${half}`, "--until", "shard"]);
+  const result = await facegan(root, [
+    "run",
+    "--params",
+    "params/shared-sample.json",
+    "--set",
+    `data.path=${half}`,
+    "--until",
+    "shard",
+  ]);
   assert.equal(result.code, 0, result.stderr);
   const latest = join(root, "outputs", "latest");
   const crop = JSON.parse(await Deno.readTextFile(join(latest, "crop", "crop.json")));

@@ -6,13 +6,16 @@ import { useBackend } from "../models/backend.ts";
 import { fitGaussian, frechetDistance, kernelDistance, slicedWasserstein, sqrtPsd } from "../models/metrics.ts";
 import { Rng } from "../models/rng.ts";
 import { FaceFeatures } from "../data/face_features.ts";
-import { readPackIndex, readPackImages } from "../data/pack.ts";
+import { readPackImages, readPackIndex } from "../data/pack.ts";
 import { exists, facegan, projectCopy, SHARED_CELEBA } from "./helpers.ts";
 
 tf.env().set("IS_TEST", true);
 
 function gaussianSamples(n: number, dim: number, rng: Rng, mean: number[] = [], std: number[] = []): Float32Array[] {
-  return Array.from({ length: n }, () => Float32Array.from({ length: dim }, (_, i) => (mean[i] ?? 0) + (std[i] ?? 1) * rng.normal()));
+  return Array.from(
+    { length: n },
+    () => Float32Array.from({ length: dim }, (_, i) => (mean[i] ?? 0) + (std[i] ?? 1) * rng.normal()),
+  );
 }
 
 function noiseImages(n: number, size: number, rng: Rng): Uint8Array[] {
@@ -22,12 +25,16 @@ function noiseImages(n: number, size: number, rng: Rng): Uint8Array[] {
 Deno.test("SWD of a set against itself is 0 and grows with added noise", async () => {
   await useBackend("wasm");
   const rng = new Rng(1);
-  const base = Array.from({ length: 24 }, (_, n) =>
-    Uint8Array.from({ length: 32 * 32 * 3 }, (_, i) => 128 + 100 * Math.sin((i % 96) / (5 + (n % 7)) + n)));
+  const base = Array.from(
+    { length: 24 },
+    (_, n) => Uint8Array.from({ length: 32 * 32 * 3 }, (_, i) => 128 + 100 * Math.sin((i % 96) / (5 + (n % 7)) + n)),
+  );
   assert.equal(slicedWasserstein(base, base, 32, new Rng(2)).mean, 0);
   let previous = 0;
   for (const amount of [10, 40, 120]) {
-    const noisy = base.map((image) => image.map((v) => Math.min(255, Math.max(0, v + (rng.next() - 0.5) * 2 * amount))));
+    const noisy = base.map((image) =>
+      image.map((v) => Math.min(255, Math.max(0, v + (rng.next() - 0.5) * 2 * amount)))
+    );
     const swd = slicedWasserstein(base, noisy, 32, new Rng(2));
     assert.deepEqual(Object.keys(swd.levels).sort(), ["16", "32"]);
     assert.ok(swd.mean > previous, `noise ${amount}: ${swd.mean} should exceed ${previous}`);
@@ -40,7 +47,9 @@ Deno.test("the symmetric square root squares back to its matrix", () => {
   const rng = new Rng(3);
   const a = Float64Array.from({ length: n * n }, () => rng.normal());
   const psd = new Float64Array(n * n); // A A^T
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let k = 0; k < n; k++) psd[i * n + j] += a[i * n + k] * a[j * n + k];
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) for (let k = 0; k < n; k++) psd[i * n + j] += a[i * n + k] * a[j * n + k];
+  }
   const root = sqrtPsd(psd, n);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < n; j++) {
@@ -55,14 +64,18 @@ Deno.test("Frechet distance: identical Gaussians give 0, diagonal and shifted ca
   const dim = 4;
   const diagonal = (mean: number[], variances: number[]) => ({
     mean: Float64Array.from(mean),
-    covariance: Float64Array.from({ length: dim * dim }, (_, k) => (k % (dim + 1) === 0 ? variances[k / (dim + 1)] : 0)),
+    covariance: Float64Array.from(
+      { length: dim * dim },
+      (_, k) => (k % (dim + 1) === 0 ? variances[k / (dim + 1)] : 0),
+    ),
     dim,
   });
   const p = diagonal([0, 1, 2, 3], [1, 4, 9, 0.25]);
   assert.ok(frechetDistance(p, p) < 1e-9);
   const q = diagonal([1, 1, 0, 3], [4, 1, 1, 1]);
   // |mu1 - mu2|^2 + sum (sqrt(a) - sqrt(b))^2 for diagonal covariances
-  const expected = (1 + 0 + 4 + 0) + [[1, 4], [4, 1], [9, 1], [0.25, 1]].reduce((s, [a, b]) => s + (Math.sqrt(a) - Math.sqrt(b)) ** 2, 0);
+  const expected = (1 + 0 + 4 + 0) +
+    [[1, 4], [4, 1], [9, 1], [0.25, 1]].reduce((s, [a, b]) => s + (Math.sqrt(a) - Math.sqrt(b)) ** 2, 0);
   assert.ok(Math.abs(frechetDistance(p, q) - expected) < 1e-9, `${frechetDistance(p, q)} vs ${expected}`);
 
   const rng = new Rng(4);
@@ -70,7 +83,10 @@ Deno.test("Frechet distance: identical Gaussians give 0, diagonal and shifted ca
   const b = fitGaussian(gaussianSamples(4000, 8, rng));
   assert.ok(frechetDistance(a, b) < 0.05, `two samples of one Gaussian: ${frechetDistance(a, b)}`);
   const shifted = fitGaussian(gaussianSamples(4000, 8, rng, [2, 0, 0, 0, 0, 0, 0, 0]));
-  assert.ok(Math.abs(frechetDistance(a, shifted) - 4) < 0.25, `shift by 2: ${frechetDistance(a, shifted)} should be about 4`);
+  assert.ok(
+    Math.abs(frechetDistance(a, shifted) - 4) < 0.25,
+    `shift by 2: ${frechetDistance(a, shifted)} should be about 4`,
+  );
 });
 
 Deno.test("KID is unbiased: near 0 on equal distributions, clearly positive on different ones", () => {
@@ -79,7 +95,10 @@ Deno.test("KID is unbiased: near 0 on equal distributions, clearly positive on d
   const y = gaussianSamples(300, 16, rng);
   // Subsets of 100 from 300: the spread across subsets measures the estimator's noise.
   const same = kernelDistance(x, y, new Rng(6), 50, 100);
-  assert.ok(Math.abs(same.mean) < same.std, `equal distributions: ${same.mean} should be within one std (${same.std}) of 0`);
+  assert.ok(
+    Math.abs(same.mean) < same.std,
+    `equal distributions: ${same.mean} should be within one std (${same.std}) of 0`,
+  );
   const z = gaussianSamples(300, 16, rng, Array(16).fill(0.5));
   const different = kernelDistance(x, z, new Rng(6), 50, 100);
   assert.ok(different.mean > 5 * same.std, `different: ${different.mean} vs noise ${same.std}`);
@@ -97,7 +116,15 @@ Deno.test("real CelebA: the real-vs-real floor is far below noise images and blu
     await Deno.copyFile(join(half, name), join(folder, name));
   }
   const root = await projectCopy();
-  const result = await facegan(root, ["run", "--until", "resize", "--set", "data.source=path", "--set", `data.path=${folder}`]);
+  const result = await facegan(root, [
+    "run",
+    "--until",
+    "resize",
+    "--set",
+    "data.source=path",
+    "--set",
+    `data.path=${folder}`,
+  ]);
   assert.equal(result.code, 0, result.stderr);
   const dir = join(root, "outputs", "latest", "resize");
   const images: Uint8Array[] = [];

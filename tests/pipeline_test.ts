@@ -72,7 +72,13 @@ Deno.test("the tiny profile runs all seven stages, reproducibly, and re-runs onl
     const result = await run(root, [
       "eval",
       `const p = new Deno.Command(${JSON.stringify(browser)}, { args: ${
-        JSON.stringify([...CHROMIUM_FLAGS, `--user-data-dir=${profile}`, `--screenshot=${shot}`, "--window-size=1100,900", `file://${report}`])
+        JSON.stringify([
+          ...CHROMIUM_FLAGS,
+          `--user-data-dir=${profile}`,
+          `--screenshot=${shot}`,
+          "--window-size=1100,900",
+          `file://${report}`,
+        ])
       }, stdout: "piped", stderr: "piped" }); const o = await p.output(); console.log(new TextDecoder().decode(o.stderr)); Deno.exit(o.code);`,
     ]);
     assert.equal(result.code, 0, result.stdout);
