@@ -38,7 +38,8 @@ function label(value: number): string {
 function layout(spec: PlotSpec) {
   const all = spec.series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   const xs = all.map(([x]) => x), ys = all.map(([, y]) => y);
-  const [x0, x1] = [Math.min(...xs, 0), Math.max(...xs, 1)];
+  let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  if (!(x1 > x0)) [x0, x1] = [x0 - 1, x0 + 1];
   let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
   if (!(y1 > y0)) [y0, y1] = [y0 - 1, y0 + 1];
   const pad = (y1 - y0) * 0.05;
@@ -192,8 +193,9 @@ export function plotPng(spec: PlotSpec): Image {
       drawLine(image, Math.round(px(a[0])), Math.round(py(a[1])), Math.round(px(b[0])), Math.round(py(b[1])), color);
     }
     const ly = MARGIN.top + 4 + i * 18;
-    image.drawBox(WIDTH - MARGIN.right - 150, ly, 12, 12, color);
-    drawText(image, series.name, WIDTH - MARGIN.right - 132, ly, black);
+    const left = WIDTH - MARGIN.right - 24 - Math.max(...spec.series.map((s) => textWidth(s.name)));
+    image.drawBox(left, ly, 12, 12, color);
+    drawText(image, series.name, left + 18, ly, black);
   });
   return image;
 }

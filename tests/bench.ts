@@ -1,0 +1,123 @@
+/**
+ * `deno task bench`: speed figures measured in one run, with their goals.
+ *  1. no-op pipeline run (process start included)          goal <= 0.5 s
+ *  2. preprocess throughput, crop+resize+shard to 32 px on the real CelebA sample (2 cores)
+ *                                                           goal >= 1,000 images/s
+ *  3. training images/s of the seeds' 32 px DCGAN (batch 128) per available backend, and the
+ *     same network in PyTorch when `python3 -c "import torch"` works: ratio tfjs/PyTorch, goal >= 1
+ */
+import { join } from "node:path";
+import * as tf from "../models/tf.ts";
+import { BACKENDS, BackendUnavailable, useBackend } from "../models/backend.ts";
+import { Gan } from "../models/gan.ts";
+import { STEP_CONFIG_32 } from "./bench_config.ts";
+import { exists, facegan, projectCopy, readLock, REPO, SHARED_CELEBA } from "./helpers.ts";
+
+const results: string[] = [];
+function report(line: string) {
+  console.log(line);
+  results.push(line);
+}
+
+async function noOpRun() {
+  const root = await projectCopy();
+  const tiny = ["--params", "params/tiny.json"];
+  const first = await facegan(root, ["run", ...tiny]);
+  if (first.code !== 0) throw new Error(first.stderr);
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const started = performance.now();
+    await facegan(root, ["run", ...tiny]);
+    times.push((performance.now() - started) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  report(
+    `no-op pipeline run (7 stages cached, process start included): median ${
+      times[2].toFixed(3)
+    } s of 5 (goal <= 0.5 s)`,
+  );
+}
+
+async function preprocess() {
+  const half = join(SHARED_CELEBA, "img_align_half");
+  if (!await exists(half)) {
+    report(`preprocess throughput: skipped, ${half} is absent`);
+    return;
+  }
+  const root = await projectCopy();
+  const result = await facegan(root, [
+    "run",
+    "--params",
+    "params/shared-sample.json",
+    "--set",
+    `data.path=${half}`,
+    "--until",
+    "shard",
+  ]);
+  if (result.code !== 0) throw new Error(result.stderr);
+  const lock = await readLock(root);
+  const seconds = ["crop", "resize", "shard"].reduce((sum, stage) => sum + lock.stages[stage].wall_s, 0);
+  const images = JSON.parse(await Deno.readTextFile(join(root, "outputs", "latest", "crop", "crop.json"))).count;
+  report(
+    `preprocess crop+resize+shard to 32 px: ${images} real photos in ${seconds.toFixed(2)} s = ${
+      (images / seconds).toFixed(0)
+    } images/s on ${navigator.hardwareConcurrency} cores (goal >= 1000; crop ${lock.stages.crop.wall_s}s, resize ${lock.stages.resize.wall_s}s, shard ${lock.stages.shard.wall_s}s, process start included)`,
+  );
+}
+
+async function trainingRate(backend: string, steps: number): Promise<number | null> {
+  try {
+    await useBackend(backend as typeof BACKENDS[number]);
+  } catch (error) {
+    if (error instanceof BackendUnavailable) return null;
+    throw error;
+  }
+  const gan = new Gan(STEP_CONFIG_32);
+  const real = tf.randomUniform([128, 32, 32, 3], -1, 1, "float32", 1) as tf.Tensor4D;
+  await gan.trainStep(real); // warm-up: kernels compiled, buffers allocated
+  const started = performance.now();
+  for (let i = 0; i < steps; i++) await gan.trainStep(real);
+  const rate = (128 * steps) / ((performance.now() - started) / 1000);
+  gan.dispose();
+  real.dispose();
+  return rate;
+}
+
+function torchRate(): number | null {
+  for (const python of ["/usr/bin/python3", "python3"]) {
+    const output = new Deno.Command(python, {
+      args: [join(REPO, "tests", "bench_torch.py"), "128", "6"],
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    if (output.success) return Number(new TextDecoder().decode(output.stdout).trim());
+  }
+  return null;
+}
+
+async function training() {
+  tf.env().set("IS_TEST", true);
+  const rates: Record<string, number> = {};
+  for (const [backend, steps] of [["wasm", 6], ["webgpu", 3], ["cpu", 1], ["tensorflow", 6]] as const) {
+    const rate = await trainingRate(backend, steps);
+    if (rate === null) {
+      report(`training ${backend}: not available here`);
+      continue;
+    }
+    rates[backend] = rate;
+    report(`training ${backend}: ${rate.toFixed(1)} images/s (seeds' 32 px DCGAN, batch 128, D+G step)`);
+  }
+  const torch = torchRate();
+  if (torch === null) {
+    report("training PyTorch: not available (apt-get install python3-torch)");
+    return;
+  }
+  const [best, rate] = Object.entries(rates).sort((a, b) => b[1] - a[1])[0];
+  report(`training PyTorch CPU: ${torch.toFixed(1)} images/s (same network, same machine)`);
+  report(`ratio tfjs ${best} / PyTorch = ${(rate / torch).toFixed(2)} (goal >= 1.0)`);
+}
+
+await noOpRun();
+await preprocess();
+await training();
+console.log("\nsummary:\n" + results.join("\n"));
