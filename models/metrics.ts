@@ -196,7 +196,8 @@ function projectedDistance(
 export function radixSort(values: Float32Array, scratch = new Uint32Array(values.length)): Float32Array {
   const keys = new Uint32Array(values.buffer, values.byteOffset, values.length);
   for (let i = 0; i < keys.length; i++) keys[i] = keys[i] & 0x80000000 ? ~keys[i] >>> 0 : (keys[i] | 0x80000000) >>> 0;
-  let from = keys, to = scratch.subarray(0, keys.length);
+  let from: Uint32Array = keys;
+  let to: Uint32Array = scratch.subarray(0, keys.length);
   const counts = new Uint32Array(256);
   for (let shift = 0; shift < 32; shift += 8) {
     counts.fill(0);
