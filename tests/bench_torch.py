@@ -2,6 +2,7 @@
 
 Prints one number: images per second of full D+G training steps (batch 128) on the CPU.
 """
+import os
 import sys
 import time
 
@@ -10,6 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 torch.manual_seed(0)
+# Use every core, as a PyTorch user would (this interpreter starts with one thread here).
+torch.set_num_threads(os.cpu_count() or 1)
 batch = int(sys.argv[1]) if len(sys.argv) > 1 else 128
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 6
 d_dim, g_dim, z_size = 32, 32, 100
