@@ -11,7 +11,7 @@ import * as tf from "../models/tf.ts";
 import { BACKENDS, BackendUnavailable, useBackend } from "../models/backend.ts";
 import { Gan } from "../models/gan.ts";
 import { STEP_CONFIG_32 } from "./bench_config.ts";
-import { exists, facegan, projectCopy, readLock, REPO, SHARED_CELEBA } from "./helpers.ts";
+import { facegan, projectCopy, readLock, realSample, REPO, shardSharedSample } from "./helpers.ts";
 
 const results: string[] = [];
 function report(line: string) {
@@ -39,22 +39,10 @@ async function noOpRun() {
 }
 
 async function preprocess() {
-  const half = join(SHARED_CELEBA, "img_align_half");
-  if (!await exists(half)) {
-    report(`preprocess throughput: skipped, ${half} is absent`);
-    return;
-  }
+  const half = await realSample();
+  if (!half) return report("preprocess throughput: skipped (no ../shared/celeba)");
   const root = await projectCopy();
-  const result = await facegan(root, [
-    "run",
-    "--params",
-    "params/shared-sample.json",
-    "--set",
-    `data.path=${half}`,
-    "--until",
-    "shard",
-  ]);
-  if (result.code !== 0) throw new Error(result.stderr);
+  await shardSharedSample(root, half);
   const lock = await readLock(root);
   const seconds = ["crop", "resize", "shard"].reduce((sum, stage) => sum + lock.stages[stage].wall_s, 0);
   const images = JSON.parse(await Deno.readTextFile(join(root, "outputs", "latest", "crop", "crop.json"))).count;

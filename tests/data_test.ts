@@ -6,7 +6,16 @@ import { decode, Image } from "imagescript";
 import { renderSyntheticFace, SYNTHETIC_HEIGHT, SYNTHETIC_WIDTH } from "../data/synthetic.ts";
 import { readPackImages, readPackIndex } from "../data/pack.ts";
 import { resampleArea } from "../data/resample.ts";
-import { exists, facegan, projectCopy, readLock, SHARED_CELEBA } from "./helpers.ts";
+import {
+  copyRealPhotos,
+  exists,
+  facegan,
+  projectCopy,
+  readLock,
+  realSample,
+  shardSharedSample,
+  SHARED_CELEBA,
+} from "./helpers.ts";
 import { makeZip } from "./zip_writer.ts";
 
 async function syntheticJpegs(count: number, seed = 5): Promise<{ name: string; data: Uint8Array }[]> {
@@ -196,38 +205,19 @@ Deno.test("the data stages give identical output hashes when run twice (syntheti
 });
 
 Deno.test("the data stages give identical output hashes when run twice (real CelebA sample)", async (t) => {
-  const half = join(SHARED_CELEBA, "img_align_half");
-  if (!await exists(half)) {
-    console.log(`skipped: ${half} is absent (real CelebA sample lives in ../shared)`);
-    return;
-  }
-  const folder = await Deno.makeTempDir();
-  for (let i = 1; i <= 300; i++) {
-    const name = `${String(i).padStart(6, "0")}.jpg`;
-    await Deno.copyFile(join(half, name), join(folder, name));
-  }
+  const half = await realSample();
+  if (!half) return;
+  const folder = await copyRealPhotos(half, 300);
   const args = ["--set", "data.source=path", "--set", `data.path=${folder}`];
   assert.deepEqual(await dataHashes(args), await dataHashes(args));
   await t.step("cleanup", () => Deno.remove(folder, { recursive: true }));
 });
 
 Deno.test("real CelebA: 8,000 photos through the four data stages, and the crop matches its crop128 twin", async () => {
-  const half = join(SHARED_CELEBA, "img_align_half");
-  if (!await exists(half)) {
-    console.log(`skipped: ${half} is absent (real CelebA sample lives in ../shared)`);
-    return;
-  }
+  const half = await realSample();
+  if (!half) return;
   const root = await projectCopy();
-  const result = await facegan(root, [
-    "run",
-    "--params",
-    "params/shared-sample.json",
-    "--set",
-    `data.path=${half}`,
-    "--until",
-    "shard",
-  ]);
-  assert.equal(result.code, 0, result.stderr);
+  await shardSharedSample(root, half);
   const latest = join(root, "outputs", "latest");
   const crop = JSON.parse(await Deno.readTextFile(join(latest, "crop", "crop.json")));
   assert.equal(crop.count, 8000);

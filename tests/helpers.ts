@@ -79,3 +79,28 @@ export async function partialDirs(root: string): Promise<string[]> {
   } catch { /* no cache yet */ }
   return found;
 }
+
+/** ../shared/celeba/img_align_half, or null (after saying the test is skipped) when absent. */
+export async function realSample(): Promise<string | null> {
+  const half = join(SHARED_CELEBA, "img_align_half");
+  if (await exists(half)) return half;
+  console.log(`skipped: ${half} is absent (the real CelebA sample lives in ../shared)`);
+  return null;
+}
+
+/** A temp folder with the first `count` photos of the real sample. */
+export async function copyRealPhotos(half: string, count: number): Promise<string> {
+  const folder = await Deno.makeTempDir();
+  for (let i = 1; i <= count; i++) {
+    const name = `${String(i).padStart(6, "0")}.jpg`;
+    await Deno.copyFile(join(half, name), join(folder, name));
+  }
+  return folder;
+}
+
+/** The data stages on all 8,000 real photos (params/shared-sample.json) in a project copy. */
+export async function shardSharedSample(root: string, half: string): Promise<void> {
+  const args = ["run", "--params", "params/shared-sample.json", "--set", `data.path=${half}`, "--until", "shard"];
+  const result = await facegan(root, args);
+  if (result.code !== 0) throw new Error(result.stderr);
+}

@@ -7,7 +7,7 @@ import { fitGaussian, frechetDistance, kernelDistance, slicedWasserstein, sqrtPs
 import { Rng } from "../models/rng.ts";
 import { FaceFeatures } from "../data/face_features.ts";
 import { readPackImages, readPackIndex } from "../data/pack.ts";
-import { exists, facegan, projectCopy, SHARED_CELEBA } from "./helpers.ts";
+import { copyRealPhotos, facegan, projectCopy, realSample } from "./helpers.ts";
 
 tf.env().set("IS_TEST", true);
 
@@ -105,16 +105,9 @@ Deno.test("KID is unbiased: near 0 on equal distributions, clearly positive on d
 });
 
 Deno.test("real CelebA: the real-vs-real floor is far below noise images and blurred real images", async () => {
-  const half = join(SHARED_CELEBA, "img_align_half");
-  if (!await exists(half)) {
-    console.log(`skipped: ${half} is absent (real CelebA sample lives in ../shared)`);
-    return;
-  }
-  const folder = await Deno.makeTempDir();
-  for (let i = 1; i <= 400; i++) {
-    const name = `${String(i).padStart(6, "0")}.jpg`;
-    await Deno.copyFile(join(half, name), join(folder, name));
-  }
+  const half = await realSample();
+  if (!half) return;
+  const folder = await copyRealPhotos(half, 400);
   const root = await projectCopy();
   const result = await facegan(root, [
     "run",
