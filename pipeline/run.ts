@@ -14,18 +14,12 @@ export interface Selection {
   only?: string;
   /** stop after this stage */
   until?: string;
-  /** force every selected stage (verify uses this) */
-  forceAll?: boolean;
 }
 
 export interface RunOptions {
   selection: Selection;
   dryRun?: boolean;
   log: (line: string) => void;
-  /** where upstream artifacts are read from when not in this workspace's cache (verify) */
-  inputDirs?: Map<string, string>;
-  /** publish to outputs/latest and update pipeline.lock.json (off for verify's scratch runs) */
-  publish?: boolean;
 }
 
 export interface StageOutcome {
@@ -53,7 +47,6 @@ export function selectStages(dag: StageDecl[], selection: Selection): { included
       if (included.has(name)) forced.add(name);
     }
   }
-  if (selection.forceAll) { for (const name of included) forced.add(name); }
   return { included, forced };
 }
 
@@ -111,10 +104,7 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
     return done.get(name)!;
   };
   const upstreamDirs = (upstream: StageOutcome[]) =>
-    Object.fromEntries(upstream.map((outcome) => {
-      const external = options.inputDirs?.get(outcome.name);
-      return [outcome.name, external ?? workspace.cache.outDir(outcome.record!.key)];
-    }));
+    Object.fromEntries(upstream.map((outcome) => [outcome.name, workspace.cache.outDir(outcome.record!.key)]));
 
   for (const stage of workspace.dag) {
     if (included.has(stage.name)) done.set(stage.name, process(stage));
@@ -132,7 +122,7 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
   if (firstError) throw firstError;
 
   const ordered = workspace.dag.filter((stage) => included.has(stage.name)).map((stage) => outcomes.get(stage.name)!);
-  if (!options.dryRun && options.publish !== false) {
+  if (!options.dryRun) {
     const records = new Map<string, LockStage>();
     for (const outcome of outcomes.values()) if (outcome.record?.output) records.set(outcome.name, outcome.record);
     await workspace.writeLock(records);
