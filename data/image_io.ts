@@ -42,9 +42,14 @@ export async function encodePng(image: Image): Promise<Uint8Array> {
     if (type !== "tEXt") kept.push(png.subarray(p, p + 12 + length));
     p += 12 + length;
   }
-  const out = new Uint8Array(kept.reduce((sum, part) => sum + part.length, 0));
+  return concatBytes(kept);
+}
+
+/** The parts one after another in a new array. */
+export function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
   let offset = 0;
-  for (const part of kept) {
+  for (const part of parts) {
     out.set(part, offset);
     offset += part.length;
   }

@@ -10,11 +10,13 @@ import {
   copyRealPhotos,
   exists,
   facegan,
+  localSource,
   projectCopy,
   readLock,
   realSample,
   shardSharedSample,
   SHARED_CELEBA,
+  urlSource,
 } from "./helpers.ts";
 import { makeZip } from "./zip_writer.ts";
 
@@ -68,12 +70,7 @@ Deno.test("download resumes a cut HTTP transfer with Range and checks the pinned
       "run",
       "--until",
       "crop",
-      "--set",
-      "data.source=url",
-      "--set",
-      `data.url=${url}`,
-      "--set",
-      `data.sha256=${sha256(zip)}`,
+      ...urlSource(url, sha256(zip)),
     ]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stderr, /resuming in/);
@@ -101,12 +98,7 @@ Deno.test("a wrong pinned sha256 fails with a clear error and keeps nothing", as
       "run",
       "--until",
       "download",
-      "--set",
-      "data.source=url",
-      "--set",
-      `data.url=${url}`,
-      "--set",
-      `data.sha256=${wrong}`,
+      ...urlSource(url, wrong),
     ]);
     assert.equal(result.code, 2, result.stderr);
     assert.match(
@@ -135,10 +127,7 @@ Deno.test("a zip entry that climbs out with .. is refused (zip-slip)", async () 
     "run",
     "--until",
     "crop",
-    "--set",
-    "data.source=path",
-    "--set",
-    `data.path=${join(folder, "evil.zip")}`,
+    ...localSource(join(folder, "evil.zip")),
   ]);
   assert.equal(result.code, 2, result.stderr);
   assert.match(result.stderr, /refusing entry '\.\.\/\.\.\/evil\.jpg' \(absolute path or '\.\.': a zip-slip attempt\)/);
@@ -157,10 +146,7 @@ Deno.test("corrupt, truncated, empty and non-image files are skipped, counted an
     "run",
     "--until",
     "shard",
-    "--set",
-    "data.source=path",
-    "--set",
-    `data.path=${folder}`,
+    ...localSource(folder),
     "--set",
     "data.eval_fraction=0.3",
   ]);
@@ -182,10 +168,7 @@ Deno.test("corrupt, truncated, empty and non-image files are skipped, counted an
     "run",
     "--until",
     "crop",
-    "--set",
-    "data.source=path",
-    "--set",
-    `data.path=${empty}`,
+    ...localSource(empty),
   ]);
   assert.equal(none.code, 2);
   assert.match(none.stderr, /error: crop: no decodable image among 1 image files/);
@@ -208,7 +191,7 @@ Deno.test("the data stages give identical output hashes when run twice (real Cel
   const half = await realSample();
   if (!half) return;
   const folder = await copyRealPhotos(half, 300);
-  const args = ["--set", "data.source=path", "--set", `data.path=${folder}`];
+  const args = localSource(folder);
   assert.deepEqual(await dataHashes(args), await dataHashes(args));
   await t.step("cleanup", () => Deno.remove(folder, { recursive: true }));
 });

@@ -1,5 +1,6 @@
 /** Shared test helpers: a private copy of the project to run the real CLI in, and CLI runs. */
 import { join } from "node:path";
+import { exists } from "../pipeline/fsutil.ts";
 import { fileURLToPath } from "node:url";
 
 export const REPO = fileURLToPath(new URL("..", import.meta.url));
@@ -51,14 +52,7 @@ export async function readLock(root: string) {
   return JSON.parse(await Deno.readTextFile(join(root, "pipeline.lock.json")));
 }
 
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { exists } from "../pipeline/fsutil.ts";
 
 /** Poll until `condition` holds (or fail after `timeoutMs`). */
 export async function waitFor(condition: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
@@ -103,4 +97,14 @@ export async function shardSharedSample(root: string, half: string): Promise<voi
   const args = ["run", "--params", "params/shared-sample.json", "--set", `data.path=${half}`, "--until", "shard"];
   const result = await facegan(root, args);
   if (result.code !== 0) throw new Error(result.stderr);
+}
+
+/** `--set` arguments that point the download stage at a local folder or zip. */
+export function localSource(path: string): string[] {
+  return ["--set", "data.source=path", "--set", `data.path=${path}`];
+}
+
+/** `--set` arguments that point the download stage at a URL with a pinned sha256. */
+export function urlSource(url: string, sha256: string): string[] {
+  return ["--set", "data.source=url", "--set", `data.url=${url}`, "--set", `data.sha256=${sha256}`];
 }

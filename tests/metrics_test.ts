@@ -7,7 +7,7 @@ import { fitGaussian, frechetDistance, kernelDistance, slicedWasserstein, sqrtPs
 import { Rng } from "../models/rng.ts";
 import { FaceFeatures } from "../data/face_features.ts";
 import { readPackImages, readPackIndex } from "../data/pack.ts";
-import { copyRealPhotos, facegan, projectCopy, realSample } from "./helpers.ts";
+import { copyRealPhotos, facegan, localSource, projectCopy, realSample } from "./helpers.ts";
 
 tf.env().set("IS_TEST", true);
 
@@ -113,10 +113,7 @@ Deno.test("real CelebA: the real-vs-real floor is far below noise images and blu
     "run",
     "--until",
     "resize",
-    "--set",
-    "data.source=path",
-    "--set",
-    `data.path=${folder}`,
+    ...localSource(folder),
   ]);
   assert.equal(result.code, 0, result.stderr);
   const dir = join(root, "outputs", "latest", "resize");

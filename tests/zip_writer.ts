@@ -1,4 +1,5 @@
 /** A minimal zip writer (stored entries) for building test archives. */
+import { concatBytes } from "../data/image_io.ts";
 
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
   let c = n;
@@ -53,12 +54,5 @@ export function makeZip(entries: { name: string; data: Uint8Array }[]): Uint8Arr
   ev.setUint16(10, entries.length, true);
   ev.setUint32(12, centralSize, true);
   ev.setUint32(16, offset, true);
-  const parts = [...locals, ...centrals, end];
-  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
-  let position = 0;
-  for (const part of parts) {
-    out.set(part, position);
-    position += part.length;
-  }
-  return out;
+  return concatBytes([...locals, ...centrals, end]);
 }
