@@ -24,12 +24,17 @@ export interface PackIndex {
   names: string[];
 }
 
+/** Bytes a writer gathers before one write call: per-image writes cost more than the copying. */
+const WRITE_BUFFER_BYTES = 1 << 20;
+
 export class PackWriter {
   private file: Deno.FsFile | null = null;
   private hash = createHash("sha256");
   private inFile = 0;
   private readonly files: PackFile[] = [];
   private readonly names: string[] = [];
+  private readonly buffer = new Uint8Array(WRITE_BUFFER_BYTES);
+  private buffered = 0;
 
   constructor(
     private readonly dir: string,
@@ -52,16 +57,31 @@ export class PackWriter {
       this.files.push({ file, count: 0, sha256: "" });
       this.file = await Deno.open(join(this.dir, file), { write: true, create: true, truncate: true });
     }
-    let written = 0;
-    while (written < pixels.length) written += await this.file.write(pixels.subarray(written));
+    if (this.buffered + pixels.length > this.buffer.length) await this.flush();
+    if (pixels.length > this.buffer.length) await this.writeAll(pixels);
+    else {
+      this.buffer.set(pixels, this.buffered);
+      this.buffered += pixels.length;
+    }
     this.hash.update(pixels);
     this.names.push(name);
     this.inFile++;
-    if (this.inFile === this.imagesPerFile) this.closeFile();
+    if (this.inFile === this.imagesPerFile) await this.closeFile();
   }
 
-  private closeFile(): void {
+  private async flush(): Promise<void> {
+    await this.writeAll(this.buffer.subarray(0, this.buffered));
+    this.buffered = 0;
+  }
+
+  private async writeAll(bytes: Uint8Array): Promise<void> {
+    let written = 0;
+    while (written < bytes.length) written += await this.file!.write(bytes.subarray(written));
+  }
+
+  private async closeFile(): Promise<void> {
     if (!this.file) return;
+    await this.flush();
     this.file.close();
     const current = this.files[this.files.length - 1];
     current.count = this.inFile;
@@ -73,7 +93,7 @@ export class PackWriter {
 
   /** Close the last file and write index.json (plus any extra fields the stage wants recorded). */
   async finish(extra: Record<string, unknown> = {}): Promise<PackIndex> {
-    this.closeFile();
+    await this.closeFile();
     const index: PackIndex = {
       format: "facegan-pack-1",
       width: this.width,

@@ -1,21 +1,22 @@
 /**
- * A fixed pool of module Web Workers running data/worker.ts, one per core by default. Tasks are
- * handed out as workers free up; results come back as promises, so callers keep their own order.
+ * A fixed pool of module Web Workers running data/worker.ts, one per core by default. Tasks go
+ * out in batches (a message costs about as much as decoding a small JPEG) as workers free up;
+ * results come back as promises, so callers keep their own order.
  */
 import type { WorkerRequest, WorkerResponse } from "./worker.ts";
 
-type Pending = { resolve: (value: WorkerResponse) => void; reject: (error: Error) => void };
+type Pending = { resolve: (value: WorkerResponse[]) => void; reject: (error: Error) => void };
 
 export class WorkerPool {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
-  private readonly queue: { request: WorkerRequest; transfer: Transferable[]; pending: Pending }[] = [];
+  private readonly queue: { requests: WorkerRequest[]; transfer: Transferable[]; pending: Pending }[] = [];
   private readonly busy = new Map<Worker, Pending>();
 
   constructor(size = navigator.hardwareConcurrency || 2) {
     for (let i = 0; i < size; i++) {
       const worker = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
-      worker.onmessage = (event: MessageEvent<WorkerResponse>) => this.settle(worker, event.data);
+      worker.onmessage = (event: MessageEvent<WorkerResponse[]>) => this.settle(worker, event.data);
       worker.onerror = (event) => {
         event.preventDefault();
         this.fail(worker, new Error(`data worker crashed: ${event.message}`));
@@ -29,9 +30,10 @@ export class WorkerPool {
     return this.workers.length;
   }
 
-  run(request: WorkerRequest, transfer: Transferable[] = []): Promise<WorkerResponse> {
+  /** Run a batch of requests on one worker; the responses come back in the same order. */
+  run(requests: WorkerRequest[], transfer: Transferable[] = []): Promise<WorkerResponse[]> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ request, transfer, pending: { resolve, reject } });
+      this.queue.push({ requests, transfer, pending: { resolve, reject } });
       this.dispatch();
     });
   }
@@ -39,17 +41,17 @@ export class WorkerPool {
   private dispatch(): void {
     while (this.idle.length && this.queue.length) {
       const worker = this.idle.pop()!;
-      const { request, transfer, pending } = this.queue.shift()!;
+      const { requests, transfer, pending } = this.queue.shift()!;
       this.busy.set(worker, pending);
-      worker.postMessage(request, transfer);
+      worker.postMessage(requests, transfer);
     }
   }
 
-  private settle(worker: Worker, response: WorkerResponse): void {
+  private settle(worker: Worker, responses: WorkerResponse[]): void {
     const pending = this.busy.get(worker)!;
     this.busy.delete(worker);
     this.idle.push(worker);
-    pending.resolve(response);
+    pending.resolve(responses);
     this.dispatch();
   }
 
@@ -64,24 +66,41 @@ export class WorkerPool {
 }
 
 /**
- * Map `items` through the pool keeping at most `window` tasks in flight, handing results to
- * `consume` in input order: memory stays bounded however many items there are.
+ * Map `items` through the pool in batches of `batchSize`, keeping at most two batches per worker
+ * in flight, handing results to `consume` in input order: memory stays bounded however many
+ * items there are.
  */
 export async function orderedMap<T>(
   pool: WorkerPool,
-  items: Iterable<T>,
+  items: Iterable<T> | AsyncIterable<T>,
   toRequest: (item: T) => Promise<{ request: WorkerRequest; transfer?: Transferable[] }>,
   consume: (response: WorkerResponse, item: T) => Promise<void>,
-  window = pool.size * 8,
+  batchSize = 16,
 ): Promise<void> {
-  const inFlight: { item: T; result: Promise<WorkerResponse> }[] = [];
-  for (const item of items) {
+  const inFlight: { items: T[]; responses: Promise<WorkerResponse[]> }[] = [];
+  let batch: { items: T[]; requests: WorkerRequest[]; transfer: Transferable[] } = {
+    items: [],
+    requests: [],
+    transfer: [],
+  };
+  const send = () => {
+    inFlight.push({ items: batch.items, responses: pool.run(batch.requests, batch.transfer) });
+    batch = { items: [], requests: [], transfer: [] };
+  };
+  const consumeOldest = async () => {
+    const { items, responses } = inFlight.shift()!;
+    const results = await responses;
+    for (let i = 0; i < items.length; i++) await consume(results[i], items[i]);
+  };
+  for await (const item of items) {
     const { request, transfer } = await toRequest(item);
-    inFlight.push({ item, result: pool.run(request, transfer) });
-    if (inFlight.length >= window) {
-      const next = inFlight.shift()!;
-      await consume(await next.result, next.item);
-    }
+    batch.items.push(item);
+    batch.requests.push(request);
+    batch.transfer.push(...(transfer ?? []));
+    if (batch.items.length < batchSize) continue;
+    send();
+    if (inFlight.length >= pool.size * 2) await consumeOldest();
   }
-  for (const next of inFlight) await consume(await next.result, next.item);
+  if (batch.items.length) send();
+  while (inFlight.length) await consumeOldest();
 }

@@ -3,9 +3,11 @@
  * Data worker: the CPU-heavy per-image work of the data stages, run on every core.
  * - "decode": decode a JPEG/PNG, cut the face box (scaled to the image size) and resample it to
  *   the requested size with the project's one filter; or report why the file is unusable.
+ * - "resize": resample a whole RGB image through a list of square sizes (one step or two).
  * - "synthetic": draw a synthetic face and encode it as JPEG.
  */
-import { decode, Image } from "imagescript";
+import { Image } from "imagescript";
+import { type DecodedPhoto, decodePhoto } from "./decode.ts";
 import { type Rect, resampleArea } from "./resample.ts";
 import { renderSyntheticFace, SYNTHETIC_HEIGHT, SYNTHETIC_WIDTH } from "./synthetic.ts";
 
@@ -19,6 +21,7 @@ export type WorkerRequest =
     outWidth: number;
     outHeight: number;
   }
+  | { kind: "resize"; pixels: Uint8Array; width: number; height: number; sizes: number[] }
   | { kind: "synthetic"; seed: number; index: number };
 
 export type WorkerResponse =
@@ -33,11 +36,9 @@ export const REFERENCE_HEIGHT = 218;
 
 async function decodeAndCrop(request: Extract<WorkerRequest, { kind: "decode" }>): Promise<WorkerResponse> {
   if (request.bytes.length === 0) return { ok: false, error: "empty file" };
-  let image: Image;
+  let image: DecodedPhoto;
   try {
-    const decoded = await decode(request.bytes);
-    if (!(decoded instanceof Image)) return { ok: false, error: "animated image, not a photo" };
-    image = decoded;
+    image = await decodePhoto(request.bytes);
   } catch (error) {
     return { ok: false, error: `cannot decode: ${(error as Error).message ?? error}` };
   }
@@ -50,8 +51,17 @@ async function decodeAndCrop(request: Extract<WorkerRequest, { kind: "decode" }>
     : { x: 0, y: 0, width, height };
   const outWidth = request.outWidth || Math.round(rect.width);
   const outHeight = request.outHeight || Math.round(rect.height);
-  const pixels = resampleArea(image.bitmap, width, height, 4, rect, outWidth, outHeight);
+  const pixels = resampleArea(image.pixels, width, height, image.channels, rect, outWidth, outHeight);
   return { ok: true, pixels, width: outWidth, height: outHeight, sourceWidth: width, sourceHeight: height };
+}
+
+function resize(request: Extract<WorkerRequest, { kind: "resize" }>): WorkerResponse {
+  let { pixels, width, height } = request;
+  for (const size of request.sizes) {
+    pixels = resampleArea(pixels, width, height, 3, { x: 0, y: 0, width, height }, size, size);
+    width = height = size;
+  }
+  return { ok: true, pixels, width, height, sourceWidth: request.width, sourceHeight: request.height };
 }
 
 async function synthetic(request: Extract<WorkerRequest, { kind: "synthetic" }>): Promise<WorkerResponse> {
@@ -61,9 +71,13 @@ async function synthetic(request: Extract<WorkerRequest, { kind: "synthetic" }>)
   return { ok: true, pixels, width: SYNTHETIC_WIDTH, height: SYNTHETIC_HEIGHT, sourceWidth: 0, sourceHeight: 0 };
 }
 
-self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
-  const request = event.data;
-  const response = request.kind === "decode" ? await decodeAndCrop(request) : await synthetic(request);
-  const transfer = response.ok ? [response.pixels.buffer as ArrayBuffer] : [];
-  self.postMessage(response, { transfer });
+self.onmessage = async (event: MessageEvent<WorkerRequest[]>) => {
+  const responses: WorkerResponse[] = [];
+  for (const request of event.data) {
+    if (request.kind === "decode") responses.push(await decodeAndCrop(request));
+    else if (request.kind === "resize") responses.push(resize(request));
+    else responses.push(await synthetic(request));
+  }
+  const transfer = responses.flatMap((response) => response.ok ? [response.pixels.buffer as ArrayBuffer] : []);
+  self.postMessage(responses, { transfer });
 };

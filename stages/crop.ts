@@ -5,12 +5,12 @@
  * listing every file that was skipped (corrupt, truncated, empty, not an image) and why.
  */
 import { join } from "node:path";
-import { decode, Image } from "imagescript";
 import type { StageContext } from "../pipeline/types.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { openRawSource } from "../data/source.ts";
 import { PackWriter } from "../data/pack.ts";
 import { orderedMap, WorkerPool } from "../data/pool.ts";
+import { decodePhoto } from "../data/decode.ts";
 import { REFERENCE_HEIGHT, REFERENCE_WIDTH } from "../data/worker.ts";
 import type { Rect } from "../data/resample.ts";
 
@@ -86,8 +86,7 @@ export async function run(ctx: StageContext): Promise<void> {
 async function outputSize(source: Awaited<ReturnType<typeof openRawSource>>, names: string[], box: Rect | null) {
   for (const name of names) {
     try {
-      const image = await decode(await source.read(name));
-      if (!(image instanceof Image)) continue;
+      const image = await decodePhoto(await source.read(name));
       const width = box ? Math.round(box.width * image.width / REFERENCE_WIDTH) : image.width;
       const height = box ? Math.round(box.height * image.height / REFERENCE_HEIGHT) : image.height;
       return { width, height };

@@ -1,12 +1,12 @@
 /**
  * resize: every crop to data.size x data.size with the project's one filter (exact area
- * averaging, data/resample.ts). With data.two_step the crops go to 2*size first, then halve,
- * as the seeds' 64 -> 32 preprocessing did.
+ * averaging, data/resample.ts), on all cores. With data.two_step the crops go to 2*size first,
+ * then halve, as the seeds' 64 -> 32 preprocessing did.
  */
 import type { StageContext } from "../pipeline/types.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { PackWriter, readPackImages, readPackIndex } from "../data/pack.ts";
-import { resampleArea } from "../data/resample.ts";
+import { orderedMap, WorkerPool } from "../data/pool.ts";
 
 export const SIZES = [32, 64, 128];
 
@@ -16,16 +16,31 @@ export async function run(ctx: StageContext): Promise<void> {
   const twoStep = ctx.param<boolean>("data.two_step");
   const index = await readPackIndex(ctx.inputs.crop);
   const writer = new PackWriter(ctx.outDir, size, size);
-  const whole = (width: number, height: number) => ({ x: 0, y: 0, width, height });
-  for await (const { pixels, name } of readPackImages(ctx.inputs.crop, index)) {
-    let image = pixels;
-    let [width, height] = [index.width, index.height];
-    if (twoStep) {
-      image = resampleArea(image, width, height, 3, whole(width, height), size * 2, size * 2);
-      width = height = size * 2;
-    }
-    await writer.add(resampleArea(image, width, height, 3, whole(width, height), size, size), name);
-    if (writer.count % 1000 === 0) ctx.progress(`resized ${writer.count}/${index.count}`);
+  const pool = new WorkerPool();
+  try {
+    await orderedMap(
+      pool,
+      readPackImages(ctx.inputs.crop, index),
+      ({ pixels }) => {
+        // A copy of its own: posting a view would clone the whole pack file it points into.
+        const own = pixels.slice();
+        const request = {
+          pixels: own,
+          width: index.width,
+          height: index.height,
+          sizes: twoStep ? [size * 2, size] : [size],
+        };
+        return Promise.resolve({ request: { kind: "resize" as const, ...request }, transfer: [own.buffer] });
+      },
+      async (response, { name }) => {
+        if (!response.ok) throw new Error(`resize ${name}: ${response.error}`);
+        await writer.add(response.pixels, name);
+        if (writer.count % 1000 === 0) ctx.progress(`resized ${writer.count}/${index.count}`);
+      },
+      64,
+    );
+  } finally {
+    pool.close();
   }
   await writer.finish();
   ctx.log(

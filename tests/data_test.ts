@@ -6,6 +6,10 @@ import { decode, Image } from "imagescript";
 import { renderSyntheticFace, SYNTHETIC_HEIGHT, SYNTHETIC_WIDTH } from "../data/synthetic.ts";
 import { readPackImages, readPackIndex } from "../data/pack.ts";
 import { resampleArea } from "../data/resample.ts";
+import { decodePhoto } from "../data/decode.ts";
+import { orderedMap, WorkerPool } from "../data/pool.ts";
+import type { WorkerResponse } from "../data/worker.ts";
+import { Rng } from "../models/rng.ts";
 import {
   copyRealPhotos,
   exists,
@@ -131,6 +135,81 @@ Deno.test("a zip entry that climbs out with .. is refused (zip-slip)", async () 
   ]);
   assert.equal(result.code, 2, result.stderr);
   assert.match(result.stderr, /refusing entry '\.\.\/\.\.\/evil\.jpg' \(absolute path or '\.\.': a zip-slip attempt\)/);
+});
+
+Deno.test("decodePhoto gives imagescript's pixels, falls back for PNG, and recovers after a corrupt JPEG", async () => {
+  const [{ data: jpeg }] = await syntheticJpegs(1);
+  const reference = await decode(jpeg) as Image;
+  const rgbOf = (rgba: Uint8ClampedArray) =>
+    Uint8Array.from({ length: (rgba.length / 4) * 3 }, (_, i) => rgba[(i / 3 | 0) * 4 + i % 3]);
+  const photo = await decodePhoto(jpeg);
+  assert.deepEqual([photo.width, photo.height, photo.channels], [SYNTHETIC_WIDTH, SYNTHETIC_HEIGHT, 3]);
+  assert.deepEqual(photo.pixels, rgbOf(reference.bitmap), "the reused wasm decoder gives imagescript's pixels");
+  const png = await decodePhoto(await reference.encode());
+  assert.equal(png.channels, 4);
+  assert.deepEqual(png.pixels, reference.bitmap);
+  await assert.rejects(decodePhoto(jpeg.subarray(0, 200)), "a truncated JPEG throws");
+  await assert.rejects(
+    decodePhoto(new Uint8Array([0xff, 0xd8, 0xff, 1, 2, 3, 4, 5])),
+    "garbage after the marker throws",
+  );
+  assert.deepEqual((await decodePhoto(jpeg)).pixels, photo.pixels, "the next decode after a failure is right");
+});
+
+Deno.test("resampleArea: whole-pixel crops copy exactly, 2x is the 2x2 mean, half-pixel shifts average", () => {
+  const rng = new Rng(3);
+  const [width, height] = [20, 16];
+  const rgb = Uint8Array.from({ length: width * height * 3 }, () => Math.floor(rng.next() * 256));
+  const rgba = Uint8Array.from({ length: width * height * 4 }, (_, i) => i % 4 === 3 ? 255 : rgb[(i >> 2) * 3 + i % 4]);
+  const at = (x: number, y: number, c: number) => rgb[(y * width + x) * 3 + c];
+  const crop = resampleArea(rgb, width, height, 3, { x: 3, y: 5, width: 10, height: 8 }, 10, 8);
+  assert.deepEqual(
+    crop,
+    Uint8Array.from({ length: 10 * 8 * 3 }, (_, i) => at(3 + ((i / 3 | 0) % 10), 5 + (i / 30 | 0), i % 3)),
+  );
+  assert.deepEqual(
+    resampleArea(rgba, width, height, 4, { x: 3, y: 5, width: 10, height: 8 }, 10, 8),
+    crop,
+    "RGBA in, same RGB out",
+  );
+  const half = resampleArea(rgb, width, height, 3, { x: 0, y: 0, width, height }, 10, 8);
+  const shifted = resampleArea(rgb, width, height, 3, { x: 2.5, y: 4, width: 10, height: 1 }, 10, 1);
+  for (let x = 0; x < 10; x++) {
+    for (let c = 0; c < 3; c++) {
+      const [y, mean] = [3, (at(2 * x, 6, c) + at(2 * x + 1, 6, c) + at(2 * x, 7, c) + at(2 * x + 1, 7, c)) / 4];
+      assert.equal(half[(y * 10 + x) * 3 + c], Math.round(mean), `2x mean at ${x},${y}`);
+      assert.equal(shifted[x * 3 + c], Math.round((at(2 + x, 4, c) + at(3 + x, 4, c)) / 2), `half-pixel shift at ${x}`);
+    }
+  }
+});
+
+Deno.test("the worker pool keeps input order across batches, a partial last batch included", async () => {
+  const pool = new WorkerPool(2);
+  const seen: number[] = [];
+  try {
+    const items = Array.from({ length: 37 }, (_, i) => i);
+    await orderedMap(
+      pool,
+      items,
+      (i) => {
+        const pixels = new Uint8Array(2 * 2 * 3).fill(i * 5);
+        return Promise.resolve({
+          request: { kind: "resize", pixels, width: 2, height: 2, sizes: [1] },
+          transfer: [pixels.buffer],
+        });
+      },
+      (response: WorkerResponse, i) => {
+        assert.ok(response.ok);
+        assert.deepEqual([...response.pixels], [i * 5, i * 5, i * 5], `the result of item ${i}`);
+        seen.push(i);
+        return Promise.resolve();
+      },
+      4,
+    );
+    assert.deepEqual(seen, items);
+  } finally {
+    pool.close();
+  }
 });
 
 Deno.test("corrupt, truncated, empty and non-image files are skipped, counted and listed", async () => {
