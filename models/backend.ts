@@ -7,7 +7,7 @@
 import * as tf from "./tf.ts";
 import "@tensorflow/tfjs-backend-cpu";
 import { setThreadsCount, setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
-import { registerWasmKernels } from "./wasm_kernels.ts";
+import { registerWasmKernels, registerWebgpuKernels } from "./conv_kernels.ts";
 
 export const BACKENDS = ["auto", "tensorflow", "wasm", "webgpu", "cpu"] as const;
 export type BackendName = typeof BACKENDS[number];
@@ -46,6 +46,7 @@ async function startWebgpu(requireHardware: boolean): Promise<BackendInfo> {
   const software = adapter.info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(adapter.info.description);
   if (requireHardware && software) throw new BackendUnavailable("only a software WebGPU adapter");
   await import("@tensorflow/tfjs-backend-webgpu");
+  registerWebgpuKernels();
   if (!await tf.setBackend("webgpu")) throw new BackendUnavailable("backend 'webgpu' failed to start");
   const description = adapter.info.description || adapter.info.vendor;
   return { name: "webgpu", threads: 0, detail: `${description}${software ? " (software)" : ""}` };

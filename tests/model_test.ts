@@ -24,20 +24,25 @@ async function onBackend<T>(name: "cpu" | "wasm" | "webgpu", compute: () => Prom
   return await compute();
 }
 
-Deno.test("the wasm convolution gradients match the cpu backend within 1e-4 on random inputs", async () => {
-  const cases: { x: number[]; w: number[]; stride: number; pad: "same" | "valid" | number }[] = [
+Deno.test("the wasm and webgpu convolution gradients match the cpu backend within 1e-4 on random inputs", async (t) => {
+  type Shape4 = [number, number, number, number];
+  const cases: { x: Shape4; w: Shape4; stride: number; pad: "same" | "valid" | number }[] = [
     { x: [4, 32, 32, 3], w: [4, 4, 3, 8], stride: 2, pad: "same" },
     { x: [4, 16, 16, 8], w: [4, 4, 8, 16], stride: 2, pad: 1 },
     { x: [3, 15, 15, 5], w: [4, 4, 5, 7], stride: 2, pad: "valid" },
     { x: [2, 8, 8, 6], w: [3, 3, 6, 4], stride: 1, pad: "same" },
   ];
   await useBackend("cpu");
-  for (const { x: xShape, w: wShape, stride, pad } of cases) {
+  const gradientsOn = async (
+    backend: "cpu" | "wasm" | "webgpu",
+    { x: xShape, w: wShape, stride, pad }: typeof cases[0],
+  ) => {
+    await useBackend("cpu");
     const xValues = tf.randomNormal(xShape, 0, 1, "float32", 1).dataSync();
     const wValues = tf.randomNormal(wShape, 0, 1, "float32", 2).dataSync();
-    const gradients = () => {
-      const x = tf.tensor4d(xValues, xShape as [number, number, number, number]);
-      const w = tf.tensor4d(wValues, wShape as [number, number, number, number]);
+    return await onBackend(backend, async () => {
+      const x = tf.tensor4d(xValues, xShape);
+      const w = tf.tensor4d(wValues, wShape);
       const loss = (a: tf.Tensor, b: tf.Tensor) =>
         tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad).square().sum();
       const [dx, dw] = tf.grads(loss)([x, w]);
@@ -46,21 +51,52 @@ Deno.test("the wasm convolution gradients match the cpu backend within 1e-4 on r
       const transposed = tf.conv2dTranspose(
         tf.randomNormal(outShape, 0, 1, "float32", 3) as tf.Tensor4D,
         w,
-        xShape as [number, number, number, number],
+        xShape,
         stride,
         pad,
       );
-      return [dx.dataSync(), dw.dataSync(), transposed.dataSync()].map((values) => Array.from(values));
-    };
-    const expected = await onBackend("cpu", gradients);
-    const actual = await onBackend("wasm", gradients);
-    for (let i = 0; i < 3; i++) {
-      const error = relativeError(actual[i], expected[i]);
-      assert.ok(
-        error < 1e-4,
-        `${["dx", "dW", "conv2dTranspose"][i]} ${JSON.stringify({ xShape, wShape, stride, pad })}: ${error}`,
-      );
-    }
+      // data(), not dataSync(): WebGPU in Deno cannot read synchronously.
+      return [Array.from(await dx.data()), Array.from(await dw.data()), Array.from(await transposed.data())];
+    });
+  };
+  for (const backend of ["wasm", "webgpu"] as const) {
+    await t.step(backend, async () => {
+      if (!await startOrSkip(backend)) return;
+      for (const convolution of cases) {
+        const expected = await gradientsOn("cpu", convolution);
+        const actual = await gradientsOn(backend, convolution);
+        for (let i = 0; i < 3; i++) {
+          const error = relativeError(actual[i], expected[i]);
+          assert.ok(
+            error < 1e-4,
+            `${backend} ${["dx", "dW", "conv2dTranspose"][i]} ${JSON.stringify(convolution)}: ${error}`,
+          );
+        }
+      }
+    });
+  }
+});
+
+Deno.test("Sum and Mean gradients (overridden to broadcast dy) give the closed-form values on every backend", async (t) => {
+  const shape: [number, number, number, number] = [2, 2, 4, 3];
+  const x = Float32Array.from({ length: 48 }, (_, i) => Math.sin(i));
+  const channelWeights = [1, -2, 0.5];
+  const pixelWeights = Float32Array.from({ length: 2 * 3 }, (_, i) => i - 2.5);
+  for (const backend of ["cpu", "wasm", "webgpu"] as const) {
+    await t.step(backend, async () => {
+      if (!await startOrSkip(backend)) return;
+      const input = tf.tensor4d(x, shape);
+      const meanGrad = tf.grad((v: tf.Tensor) => tf.mean(v, [0, 1, 2]).mul(channelWeights).sum())(input);
+      const sumGrad = tf.grad((v: tf.Tensor) => tf.sum(v, [1, 2]).mul(tf.tensor2d(pixelWeights, [2, 3])).sum())(input);
+      const mean = await meanGrad.data();
+      const sum = await sumGrad.data();
+      for (let i = 0; i < 48; i++) {
+        const [b, c] = [Math.floor(i / 24), i % 3];
+        assert.equal(mean[i], channelWeights[c] / 16, `d mean / dx[${i}]`);
+        assert.equal(sum[i], pixelWeights[b * 3 + c], `d sum / dx[${i}]`);
+      }
+      tf.dispose([input, meanGrad, sumGrad]);
+    });
   }
 });
 
@@ -83,6 +119,18 @@ async function twoSteps(config: GanConfig) {
   return { losses, weights };
 }
 
+/** Start `backend`, or say why it is skipped here (webgpu needs a Vulkan driver) and return false. */
+async function startOrSkip(backend: "cpu" | "wasm" | "webgpu"): Promise<boolean> {
+  try {
+    await useBackend(backend);
+    return true;
+  } catch (error) {
+    if (!(error instanceof BackendUnavailable)) throw error;
+    console.log(`skipped: ${error.message} (apt-get install mesa-vulkan-drivers)`);
+    return false;
+  }
+}
+
 // The same real batch on every backend.
 const REAL_BATCH = Float32Array.from({ length: 8 * 32 * 32 * 3 }, (_, i) => Math.sin(i * 12.9898) * 0.9);
 
@@ -94,13 +142,7 @@ Deno.test("training steps on wasm and on webgpu match cpu (weights within 1e-4 r
     `wasm: ${relativeError(wasm.weights, expected.weights)}`,
   );
   await t.step("webgpu (a software adapter is enough)", async () => {
-    try {
-      await useBackend("webgpu");
-    } catch (error) {
-      if (!(error instanceof BackendUnavailable)) throw error;
-      console.log(`skipped: ${error.message} (apt-get install mesa-vulkan-drivers)`);
-      return;
-    }
+    if (!await startOrSkip("webgpu")) return;
     const webgpu = await twoSteps(STEP_CONFIG);
     const error = relativeError(webgpu.weights, expected.weights);
     assert.ok(error < 1e-3, `webgpu: ${error}`);
