@@ -77,7 +77,7 @@ Deno.test("the wasm and webgpu convolution gradients match the cpu backend withi
   }
 });
 
-Deno.test("Sum and Mean gradients (overridden to broadcast dy) give the closed-form values on every backend", async (t) => {
+Deno.test("Sum and Mean gradients (ones made on the device) give the closed-form values on every backend", async (t) => {
   const shape: [number, number, number, number] = [2, 2, 4, 3];
   const x = Float32Array.from({ length: 48 }, (_, i) => Math.sin(i));
   const channelWeights = [1, -2, 0.5];
