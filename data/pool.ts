@@ -78,14 +78,12 @@ export async function orderedMap<T>(
   batchSize = 16,
 ): Promise<void> {
   const inFlight: { items: T[]; responses: Promise<WorkerResponse[]> }[] = [];
-  let batch: { items: T[]; requests: WorkerRequest[]; transfer: Transferable[] } = {
-    items: [],
-    requests: [],
-    transfer: [],
-  };
+  let batch: { item: T; request: WorkerRequest; transfer: Transferable[] }[] = [];
   const send = () => {
-    inFlight.push({ items: batch.items, responses: pool.run(batch.requests, batch.transfer) });
-    batch = { items: [], requests: [], transfer: [] };
+    const requests = batch.map(({ request }) => request);
+    const transfer = batch.flatMap(({ transfer }) => transfer);
+    inFlight.push({ items: batch.map(({ item }) => item), responses: pool.run(requests, transfer) });
+    batch = [];
   };
   const consumeOldest = async () => {
     const { items, responses } = inFlight.shift()!;
@@ -93,14 +91,12 @@ export async function orderedMap<T>(
     for (let i = 0; i < items.length; i++) await consume(results[i], items[i]);
   };
   for await (const item of items) {
-    const { request, transfer } = await toRequest(item);
-    batch.items.push(item);
-    batch.requests.push(request);
-    batch.transfer.push(...(transfer ?? []));
-    if (batch.items.length < batchSize) continue;
+    const { request, transfer = [] } = await toRequest(item);
+    batch.push({ item, request, transfer });
+    if (batch.length < batchSize) continue;
     send();
     if (inFlight.length >= pool.size * 2) await consumeOldest();
   }
-  if (batch.items.length) send();
+  if (batch.length) send();
   while (inFlight.length) await consumeOldest();
 }

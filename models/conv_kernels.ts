@@ -18,6 +18,20 @@ import * as tf from "./tf.ts";
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type TensorInfo = tf.TensorInfo;
+type Shape4 = [number, number, number, number];
+
+/** The attributes both convolution gradients carry, besides the shape of what they compute. */
+interface ConvolutionAttrs {
+  strides: [number, number] | number;
+  pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
+  dimRoundingMode?: "floor" | "round" | "ceil";
+  dataFormat: "NHWC" | "NCHW";
+}
+
+/** Geometry of the forward convolution a gradient belongs to. */
+function forwardInfo(attrs: ConvolutionAttrs, inputShape: Shape4, filterShape: Shape4) {
+  return tf.backend_util.computeConv2DInfo(inputShape, filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode);
+}
 
 function kernel(name: string, backendName: string): tf.KernelFunc {
   const config = tf.getKernel(name, backendName);
@@ -27,22 +41,10 @@ function kernel(name: string, backendName: string): tf.KernelFunc {
 
 function conv2dBackpropFilter(backendName: string, { inputs, backend, attrs }: KernelArgs): TensorInfo {
   const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
-  const { strides, pad, dimRoundingMode, filterShape, dataFormat } = attrs as unknown as {
-    strides: [number, number] | number;
-    pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
-    dimRoundingMode?: "floor" | "round" | "ceil";
-    filterShape: [number, number, number, number];
-    dataFormat: "NHWC" | "NCHW";
-  };
-  if (dataFormat === "NCHW") throw new Error(`Conv2DBackpropFilter on ${backendName} supports NHWC only`);
-  const info = tf.backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number],
-    filterShape,
-    strides,
-    1,
-    pad,
-    dimRoundingMode,
-  );
+  const convolution = attrs as unknown as ConvolutionAttrs & { filterShape: Shape4 };
+  if (convolution.dataFormat === "NCHW") throw new Error(`Conv2DBackpropFilter on ${backendName} supports NHWC only`);
+  const { filterShape } = convolution;
+  const info = forwardInfo(convolution, x.shape as Shape4, filterShape);
   const transpose = kernel("Transpose", backendName);
   const conv2d = kernel("Conv2D", backendName);
   const slice = kernel("Slice", backendName);
@@ -88,22 +90,10 @@ function conv2dBackpropFilter(backendName: string, { inputs, backend, attrs }: K
 function conv2dBackpropInput(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
   const { inputs, backend, attrs } = args;
   const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
-  const { strides, pad, dimRoundingMode, inputShape, dataFormat } = attrs as unknown as {
-    strides: [number, number] | number;
-    pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
-    dimRoundingMode?: "floor" | "round" | "ceil";
-    inputShape: [number, number, number, number];
-    dataFormat: "NHWC" | "NCHW";
-  };
-  if (dataFormat === "NCHW") return fallback(args) as TensorInfo;
-  const info = tf.backend_util.computeConv2DInfo(
-    inputShape,
-    filter.shape as [number, number, number, number],
-    strides,
-    1,
-    pad,
-    dimRoundingMode,
-  );
+  const convolution = attrs as unknown as ConvolutionAttrs & { inputShape: Shape4 };
+  if (convolution.dataFormat === "NCHW") return fallback(args) as TensorInfo;
+  const { inputShape } = convolution;
+  const info = forwardInfo(convolution, inputShape, filter.shape as Shape4);
   const { strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw, inHeight, inWidth } = info;
   const [batch, outHeight, outWidth] = dy.shape;
   const inChannels = inputShape[3];

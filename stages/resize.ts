@@ -16,6 +16,7 @@ export async function run(ctx: StageContext): Promise<void> {
   const twoStep = ctx.param<boolean>("data.two_step");
   const index = await readPackIndex(ctx.inputs.crop);
   const writer = new PackWriter(ctx.outDir, size, size);
+  const sizes = twoStep ? [size * 2, size] : [size];
   const pool = new WorkerPool();
   try {
     await orderedMap(
@@ -24,13 +25,8 @@ export async function run(ctx: StageContext): Promise<void> {
       ({ pixels }) => {
         // A copy of its own: posting a view would clone the whole pack file it points into.
         const own = pixels.slice();
-        const request = {
-          pixels: own,
-          width: index.width,
-          height: index.height,
-          sizes: twoStep ? [size * 2, size] : [size],
-        };
-        return Promise.resolve({ request: { kind: "resize" as const, ...request }, transfer: [own.buffer] });
+        const request = { kind: "resize" as const, pixels: own, width: index.width, height: index.height, sizes };
+        return Promise.resolve({ request, transfer: [own.buffer] });
       },
       async (response, { name }) => {
         if (!response.ok) throw new Error(`resize ${name}: ${response.error}`);

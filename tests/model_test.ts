@@ -32,7 +32,6 @@ Deno.test("the wasm and webgpu convolution gradients match the cpu backend withi
     { x: [3, 15, 15, 5], w: [4, 4, 5, 7], stride: 2, pad: "valid" },
     { x: [2, 8, 8, 6], w: [3, 3, 6, 4], stride: 1, pad: "same" },
   ];
-  await useBackend("cpu");
   const gradientsOn = async (
     backend: "cpu" | "wasm" | "webgpu",
     { x: xShape, w: wShape, stride, pad }: typeof cases[0],
