@@ -14,7 +14,7 @@
  * only: tfjs-wasm has one, but as plain loops it is 10-20x slower than its Conv2D (measured: 368 ms
  * vs 22 ms for the seeds' 8x8x64->128 layer at batch 128), so it is rebuilt from Conv2D below.
  */
-import * as tf from "./tf.ts";
+import * as tf from "../tf.ts";
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type TensorInfo = tf.TensorInfo;
@@ -33,13 +33,13 @@ function forwardInfo(attrs: ConvolutionAttrs, inputShape: Shape4, filterShape: S
   return tf.backend_util.computeConv2DInfo(inputShape, filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode);
 }
 
-function kernel(name: string, backendName: string): tf.KernelFunc {
+export function kernel(name: string, backendName: string): tf.KernelFunc {
   const config = tf.getKernel(name, backendName);
   if (!config) throw new Error(`${backendName} backend has no ${name} kernel`);
   return config.kernelFunc;
 }
 
-function conv2dBackpropFilter(backendName: string, { inputs, backend, attrs }: KernelArgs): TensorInfo {
+export function conv2dBackpropFilter(backendName: string, { inputs, backend, attrs }: KernelArgs): TensorInfo {
   const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
   const convolution = attrs as unknown as ConvolutionAttrs & { filterShape: Shape4 };
   if (convolution.dataFormat === "NCHW") throw new Error(`Conv2DBackpropFilter on ${backendName} supports NHWC only`);
@@ -87,7 +87,7 @@ function conv2dBackpropFilter(backendName: string, { inputs, backend, attrs }: K
  * conv of dy with a (K/s)x(K/s) slice of the rotated filter, and the phases are interleaved.
  * Same arithmetic as the gradient, no multiplications by inserted zeros.
  */
-function conv2dBackpropInput(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
+export function conv2dBackpropInput(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
   const { inputs, backend, attrs } = args;
   const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
   const convolution = attrs as unknown as ConvolutionAttrs & { inputShape: Shape4 };
@@ -164,39 +164,4 @@ function conv2dBackpropInput(args: KernelArgs, fallback: tf.KernelFunc): TensorI
   // Reshape shares its input's data (with a reference count), so every temporary can go.
   for (const temporary of temporaries) (backend as tf.KernelBackend).disposeData(temporary.dataId);
   return result;
-}
-
-const registered = new Set<string>();
-
-/** Register the gradient kernels with the wasm backend (once). */
-export function registerWasmKernels(): void {
-  if (registered.has("wasm")) return;
-  registered.add("wasm");
-  tf.registerKernel({
-    kernelName: "Conv2DBackpropFilter",
-    backendName: "wasm",
-    kernelFunc: (args) => conv2dBackpropFilter("wasm", args),
-  });
-  // The built-in stays as the fallback for shapes the phase split does not cover; its setup
-  // (binding the C function) must still run when the backend starts.
-  const builtIn = tf.getKernel("Conv2DBackpropInput", "wasm")!;
-  tf.unregisterKernel("Conv2DBackpropInput", "wasm");
-  tf.registerKernel({
-    kernelName: "Conv2DBackpropInput",
-    backendName: "wasm",
-    setupFunc: builtIn.setupFunc,
-    kernelFunc: (args) => conv2dBackpropInput(args, builtIn.kernelFunc),
-  });
-}
-
-/** Replace the webgpu backend's Conv2DBackpropFilter with the dilated-Conv2D one (once). */
-export function registerWebgpuKernels(): void {
-  if (registered.has("webgpu")) return;
-  registered.add("webgpu");
-  tf.unregisterKernel("Conv2DBackpropFilter", "webgpu");
-  tf.registerKernel({
-    kernelName: "Conv2DBackpropFilter",
-    backendName: "webgpu",
-    kernelFunc: (args) => conv2dBackpropFilter("webgpu", args),
-  });
 }

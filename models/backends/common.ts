@@ -1,0 +1,11 @@
+/** What every backend module returns when it starts, and the error that lets `auto` try the next one. */
+import type { BACKENDS } from "../backend.ts";
+
+export interface BackendInfo {
+  name: Exclude<typeof BACKENDS[number], "auto">;
+  threads: number;
+  detail: string;
+}
+
+/** A backend that cannot start here (library or device missing): `auto` falls back, a named choice fails. */
+export class BackendUnavailable extends Error {}

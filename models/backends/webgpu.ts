@@ -1,0 +1,36 @@
+/**
+ * Deno's built-in WebGPU through tfjs-webgpu, with its Conv2DBackpropFilter (one GPU thread per
+ * weight) replaced by the dilated-Conv2D formulation of `conv_gradients.ts`.
+ */
+import * as tf from "../tf.ts";
+import { conv2dBackpropFilter } from "./conv_gradients.ts";
+import { type BackendInfo, BackendUnavailable } from "./common.ts";
+
+let registered = false;
+
+/** Replace the webgpu backend's Conv2DBackpropFilter with the dilated-Conv2D one (once). */
+function registerWebgpuKernels(): void {
+  if (registered) return;
+  registered = true;
+  tf.unregisterKernel("Conv2DBackpropFilter", "webgpu");
+  tf.registerKernel({
+    kernelName: "Conv2DBackpropFilter",
+    backendName: "webgpu",
+    kernelFunc: (args) => conv2dBackpropFilter("webgpu", args),
+  });
+}
+
+/** `requireHardware`: refuse a software adapter (what `auto` wants; tests take any adapter). */
+export async function startWebgpu(requireHardware: boolean): Promise<BackendInfo> {
+  // Mesa's Vulkan loader complains on stderr when this is unset (headless machines, CI).
+  if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "xdg-" }));
+  const adapter = await navigator.gpu?.requestAdapter();
+  if (!adapter) throw new BackendUnavailable("backend 'webgpu': no WebGPU adapter (install a Vulkan driver)");
+  const software = adapter.info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(adapter.info.description);
+  if (requireHardware && software) throw new BackendUnavailable("only a software WebGPU adapter");
+  await import("@tensorflow/tfjs-backend-webgpu");
+  registerWebgpuKernels();
+  if (!await tf.setBackend("webgpu")) throw new BackendUnavailable("backend 'webgpu' failed to start");
+  const description = adapter.info.description || adapter.info.vendor;
+  return { name: "webgpu", threads: 0, detail: `${description}${software ? " (software)" : ""}` };
+}
