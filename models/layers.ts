@@ -17,10 +17,10 @@ export interface Pass {
 }
 
 const BN_MOMENTUM = 0.1; // PyTorch's default, which the seeds used
-const BN_EPSILON = 1e-5;
+export const BN_EPSILON = 1e-5;
 
 /** W / sigma(W), sigma from one step of power iteration whose vectors were updated beforehand. */
-function spectral(store: ParamStore, name: string, weight: tf.Tensor, pass: Pass, rows: number): tf.Tensor {
+export function spectral(store: ParamStore, name: string, weight: tf.Tensor, pass: Pass, rows: number): tf.Tensor {
   if (!pass.spectralNorm) return weight;
   const columns = weight.size / rows;
   const u = store.unitVector(`${name}/sn_u`, columns);

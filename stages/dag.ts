@@ -82,6 +82,14 @@ export const dag: StageDecl[] = [
     resumable: true,
   },
   {
+    name: "export",
+    description: "the generator as a standard TF.js GraphModel (model.json + shards) and faces.html",
+    deps: ["train"],
+    params: [],
+    module: "stages/export.ts",
+    publish: ["faces.html"],
+  },
+  {
     name: "evaluate",
     description: "SWD, face-embedding Frechet distance and KID, detection rate; real-vs-real floor",
     deps: ["train", "shard"],

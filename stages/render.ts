@@ -13,6 +13,7 @@ import { encodeBase64 } from "../pipeline/base64.ts";
 import { escapeHtml } from "../pipeline/compare.ts";
 import { useBackend } from "../models/backend.ts";
 import { Rng } from "../models/rng.ts";
+import { slerp } from "../models/latent.ts";
 import { toUint8Images } from "../models/serialize.ts";
 import type { Generator } from "../models/dcgan.ts";
 import { readGenerator } from "../data/generator_file.ts";
@@ -31,15 +32,6 @@ async function sample(generator: Generator, z: Float32Array, count: number): Pro
   const pixels = await toUint8Images(images);
   images.dispose();
   return pixels;
-}
-
-/** Spherical interpolation, the usual path between Gaussian latents. */
-function slerp(a: Float32Array, b: Float32Array, t: number): Float32Array {
-  const dot = a.reduce((sum, v, i) => sum + v * b[i], 0) / (Math.hypot(...a) * Math.hypot(...b));
-  const omega = Math.acos(Math.min(1, Math.max(-1, dot)));
-  if (omega < 1e-6) return a.map((v, i) => v + (b[i] - v) * t);
-  const [wa, wb] = [Math.sin((1 - t) * omega) / Math.sin(omega), Math.sin(t * omega) / Math.sin(omega)];
-  return a.map((v, i) => wa * v + wb * b[i]);
 }
 
 export async function run(ctx: StageContext): Promise<void> {

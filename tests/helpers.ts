@@ -10,6 +10,7 @@ const PROJECT_FILES = [
   "deno.json",
   "deno.lock",
   "main.ts",
+  "sample.ts",
   "params.json",
   "params",
   "pipeline",

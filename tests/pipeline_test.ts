@@ -1,32 +1,14 @@
-/** The real seven-stage pipeline end to end on the tiny profile: report, reproducibility, invalidation. */
+/** The real eight-stage pipeline end to end on the tiny profile: report, reproducibility, invalidation. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { decode, Image } from "imagescript";
 import { facegan, projectCopy, readLock, run } from "./helpers.ts";
+import { CHROMIUM_FLAGS, findChromium } from "./chromium.ts";
 
 const TINY = ["--params", "params/tiny.json"];
-const STAGES = ["download", "crop", "resize", "shard", "train", "evaluate", "render"];
+const STAGES = ["download", "crop", "resize", "shard", "train", "export", "evaluate", "render"];
 
-async function chromium(): Promise<string | null> {
-  for (const name of ["chromium", "chromium-browser", "google-chrome"]) {
-    const found = await new Deno.Command("which", { args: [name], stdout: "piped", stderr: "null" }).output();
-    if (found.success) return new TextDecoder().decode(found.stdout).trim();
-  }
-  return null;
-}
-
-const CHROMIUM_FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-Deno.test("the tiny profile runs all seven stages, reproducibly, and re-runs only evaluate and render for eval.n_samples", async (t) => {
+Deno.test("the tiny profile runs all eight stages, reproducibly, and re-runs only evaluate and render for eval.n_samples", async (t) => {
   const root = await projectCopy();
   const first = await facegan(root, ["run", ...TINY]);
   assert.equal(first.code, 0, first.stderr);
@@ -49,7 +31,7 @@ Deno.test("the tiny profile runs all seven stages, reproducibly, and re-runs onl
 
   await t.step("changing eval.n_samples re-runs only evaluate and render", async () => {
     const status = await facegan(root, ["status", ...TINY, "--set", "eval.n_samples=40"]);
-    for (const stage of STAGES.slice(0, 5)) assert.match(status.stdout, new RegExp(`${stage}\\s+fresh`));
+    for (const stage of STAGES.slice(0, 6)) assert.match(status.stdout, new RegExp(`${stage}\\s+fresh`));
     assert.match(status.stdout, /evaluate\s+stale\s+\w+\s+param eval\.n_samples: 48 -> 40/);
     assert.match(status.stdout, /render\s+stale/);
     const rerun = await facegan(root, ["run", ...TINY, "--set", "eval.n_samples=40"]);
@@ -59,7 +41,7 @@ Deno.test("the tiny profile runs all seven stages, reproducibly, and re-runs onl
   });
 
   await t.step("report.html renders in headless Chromium with the sample grid visible", async () => {
-    const browser = await chromium();
+    const browser = await findChromium();
     if (!browser) {
       console.log("skipped: no chromium (apt-get install chromium)");
       return;
