@@ -163,7 +163,7 @@ Deno.test("the export stage on the tiny profile: the model, deno task sample, fa
 
   await t.step({
     name:
-      "faces.html in headless Chromium from file:// and a static server: faces drawn, 'new faces' changes them, a seed repeats",
+      "faces.html in headless Chromium from file:// and a static server: faces drawn, 'new faces' changes them, a seed repeats, the slider interpolates",
     ignore: BROWSER === null,
     fn: async () => {
       const url = `file://${join(root, "outputs", "latest", "faces.html")}`;
@@ -215,6 +215,28 @@ Deno.test("the export stage on the tiny profile: the model, deno task sample, fa
         );
         await page.waitFor(`Number(document.body.dataset.drawn) > ${again}`, 60_000);
         assert.equal(await canvas(), first, "seed 1 again gives the same pixels");
+
+        // The slider walks from the first face (0) to the second (100), through others.
+        const cellPixels = (id: string, column: number) =>
+          page.evaluate<number[]>(
+            `Array.from(document.getElementById("${id}").getContext("2d").getImageData(${
+              1 + column * 130
+            }, 1, 128, 128).data)`,
+          );
+        const slide = async (value: number) => {
+          const before = await drawn();
+          await page.evaluate(
+            `(() => { const m = document.getElementById("mix"); m.value = "${value}"; m.dispatchEvent(new Event("input")); })()`,
+          );
+          await page.waitFor(`Number(document.body.dataset.drawn) > ${before}`, 60_000);
+          return await cellPixels("between", 0);
+        };
+        const [face1, face2] = [await cellPixels("faces", 0), await cellPixels("faces", 1)];
+        const largest = (a: number[], b: number[]) => Math.max(...a.map((v, i) => Math.abs(v - b[i])));
+        assert.ok(largest(await slide(0), face1) <= 2, "slider at 0: the first face");
+        assert.ok(largest(await slide(100), face2) <= 2, "slider at 100: the second face");
+        const middle = await slide(50);
+        assert.ok(largest(middle, face1) > 2 && largest(middle, face2) > 2, "slider at 50: a face between");
         assert.deepEqual(page.errors, []);
       } finally {
         await page.close();
