@@ -3,5 +3,6 @@ import { fileURLToPath } from "node:url";
 import { dirname } from "node:path";
 import { main } from "./pipeline/cli.ts";
 import { dag } from "./stages/dag.ts";
+import { schema } from "./stages/params_schema.ts";
 
-Deno.exit(await main({ root: dirname(fileURLToPath(import.meta.url)), dag }, Deno.args));
+Deno.exit(await main({ root: dirname(fileURLToPath(import.meta.url)), dag, schema }, Deno.args));

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { canonicalJson, sha256 } from "./hash.ts";
 import { exists, fsyncDir, fsyncTree, listFiles, removeIfExists, writeFileAtomic } from "./fsutil.ts";
+import type { StageOutput } from "./lock.ts";
 import type { StatCache } from "./statcache.ts";
 
 export interface ManifestFile {
@@ -16,10 +17,37 @@ export interface Manifest {
   bytes: number;
 }
 
+/** How one run of a stage went: kept with its cache entry (volatile: never in the lock). */
+export interface RunInfo {
+  wall_s: number;
+  /** ISO 8601 UTC */
+  ran_at: string;
+  environment: Record<string, string | number | boolean>;
+  metrics?: unknown;
+}
+
+/** A key as the cache holds it: a usable artifact, a damaged entry, or nothing. */
+export type EntryState =
+  | { state: "ok"; output: StageOutput; run: RunInfo | null }
+  | { state: "damaged"; detail: string }
+  | { state: "absent" };
+
+/** A directory of the cache: a finished entry, or the partial one of a run in progress or killed. */
+export interface CacheEntry {
+  key: string;
+  path: string;
+  partial: boolean;
+}
+
+const KEY = /^[0-9a-f]{64}$/;
+const PARTIAL_PREFIX = ".partial-";
+const RUN_FILE = "run.json";
+
 /**
- * The content-addressed cache: `<cacheDir>/<key>/out/` holds a stage's artifact and
- * `<cacheDir>/<key>/manifest.json` every file's sha256 and size. An entry only ever appears
- * under its final name complete: it is built in `.partial-<key>/`, fsynced, then renamed.
+ * The content-addressed cache, the only module that knows its layout: `<cacheDir>/<key>/out/`
+ * holds a stage's artifact, `<key>/manifest.json` every file's sha256 and size, `<key>/run.json`
+ * the run's record (RunInfo). An entry only ever appears under its final name complete: it is
+ * built in `.partial-<key>/`, fsynced, then renamed.
  */
 export class Cache {
   constructor(readonly dir: string, private readonly statCache: StatCache) {}
@@ -34,7 +62,7 @@ export class Cache {
 
   /** Where a run of `key` writes; kept after a crash so a resumable stage can pick up its work. */
   partialDir(key: string): string {
-    return join(this.dir, `.partial-${key}`);
+    return join(this.dir, `${PARTIAL_PREFIX}${key}`);
   }
 
   async readManifest(key: string): Promise<Manifest | null> {
@@ -75,6 +103,38 @@ export class Cache {
     return { manifest: problems.length ? null : manifest, problems };
   }
 
+  /** The key's state, for planning: its manifest checked, its output and run record. */
+  async state(key: string): Promise<EntryState> {
+    const { manifest, problems } = await this.check(key);
+    if (!manifest) {
+      return problems.join() === "not in cache"
+        ? { state: "absent" }
+        : { state: "damaged", detail: problems.join(", ") };
+    }
+    const run = await this.runInfo(key);
+    const output: StageOutput = {
+      output: manifest.output,
+      files: manifest.files.length,
+      bytes: manifest.bytes,
+      environment: run?.environment ?? {},
+      ...(run?.metrics !== undefined ? { metrics: run.metrics } : {}),
+    };
+    return { state: "ok", output, run };
+  }
+
+  async runInfo(key: string): Promise<RunInfo | null> {
+    try {
+      return JSON.parse(await Deno.readTextFile(join(this.entryDir(key), RUN_FILE)));
+    } catch {
+      return null;
+    }
+  }
+
+  /** Record how the run went, in the partial dir (promoted with the artifact). */
+  async writeRunInfo(key: string, info: RunInfo): Promise<void> {
+    await writeFileAtomic(join(this.partialDir(key), RUN_FILE), JSON.stringify(info));
+  }
+
   /** Hash every file of a finished partial dir, fsync it and rename it to its final name. */
   async promote(key: string): Promise<Manifest> {
     const partial = this.partialDir(key);
@@ -104,17 +164,20 @@ export class Cache {
     return manifest;
   }
 
-  /** Cache entries present on disk (finished ones only). */
-  async keys(): Promise<string[]> {
-    const keys: string[] = [];
+  /** Every entry on disk, finished and partial, by name. */
+  async entries(): Promise<CacheEntry[]> {
+    const entries: CacheEntry[] = [];
     try {
       for await (const entry of Deno.readDir(this.dir)) {
-        if (entry.isDirectory && /^[0-9a-f]{64}$/.test(entry.name)) keys.push(entry.name);
+        if (!entry.isDirectory) continue;
+        const partial = entry.name.startsWith(PARTIAL_PREFIX);
+        const key = partial ? entry.name.slice(PARTIAL_PREFIX.length) : entry.name;
+        if (KEY.test(key)) entries.push({ key, path: join(this.dir, entry.name), partial });
       }
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
-    return keys.sort();
+    return entries.sort((a, b) => a.path.localeCompare(b.path));
   }
 
   /** Remove leftovers of killed runs (trash dirs); partial dirs are kept for resumable stages. */

@@ -3,7 +3,8 @@ import { encodeBase64 } from "./base64.ts";
 import { git, showAt } from "./git.ts";
 import { UserError } from "./errors.ts";
 import { writeFileAtomic } from "./fsutil.ts";
-import type { LockFile, MetricsFile } from "./types.ts";
+import type { LockFile } from "./lock.ts";
+import type { MetricsFile } from "./types.ts";
 import type { Workspace } from "./workspace.ts";
 
 const WORKING_TREE = "working tree";

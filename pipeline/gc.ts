@@ -1,8 +1,8 @@
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { git, showAt } from "./git.ts";
 import { listFiles, removeIfExists } from "./fsutil.ts";
 import { acquireRunLock } from "./runlock.ts";
-import type { LockFile } from "./types.ts";
+import type { LockFile } from "./lock.ts";
 import type { Workspace } from "./workspace.ts";
 
 /**
@@ -22,8 +22,8 @@ export async function gcCommand(
     let total = 0;
     for (const entry of candidates) {
       total += entry.bytes;
-      console.log(`${dryRun ? "would remove" : "removing"}  ${entry.name}  ${formatBytes(entry.bytes)}`);
-      if (!dryRun) await removeIfExists(join(workspace.cache.dir, entry.name));
+      console.log(`${dryRun ? "would remove" : "removing"}  ${basename(entry.path)}  ${formatBytes(entry.bytes)}`);
+      if (!dryRun) await removeIfExists(entry.path);
     }
     const verb = dryRun ? "would free" : "freed";
     console.log(
@@ -52,18 +52,9 @@ async function referencedKeys(workspace: Workspace, keepCommits: number): Promis
 }
 
 async function unreferencedEntries(workspace: Workspace, referenced: Set<string>) {
-  const entries: { name: string; bytes: number }[] = [];
-  let names: string[] = [];
-  try {
-    for await (const entry of Deno.readDir(workspace.cache.dir)) if (entry.isDirectory) names.push(entry.name);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  names = names.sort();
-  for (const name of names) {
-    const key = name.replace(/^\.partial-/, "");
-    if (!/^[0-9a-f]{64}$/.test(key) || referenced.has(key)) continue;
-    entries.push({ name, bytes: await treeBytes(join(workspace.cache.dir, name)) });
+  const entries: { path: string; bytes: number }[] = [];
+  for (const entry of await workspace.cache.entries()) {
+    if (!referenced.has(entry.key)) entries.push({ path: entry.path, bytes: await treeBytes(entry.path) });
   }
   return entries;
 }

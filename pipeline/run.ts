@@ -1,247 +1,180 @@
+/**
+ * A real run: plan, execute what the plan says must run (each stage as soon as its inputs are
+ * known, so independent stages run concurrently), plan again as stages finish, then write the
+ * lock, the run summary and the latest links.
+ */
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { ancestors, descendants, stageByName } from "./dag.ts";
-import { EXIT_USER_ERROR, UserError } from "./errors.ts";
-import { exists, removeIfExists, writeFileAtomic } from "./fsutil.ts";
-import type { StageJob } from "./stage_runner.ts";
-import type { LockStage, StageDecl } from "./types.ts";
-import { explainChange, platformEnvironment, type ResolvedStage, type Workspace } from "./workspace.ts";
+import { stageByName } from "./dag.ts";
+import { removeIfExists, writeFileAtomic } from "./fsutil.ts";
+import { executeStage, type Executor } from "./execute.ts";
+import { type LockStage, writeLock } from "./lock.ts";
+import type { Decision, Plan, Reason, Selection } from "./plan.ts";
+import type { Workspace } from "./workspace.ts";
 
-export interface Selection {
-  /** force these stages and everything downstream of them */
-  from?: string;
-  /** run only this stage (its inputs must be cached) */
-  only?: string;
-  /** stop after this stage */
-  until?: string;
-}
+/** What a run reports as it goes; the CLI puts it into words. */
+export type RunEvent =
+  | { kind: "cached"; stage: string; key: string }
+  | { kind: "start"; stage: string; key: string; reasons: Reason[]; resumed: boolean }
+  | { kind: "ran"; stage: string; key: string; wallSeconds: number; files: number }
+  | { kind: "failed"; stage: string; wallSeconds: number; exitCode: number };
 
 export interface RunOptions {
   selection: Selection;
-  dryRun?: boolean;
-  log: (line: string) => void;
+  executor: Executor;
+  report: (event: RunEvent) => void;
 }
 
+/** A stage outside the selection (--only) that the selection reads is not up to date. */
+export class StaleUpstream extends Error {
+  constructor(readonly stage: string, readonly reasons: Reason[]) {
+    super(`stage ${stage} is not up to date`);
+  }
+}
+
+/** One selected stage at the end of a run. */
 export interface StageOutcome {
-  name: string;
-  action: "cached" | "ran" | "would run" | "failed" | "skipped";
-  record?: LockStage;
-  reasons: string[];
+  stage: string;
+  action: "cached" | "ran";
+  record: LockStage;
+  reasons: Reason[];
+  /** this run's wall time, or the cached entry's */
+  wallSeconds?: number;
 }
 
-const RUNNER = fileURLToPath(new URL("./stage_runner.ts", import.meta.url));
+/** Bring the selected stages up to date. Returns one outcome per selected stage, in DAG order. */
+export async function runPipeline(workspace: Workspace, options: RunOptions): Promise<StageOutcome[]> {
+  const lock = await workspace.readLock();
+  const facts = await workspace.facts();
+  const ran = new Map<string, LockStage>();
+  const reasons = new Map<string, Reason[]>();
+  const wallSeconds = new Map<string, number>();
+  const running = new Map<string, Promise<void>>();
+  const reported = new Set<string>();
+  const abort = new AbortController();
+  let failure: unknown = null;
+  let current: Plan;
 
-/** Which stages a selection touches, and which of them must run even when cached. */
-export function selectStages(dag: StageDecl[], selection: Selection): { included: Set<string>; forced: Set<string> } {
-  let included = new Set(dag.map((stage) => stage.name));
-  const forced = new Set<string>();
-  if (selection.until) {
-    included = new Set([selection.until, ...ancestors(dag, selection.until)]);
-  }
-  if (selection.only) {
-    stageByName(dag, selection.only);
-    included = new Set([selection.only]);
-  }
-  if (selection.from) {
-    for (const name of [selection.from, ...descendants(dag, selection.from)]) {
-      if (included.has(name)) forced.add(name);
+  const start = (decision: Extract<Decision, { action: "run" }>, inputs: Record<string, string>) => {
+    const stage = stageByName(workspace.dag, decision.stage);
+    reasons.set(stage.name, decision.reasons);
+    const context = {
+      root: workspace.root,
+      outputsDir: workspace.outputsDir,
+      cache: workspace.cache,
+      executor: options.executor,
+      signal: abort.signal,
+      started: (resumed: boolean) =>
+        options.report({ kind: "start", stage: stage.name, key: decision.key, reasons: decision.reasons, resumed }),
+    };
+    const job = executeStage(context, { stage, key: decision.key, identity: decision.identity }, inputs).then(
+      (result) => {
+        ran.set(stage.name, result.record);
+        wallSeconds.set(stage.name, result.wallSeconds);
+        const files = result.record.files;
+        options.report({ kind: "ran", stage: stage.name, key: decision.key, wallSeconds: result.wallSeconds, files });
+      },
+      (error) => {
+        failure ??= error;
+        abort.abort();
+        if (error?.wallSeconds !== undefined) {
+          options.report({
+            kind: "failed",
+            stage: stage.name,
+            wallSeconds: error.wallSeconds,
+            exitCode: error.exitCode,
+          });
+        }
+      },
+    ).finally(() => running.delete(stage.name));
+    running.set(stage.name, job);
+  };
+
+  try {
+    while (true) {
+      current = await workspace.plan({ facts, lock, selection: options.selection, ran });
+      if (failure) break;
+      for (const decision of current.decisions) {
+        if (decision.action === "cached" && !reported.has(decision.stage)) {
+          reported.add(decision.stage);
+          options.report({ kind: "cached", stage: decision.stage, key: decision.record.key });
+        }
+        if (decision.action !== "run" || running.has(decision.stage)) continue;
+        if (decision.outside) {
+          failure ??= new StaleUpstream(decision.stage, decision.reasons);
+          abort.abort();
+          break;
+        }
+        start(decision, inputDirs(workspace, current, decision.stage));
+      }
+      if (!running.size || failure) {
+        await Promise.allSettled(running.values());
+        break;
+      }
+      await Promise.race(running.values());
     }
+  } finally {
+    await workspace.statCache.save();
   }
-  return { included, forced };
+  if (failure) throw failure;
+
+  const outcomes: StageOutcome[] = [];
+  const records = new Map<string, LockStage>();
+  for (const decision of current!.decisions) {
+    if (decision.action !== "cached" && decision.action !== "ran") continue;
+    records.set(decision.stage, decision.record);
+    if (!current!.included.includes(decision.stage)) continue;
+    outcomes.push({
+      stage: decision.stage,
+      action: decision.action,
+      record: decision.record,
+      reasons: reasons.get(decision.stage) ?? [],
+      wallSeconds: decision.action === "ran" ? wallSeconds.get(decision.stage) : decision.run?.wall_s,
+    });
+  }
+  await writeLock(workspace.lockPath, workspace.dag, workspace.paramsFile, records);
+  await publishLatest(workspace, outcomes);
+  return outcomes;
+}
+
+/** Output dirs of a stage's inputs (all known: the plan only says "run" then). */
+function inputDirs(workspace: Workspace, plan: Plan, name: string): Record<string, string> {
+  const dirs: Record<string, string> = {};
+  for (const dep of stageByName(workspace.dag, name).deps) {
+    const decision = plan.decisions.find((candidate) => candidate.stage === dep)!;
+    if ("record" in decision) dirs[dep] = workspace.cache.outDir(decision.record.key);
+  }
+  return dirs;
 }
 
 /**
- * Bring the selected stages up to date: each stage starts as soon as its inputs are known, so
- * independent stages run concurrently; a stage whose key is cached (and whose entry checks out)
- * is restored, not run. Returns one outcome per included stage, in DAG order.
+ * outputs/latest/<stage> -> the artifact the run used; declared files copied beside them; and
+ * summary.json, this run's record (what ran and why, wall times): the volatile facts the lock
+ * leaves out.
  */
-export async function runPipeline(workspace: Workspace, options: RunOptions): Promise<StageOutcome[]> {
-  const { included, forced } = selectStages(workspace.dag, options.selection);
-  const lock = await workspace.readLock();
-  const outcomes = new Map<string, StageOutcome>();
-  const done = new Map<string, Promise<StageOutcome>>();
-
-  const process = async (stage: StageDecl): Promise<StageOutcome> => {
-    const upstream = await Promise.all(stage.deps.map((dep) => done.get(dep) ?? resolveOutside(dep)));
-    const missing = upstream.filter((outcome) => !outcome.record?.output);
-    if (missing.length) {
-      const reasons = [
-        ...await ownChanges(workspace, stage, lock?.stages[stage.name]),
-        ...missing.map((outcome) =>
-          outcome.action === "would run"
-            ? `input ${outcome.name} will be re-made`
-            : `input ${outcome.name} not available`
-        ),
-      ];
-      const action = options.dryRun && missing.every((o) => o.action === "would run") ? "would run" : "skipped";
-      return { name: stage.name, action, reasons };
-    }
-    const inputs = Object.fromEntries(upstream.map((outcome) => [outcome.name, outcome.record!.output!]));
-    const resolved = await workspace.resolve(stage, inputs);
-    const reasons = staleReasons(resolved, lock?.stages[stage.name]);
-    if (resolved.manifest && !forced.has(stage.name)) {
-      options.log(`✓ ${stage.name.padEnd(9)} cached   ${resolved.record.key.slice(0, 12)}`);
-      return { name: stage.name, action: "cached", record: resolved.record, reasons: [] };
-    }
-    if (forced.has(stage.name)) reasons.unshift("forced (--from)");
-    if (options.dryRun) {
-      options.log(`• ${stage.name.padEnd(9)} would run: ${reasons.join("; ")}`);
-      return { name: stage.name, action: "would run", record: resolved.record, reasons };
-    }
-    if (!included.has(stage.name)) {
-      throw new UserError(
-        `stage ${stage.name} is not up to date (${
-          reasons.join("; ")
-        }); run \`deno task pipeline --until ${stage.name}\` first`,
-      );
-    }
-    return await executeStage(workspace, resolved, upstreamDirs(upstream), reasons, options.log);
-  };
-
-  // Stages outside the selection that a selected stage reads (--only): resolved, never run.
-  const resolveOutside = (name: string): Promise<StageOutcome> => {
-    if (!done.has(name)) done.set(name, process(stageByName(workspace.dag, name)));
-    return done.get(name)!;
-  };
-  const upstreamDirs = (upstream: StageOutcome[]) =>
-    Object.fromEntries(upstream.map((outcome) => [outcome.name, workspace.cache.outDir(outcome.record!.key)]));
-
-  for (const stage of workspace.dag) {
-    if (included.has(stage.name)) done.set(stage.name, process(stage));
-  }
-  let firstError: unknown = null;
-  for (const [name, promise] of done) {
-    try {
-      outcomes.set(name, await promise);
-    } catch (error) {
-      firstError ??= error;
-      outcomes.set(name, { name, action: "failed", reasons: [String(error)] });
-    }
-  }
-  await workspace.statCache.save();
-  if (firstError) throw firstError;
-
-  const ordered = workspace.dag.filter((stage) => included.has(stage.name)).map((stage) => outcomes.get(stage.name)!);
-  if (!options.dryRun) {
-    const records = new Map<string, LockStage>();
-    for (const outcome of outcomes.values()) if (outcome.record?.output) records.set(outcome.name, outcome.record);
-    await workspace.writeLock(records);
-    await publishLatest(workspace, ordered);
-  }
-  return ordered;
-}
-
-/** Why a resolved stage cannot be restored from the cache, in words. */
-export function staleReasons(resolved: ResolvedStage, previous: LockStage | undefined): string[] {
-  if (resolved.manifest) return [];
-  const changes = explainChange(previous, resolved.record);
-  if (changes.length) return changes;
-  const problem = resolved.problems.join(", ");
-  return problem === "not in cache"
-    ? ["artifact not in cache (the lock's key matches: restored by running it)"]
-    : [`cache entry damaged (${problem}): recomputing`];
-}
-
-/** A stage's own param and code changes, judged against the lock while its inputs are unknown. */
-async function ownChanges(workspace: Workspace, stage: StageDecl, previous: LockStage | undefined) {
-  if (!previous) return [];
-  const current = await workspace.fingerprint(stage, previous.inputs);
-  return explainChange(previous, current).filter((reason) => !reason.startsWith("input "));
-}
-
-export class StageFailed extends Error {
-  constructor(readonly stage: string, readonly exitCode: number) {
-    super(`stage ${stage} failed`);
-  }
-}
-
-export async function executeStage(
-  workspace: Workspace,
-  resolved: ResolvedStage,
-  inputs: Record<string, string>,
-  reasons: string[],
-  log: (line: string) => void,
-): Promise<StageOutcome> {
-  const { stage, record } = resolved;
-  const partial = workspace.cache.partialDir(record.key);
-  const outDir = join(partial, "out");
-  const resumed = Boolean(stage.resumable) && await exists(outDir);
-  if (!resumed) await removeIfExists(partial);
-  await Deno.mkdir(outDir, { recursive: true });
-  log(
-    `▶ ${stage.name.padEnd(9)} running  ${record.key.slice(0, 12)}  (${reasons.join("; ")})${
-      resumed ? " [resuming]" : ""
-    }`,
-  );
-
-  const job: StageJob = {
-    name: stage.name,
-    root: workspace.root,
-    module: stage.module,
-    params: record.params,
-    inputs,
-    inputHashes: record.inputs,
-    outDir,
-    resumed,
-    environmentFile: join(partial, "environment.json"),
-    logFile: join(workspace.outputsDir, "logs", `${stage.name}-${record.key.slice(0, 12)}.log`),
-  };
-  await writeFileAtomic(join(partial, "job.json"), JSON.stringify(job, null, 1));
-  const started = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", ...configArgs(workspace.root), RUNNER, join(partial, "job.json")],
-    cwd: workspace.root,
-    stdin: "piped",
-    stdout: "inherit",
-    stderr: "inherit",
-  }).spawn();
-  const status = await child.status;
-  const wallSeconds = Math.round((performance.now() - started) / 10) / 100;
-  if (!status.success) {
-    log(`✗ ${stage.name.padEnd(9)} failed after ${wallSeconds}s (exit ${status.code})`);
-    throw new StageFailed(stage.name, status.code === EXIT_USER_ERROR ? EXIT_USER_ERROR : 1);
-  }
-
-  const environment = {
-    ...platformEnvironment(),
-    ...JSON.parse(await Deno.readTextFile(job.environmentFile)),
-  };
-  const metrics = stage.metrics ? JSON.parse(await Deno.readTextFile(join(outDir, stage.metrics))) : undefined;
-  await Deno.remove(job.environmentFile);
-  await Deno.remove(join(partial, "job.json"));
-  await writeFileAtomic(join(partial, "run.json"), JSON.stringify({ wall_s: wallSeconds, environment, metrics }));
-  const manifest = await workspace.cache.promote(record.key);
-  await workspace.completeRecord(record, manifest);
-  log(
-    `✓ ${stage.name.padEnd(9)} ran in ${wallSeconds}s  -> ${record.key.slice(0, 12)} (${manifest.files.length} files)`,
-  );
-  return { name: stage.name, action: "ran", record, reasons };
-}
-
-function configArgs(root: string): string[] {
-  try {
-    Deno.statSync(join(root, "deno.json"));
-    return ["--config", join(root, "deno.json")];
-  } catch {
-    return [];
-  }
-}
-
-/** outputs/latest/<stage> -> the artifact the run used; declared files copied beside them. */
 async function publishLatest(workspace: Workspace, outcomes: StageOutcome[]): Promise<void> {
   const latest = join(workspace.outputsDir, "latest");
   await Deno.mkdir(latest, { recursive: true });
   for (const outcome of outcomes) {
-    if (!outcome.record?.output) continue;
     const target = workspace.cache.outDir(outcome.record.key);
-    const link = join(latest, outcome.name);
+    const link = join(latest, outcome.stage);
     const temp = `${link}.tmp-${Deno.pid}`;
     await removeIfExists(temp);
     await Deno.symlink(target, temp);
     await Deno.rename(temp, link);
-    const stage = stageByName(workspace.dag, outcome.name);
-    for (const file of stage.publish ?? []) {
+    for (const file of stageByName(workspace.dag, outcome.stage).publish ?? []) {
       await writeFileAtomic(join(latest, file), await Deno.readFile(join(target, file)));
     }
   }
+  const summary = {
+    finished_at: new Date().toISOString(),
+    params_file: workspace.paramsFile,
+    stages: Object.fromEntries(outcomes.map((outcome) => [outcome.stage, {
+      action: outcome.action,
+      key: outcome.record.key,
+      output: outcome.record.output,
+      wall_s: outcome.wallSeconds ?? null,
+      reasons: outcome.reasons,
+    }])),
+  };
+  await writeFileAtomic(join(latest, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
 }

@@ -48,29 +48,6 @@ export interface StageContext {
 
 export type StageRun = (ctx: StageContext) => Promise<void>;
 
-/** What a stage's key is made of, and what it produced: one entry of pipeline.lock.json. */
-export interface LockStage {
-  key: string;
-  params: FlatParams;
-  code: Record<string, string>;
-  libraries: Record<string, string>;
-  inputs: Record<string, string>;
-  /** param key -> digest of the local data it names (see StageDecl.external) */
-  external?: Record<string, string>;
-  output?: string;
-  files?: number;
-  bytes?: number;
-  wall_s?: number;
-  environment?: Record<string, string | number | boolean>;
-  metrics?: unknown;
-}
-
-export interface LockFile {
-  version: 1;
-  params_file: string;
-  stages: Record<string, LockStage>;
-}
-
 /**
  * The shape of a stage's metrics file: numbers by name, the same metrics for the reference
  * ("floor", e.g. real vs real), and which direction is better; `compare` reads these.

@@ -2,9 +2,12 @@ import { join } from "node:path";
 import { removeIfExists } from "./fsutil.ts";
 import { stageByName } from "./dag.ts";
 import { UserError } from "./errors.ts";
-import { executeStage } from "./run.ts";
-import type { LockStage } from "./types.ts";
-import { explainChange, Workspace } from "./workspace.ts";
+import { executeStage } from "./execute.ts";
+import { localExecutor } from "./executors/local.ts";
+import { stageIdentity, stageKey } from "./key.ts";
+import type { LockStage } from "./lock.ts";
+import { changes, type Reason } from "./plan.ts";
+import { Workspace } from "./workspace.ts";
 
 /**
  * `verify --cache`: re-hash every stored artifact. `verify [STAGE...]`: recompute each stage
@@ -16,12 +19,13 @@ export async function verifyCommand(
   names: string[],
   rehashCache: boolean,
   log: (line: string) => void,
+  describe: (reasons: Reason[]) => string,
 ): Promise<number> {
-  return rehashCache ? await verifyCache(workspace) : await verifyStages(workspace, names, log);
+  return rehashCache ? await verifyCache(workspace) : await verifyStages(workspace, names, log, describe);
 }
 
 async function verifyCache(workspace: Workspace): Promise<number> {
-  const keys = await workspace.cache.keys();
+  const keys = (await workspace.cache.entries()).filter((entry) => !entry.partial).map((entry) => entry.key);
   let corrupt = 0;
   for (const key of keys) {
     const { problems } = await workspace.cache.check(key, true);
@@ -37,7 +41,12 @@ async function verifyCache(workspace: Workspace): Promise<number> {
   return corrupt ? 1 : 0;
 }
 
-async function verifyStages(workspace: Workspace, names: string[], log: (line: string) => void): Promise<number> {
+async function verifyStages(
+  workspace: Workspace,
+  names: string[],
+  log: (line: string) => void,
+  describe: (reasons: Reason[]) => string,
+): Promise<number> {
   const lock = await workspace.readLock();
   if (!lock) throw new UserError("no pipeline.lock.json: run `deno task pipeline` first, then verify");
   for (const name of names) stageByName(workspace.dag, name);
@@ -59,9 +68,10 @@ async function verifyStages(workspace: Workspace, names: string[], log: (line: s
         paramsFile: workspace.paramsFile,
         cacheDir: scratchDir,
       });
-      const resolved = await scratch.resolve(stage, recorded.inputs);
-      if (resolved.record.key !== recorded.key) {
-        const why = explainChange(recorded, resolved.record).join("; ") || "key differs";
+      const identity = stageIdentity((await scratch.facts())[stage.name], recorded.inputs);
+      const key = stageKey(stage.name, identity);
+      if (key !== recorded.key) {
+        const why = describe(changes(recorded, identity)) || "key differs";
         console.log(`${stage.name.padEnd(9)} not checked: the lock is stale (${why}); run the pipeline first`);
         continue;
       }
@@ -71,14 +81,22 @@ async function verifyStages(workspace: Workspace, names: string[], log: (line: s
         continue;
       }
       log(`verifying ${stage.name}: recomputing into ${workspace.relative(scratchDir)}`);
-      const outcome = await executeStage(scratch, resolved, inputDirs, ["verify"], log);
-      if (outcome.record!.output === recorded.output) {
+      const context = {
+        root: workspace.root,
+        outputsDir: workspace.outputsDir,
+        cache: scratch.cache,
+        executor: localExecutor,
+        signal: new AbortController().signal,
+        started: () => {},
+      };
+      const { record } = await executeStage(context, { stage, key, identity }, inputDirs);
+      if (record.output === recorded.output) {
         console.log(`${stage.name.padEnd(9)} reproducible  ${recorded.output.slice(0, 12)}`);
       } else {
         differs++;
         const files = await differingFiles(workspace, scratch, recorded.key);
         console.log(`${stage.name.padEnd(9)} DIFFERS  ${files}`);
-        const environment = environmentDifferences(recorded, outcome.record!);
+        const environment = environmentDifferences(recorded, record);
         if (environment) console.log(`${" ".repeat(9)} note: ${environment}`);
       }
     }

@@ -12,7 +12,7 @@ import * as tf from "../models/tf.ts";
 import { BACKENDS, BackendUnavailable, useBackend } from "../models/backend.ts";
 import { Gan } from "../models/gan.ts";
 import { STEP_CONFIG_32 } from "./bench_config.ts";
-import { facegan, localSource, projectCopy, readLock, realSample, REPO } from "./helpers.ts";
+import { facegan, localSource, projectCopy, realSample, REPO } from "./helpers.ts";
 
 const results: string[] = [];
 function report(line: string) {
@@ -51,9 +51,9 @@ async function preprocess() {
   const data = await facegan(root, [...args, "--until", "shard"]);
   const seconds = (performance.now() - started) / 1000;
   if (data.code !== 0) throw new Error(data.stderr);
-  const lock = await readLock(root);
+  const summary = JSON.parse(await Deno.readTextFile(join(root, "outputs", "latest", "summary.json")));
   const images = JSON.parse(await Deno.readTextFile(join(root, "outputs", "latest", "crop", "crop.json"))).count;
-  const stages = ["crop", "resize", "shard"].map((stage) => `${stage} ${lock.stages[stage].wall_s}s`).join(", ");
+  const stages = ["crop", "resize", "shard"].map((stage) => `${stage} ${summary.stages[stage].wall_s}s`).join(", ");
   report(
     `preprocess crop+resize+shard to 32 px: ${images} real photos in ${seconds.toFixed(2)} s = ${
       (images / seconds).toFixed(0)

@@ -1,0 +1,96 @@
+/**
+ * Execution of one planned stage: prepare its partial dir and job.json, hand the job to an
+ * executor (where it runs: today a local child process), then record the run and promote the
+ * partial dir into the cache. Where a stage runs never changes its key.
+ */
+import { join } from "node:path";
+import { EXIT_USER_ERROR } from "./errors.ts";
+import { exists, removeIfExists, writeFileAtomic } from "./fsutil.ts";
+import type { Cache } from "./cache.ts";
+import type { LockStage, StageIdentity } from "./lock.ts";
+import type { StageJob } from "./stage_runner.ts";
+import type { StageDecl } from "./types.ts";
+
+/**
+ * Runs a stage's job somewhere and reports its exit code. The job reads its inputs and writes
+ * into `job.outDir` and `job.environmentFile`, both inside the stage's partial dir, which is
+ * where `jobFile` lies too; aborting `signal` stops the job.
+ */
+export interface Executor {
+  run(job: StageJob, jobFile: string, signal: AbortSignal): Promise<number>;
+}
+
+/** A stage the plan decided to run, with its key known. */
+export interface PlannedStage {
+  stage: StageDecl;
+  key: string;
+  identity: StageIdentity;
+}
+
+export interface ExecuteContext {
+  root: string;
+  outputsDir: string;
+  cache: Cache;
+  executor: Executor;
+  signal: AbortSignal;
+  /** called when the job starts (`resumed`: it continues a killed attempt's partial output) */
+  started(resumed: boolean): void;
+}
+
+export class StageFailed extends Error {
+  constructor(readonly stage: string, readonly exitCode: number, readonly wallSeconds: number) {
+    super(`stage ${stage} failed`);
+  }
+}
+
+/** Run a planned stage; its artifact ends in the cache under its key. Returns its lock entry and wall time. */
+export async function executeStage(
+  context: ExecuteContext,
+  planned: PlannedStage,
+  inputs: Record<string, string>,
+): Promise<{ record: LockStage; wallSeconds: number }> {
+  const { stage, key, identity } = planned;
+  const partial = context.cache.partialDir(key);
+  const outDir = join(partial, "out");
+  const resumed = Boolean(stage.resumable) && await exists(outDir);
+  if (!resumed) await removeIfExists(partial);
+  await Deno.mkdir(outDir, { recursive: true });
+  context.started(resumed);
+
+  const job: StageJob = {
+    name: stage.name,
+    root: context.root,
+    module: stage.module,
+    params: identity.params,
+    inputs,
+    inputHashes: identity.inputs,
+    outDir,
+    resumed,
+    environmentFile: join(partial, "environment.json"),
+    logFile: join(context.outputsDir, "logs", `${stage.name}-${key.slice(0, 12)}.log`),
+  };
+  const jobFile = join(partial, "job.json");
+  await writeFileAtomic(jobFile, JSON.stringify(job, null, 1));
+  const ranAt = new Date().toISOString();
+  const started = performance.now();
+  const code = await context.executor.run(job, jobFile, context.signal);
+  const wallSeconds = Math.round((performance.now() - started) / 10) / 100;
+  if (code !== 0) throw new StageFailed(stage.name, code === EXIT_USER_ERROR ? EXIT_USER_ERROR : 1, wallSeconds);
+
+  const environment = { ...identity.runtime, ...JSON.parse(await Deno.readTextFile(job.environmentFile)) };
+  const metrics = stage.metrics ? JSON.parse(await Deno.readTextFile(join(outDir, stage.metrics))) : undefined;
+  await Deno.remove(job.environmentFile);
+  await Deno.remove(jobFile);
+  await context.cache.writeRunInfo(key, { wall_s: wallSeconds, ran_at: ranAt, environment, metrics });
+  const manifest = await context.cache.promote(key);
+  const record: LockStage = {
+    key,
+    ...identity,
+    output: manifest.output,
+    files: manifest.files.length,
+    bytes: manifest.bytes,
+    environment,
+    ...(metrics !== undefined ? { metrics } : {}),
+  };
+  return { record, wallSeconds };
+}

@@ -1,0 +1,71 @@
+/**
+ * pipeline.lock.json, the one committed record of a run: per stage what went into its key (the
+ * identity fields) and what it produced. Nothing volatile goes in (no wall time, no dates), so a
+ * run that reproduces every stage leaves the file byte-identical.
+ */
+import { stableJson } from "./hash.ts";
+import { writeFileAtomic } from "./fsutil.ts";
+import type { FlatParams } from "./params.ts";
+import type { StageDecl } from "./types.ts";
+
+/** What a stage's key is the hash of (with the stage's name): see key.ts. */
+export interface StageIdentity {
+  params: FlatParams;
+  /** project file -> sha256, for the stage's module and everything it imports */
+  code: Record<string, string>;
+  /** bare import -> pinned specifier */
+  libraries: Record<string, string>;
+  /** upstream stage -> its output hash */
+  inputs: Record<string, string>;
+  /** param key -> digest of the local data it names (see StageDecl.external) */
+  external?: Record<string, string>;
+  /** Deno version and platform: a new runtime can change floating-point bytes */
+  runtime: Record<string, string>;
+}
+
+/** What an artifact is: its identity in the cache, size, and what the run recorded that can change bytes. */
+export interface StageOutput {
+  output: string;
+  files: number;
+  bytes: number;
+  environment: Record<string, string | number | boolean>;
+  metrics?: unknown;
+}
+
+/** One entry of pipeline.lock.json. */
+export type LockStage = { key: string } & StageIdentity & StageOutput;
+
+export interface LockFile {
+  version: 1;
+  params_file: string;
+  stages: Record<string, LockStage>;
+}
+
+export async function readLock(path: string): Promise<LockFile | null> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Write the lock: the given records, and the previous lock's entries for stages this run did not
+ * touch, in DAG order. Unchanged content is not rewritten (no mtime churn).
+ */
+export async function writeLock(
+  path: string,
+  dag: StageDecl[],
+  paramsFile: string,
+  records: Map<string, LockStage>,
+): Promise<void> {
+  const previous = await readLock(path);
+  const stages: Record<string, LockStage> = {};
+  for (const stage of dag) {
+    const record = records.get(stage.name) ?? previous?.stages[stage.name];
+    if (record) stages[stage.name] = record;
+  }
+  const lock: LockFile = { version: 1, params_file: paramsFile, stages };
+  const text = stableJson(lock);
+  if (text !== await Deno.readTextFile(path).catch(() => "")) await writeFileAtomic(path, text);
+}

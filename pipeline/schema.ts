@@ -1,0 +1,85 @@
+/**
+ * A project's params schema: each key's type, range or choices and meaning, declared once and
+ * checked for every stage before any stage runs (also for status and --dry-run), so a bad value
+ * fails in a second with one line instead of minutes later inside a stage.
+ */
+import { UserError } from "./errors.ts";
+import type { FlatParams, ParamValue } from "./params.ts";
+import type { StageDecl } from "./types.ts";
+
+export interface ParamSpec {
+  type: "number" | "integer" | "string" | "boolean";
+  description: string;
+  /** null is allowed (and means what the description says) */
+  nullable?: boolean;
+  min?: number;
+  max?: number;
+  /** the only values allowed */
+  choices?: readonly (string | number)[];
+}
+
+export type ParamSchema = Record<string, ParamSpec>;
+
+/** The schema and the DAG must name the same keys: a stage reading an undeclared key is a project bug. */
+export function checkSchemaCoversDag(schema: ParamSchema, dag: StageDecl[], params: FlatParams): void {
+  const read = new Set(dag.flatMap((stage) => stage.params));
+  for (const key of new Set([...read, ...Object.keys(params)])) {
+    if (!(key in schema)) throw new Error(`param '${key}' has no entry in the project's params schema`);
+  }
+  for (const key of Object.keys(schema)) {
+    if (!read.has(key)) throw new Error(`params schema declares '${key}', which no stage reads`);
+  }
+}
+
+/** Check every param against its spec; the first bad one is a UserError naming where it was set. */
+export function checkParams(schema: ParamSchema, params: FlatParams, origin: Record<string, string>): void {
+  for (const [key, value] of Object.entries(params)) {
+    const problem = specProblem(schema[key], value);
+    if (problem) {
+      throw new UserError(`${origin[key] ?? "params.json"}: param '${key}' ${problem}, got ${JSON.stringify(value)}`);
+    }
+  }
+}
+
+function specProblem(spec: ParamSpec, value: ParamValue): string | null {
+  if (value === null) return spec.nullable ? null : `must be ${describeSpec(spec)}`;
+  const typeOk = spec.type === "integer" ? Number.isInteger(value) : jsType(value) === spec.type;
+  if (!typeOk) return `must be ${describeSpec(spec)}`;
+  if (spec.choices && !spec.choices.includes(value as string | number)) return `must be ${describeSpec(spec)}`;
+  if (typeof value === "number" && (value < (spec.min ?? -Infinity) || value > (spec.max ?? Infinity))) {
+    return `must be ${describeSpec(spec)}`;
+  }
+  return null;
+}
+
+function jsType(value: ParamValue): string {
+  return Array.isArray(value) ? "list" : typeof value;
+}
+
+/** "an integer >= 1", "one of bce, lsgan", "a number in [0, 1] or null". */
+export function describeSpec(spec: ParamSpec): string {
+  let text = spec.choices
+    ? `one of ${spec.choices.join(", ")}`
+    : `${spec.type === "integer" ? "an integer" : `a ${spec.type}`}${range(spec)}`;
+  if (spec.nullable) text += " or null";
+  return text;
+}
+
+function range(spec: ParamSpec): string {
+  if (spec.min !== undefined && spec.max !== undefined) return ` in [${spec.min}, ${spec.max}]`;
+  if (spec.min !== undefined) return ` >= ${spec.min}`;
+  if (spec.max !== undefined) return ` <= ${spec.max}`;
+  return "";
+}
+
+/** `params` command: every key, its default, what it accepts, which stages read it, what it means. */
+export function describeParams(schema: ParamSchema, defaults: FlatParams, dag: StageDecl[]): string {
+  const lines: string[] = [];
+  for (const key of Object.keys(defaults)) {
+    const spec = schema[key];
+    const readers = dag.filter((stage) => stage.params.includes(key)).map((stage) => stage.name);
+    lines.push(`${key} = ${JSON.stringify(defaults[key])}  (${describeSpec(spec)}; read by ${readers.join(", ")})`);
+    lines.push(`    ${spec.description}`);
+  }
+  return lines.join("\n");
+}

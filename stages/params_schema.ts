@@ -1,0 +1,81 @@
+/**
+ * facegan's params schema: every key of params.json with what it accepts and what it means
+ * (which stage reads it is in dag.ts). Pure data, like dag.ts: checking params loads no tensor code.
+ */
+import type { ParamSchema } from "../pipeline/schema.ts";
+
+const SEED = { type: "integer", min: 0 } as const;
+
+export const schema: ParamSchema = {
+  "data.source": {
+    type: "string",
+    choices: ["synthetic", "url", "path"],
+    description: "where the raw images come from",
+  },
+  "data.synthetic_count": { type: "integer", min: 1, description: "how many synthetic faces to draw" },
+  "data.seed": { ...SEED, description: "seed of the synthetic faces and of the held-out split and shuffle" },
+  "data.url": { type: "string", description: "http(s) address of a zip of images (data.source=url)" },
+  "data.sha256": { type: "string", description: "pinned sha256 of the zip at data.url (empty: not checked)" },
+  "data.path": {
+    type: "string",
+    description: "local folder or zip of images (data.source=path); its content is hashed",
+  },
+  "data.timeout_s": {
+    type: "number",
+    min: 1,
+    description: "seconds without a byte before a download attempt is retried",
+  },
+  "data.retries": { type: "integer", min: 0, description: "download attempts after the first, with backoff" },
+  "data.crop": {
+    type: "string",
+    choices: ["celeba", "dcgan", "none"],
+    description: "face box cut from the 178x218 frame",
+  },
+  "data.max_images": { type: "integer", min: 0, description: "use only the first N images (0: all)" },
+  "data.size": { type: "integer", choices: [32, 64, 128], description: "image size in pixels (64 and 128 add layers)" },
+  "data.two_step": { type: "boolean", description: "resize via twice the size" },
+  "data.eval_fraction": { type: "number", min: 0, max: 0.9, description: "share of files held out for evaluation" },
+  "data.shard_size": { type: "integer", min: 1, description: "images per binary shard" },
+  "train.backend": {
+    type: "string",
+    choices: ["auto", "tensorflow", "wasm", "webgpu", "cpu"],
+    description: "tensor backend (auto: tensorflow if installed, webgpu on a real GPU, else wasm)",
+  },
+  "train.seed": { ...SEED, description: "seed of the weights, noise, data order, label flips and dropout" },
+  "train.epochs": { type: "integer", min: 1, description: "passes over the training split" },
+  "train.batch_size": { type: "integer", min: 1, description: "images per step" },
+  "train.z_size": { type: "integer", min: 1, description: "latent size" },
+  "train.g_conv_dim": { type: "integer", min: 1, description: "generator width (channels of its last layer)" },
+  "train.d_conv_dim": { type: "integer", min: 1, description: "discriminator width (channels of its first layer)" },
+  "train.loss": {
+    type: "string",
+    choices: ["bce", "lsgan", "hinge", "wgan-gp"],
+    description: "GAN loss (wgan-gp turns batch norm in D off)",
+  },
+  "train.lr": { type: "number", min: Number.MIN_VALUE, description: "Adam learning rate of both networks" },
+  "train.lr_g": { type: "number", min: Number.MIN_VALUE, nullable: true, description: "G's rate (TTUR; null: lr)" },
+  "train.lr_d": { type: "number", min: Number.MIN_VALUE, nullable: true, description: "D's rate (TTUR; null: lr)" },
+  "train.beta1": { type: "number", min: 0, max: 0.999999, description: "Adam beta1" },
+  "train.beta2": { type: "number", min: 0, max: 0.999999, description: "Adam beta2" },
+  "train.label_smoothing": { type: "number", min: 0, max: 1, description: "one-sided real label (1: none)" },
+  "train.flip_labels": { type: "number", min: 0, max: 1, description: "probability of flipping D's labels" },
+  "train.spectral_norm": { type: "string", choices: ["none", "d", "g", "both"], description: "spectral normalisation" },
+  "train.self_attention": { type: "boolean", description: "SAGAN block at the middle resolution" },
+  "train.d_dropout": { type: "number", min: 0, max: 0.99, description: "dropout in D" },
+  "train.minibatch_std": { type: "boolean", description: "minibatch standard deviation layer in D" },
+  "train.feature_matching": { type: "boolean", description: "G matches D's intermediate features" },
+  "train.residual": { type: "boolean", description: "residual blocks in G" },
+  "train.gp_weight": { type: "number", min: 0, description: "gradient penalty weight (wgan-gp)" },
+  "train.lr_decay": { type: "string", choices: ["none", "linear", "step"], description: "learning-rate schedule" },
+  "train.lr_decay_every": { type: "integer", min: 1, description: "steps between decays (step schedule)" },
+  "train.lr_decay_gamma": { type: "number", min: 0, max: 1, description: "factor per decay (step schedule)" },
+  "train.sample_grid": { type: "integer", min: 1, description: "side of the fixed-z sample grid saved per epoch" },
+  "train.keep_checkpoints": { type: "integer", min: 1, description: "newest checkpoints kept" },
+  "eval.n_samples": { type: "integer", min: 4, description: "generated and real images per metric" },
+  "eval.seed": { ...SEED, description: "seed of the latents and of the metrics' random choices" },
+  "eval.kid_subsets": { type: "integer", min: 1, description: "KID subsets" },
+  "eval.backend": { type: "string", choices: ["wasm", "cpu"], description: "tensor backend of the evaluation" },
+  "render.grid": { type: "integer", min: 1, description: "side of the rendered sample grid" },
+  "render.upscale": { type: "integer", min: 1, description: "nearest-neighbour upscale of the rendered images" },
+  "render.seed": { ...SEED, description: "seed of the rendered latents" },
+};
