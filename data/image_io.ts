@@ -75,13 +75,3 @@ export async function readGridTiles(path: string, size: number): Promise<Uint8Ar
   }
   return tiles;
 }
-
-/** The per-epoch sample grids a train stage wrote, in epoch order. */
-export async function epochSampleFiles(trainDir: string): Promise<{ epoch: number; path: string }[]> {
-  const found: { epoch: number; path: string }[] = [];
-  for await (const entry of Deno.readDir(`${trainDir}/samples`)) {
-    const match = entry.name.match(/^epoch-(\d+)\.png$/);
-    if (match) found.push({ epoch: Number(match[1]), path: `${trainDir}/samples/${entry.name}` });
-  }
-  return found.sort((a, b) => a.epoch - b.epoch);
-}

@@ -1,21 +1,23 @@
 /**
- * A fixed pool of module Web Workers running data/worker.ts, one per core by default. Tasks go
- * out in batches (a message costs about as much as decoding a small JPEG) as workers free up;
- * results come back as promises, so callers keep their own order.
+ * A fixed pool of module Web Workers running one job's worker module (given by the caller, so
+ * the code hash of the caller's stage names it), one per core by default. Tasks go out in
+ * batches (a message costs about as much as decoding a small JPEG) as workers free up; results
+ * come back as promises, so callers keep their own order.
  */
-import type { WorkerRequest, WorkerResponse } from "./worker.ts";
+import type { WorkerResponse } from "./worker_serve.ts";
 
 type Pending = { resolve: (value: WorkerResponse[]) => void; reject: (error: Error) => void };
 
-export class WorkerPool {
+export class WorkerPool<WorkerRequest> {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
   private readonly queue: { requests: WorkerRequest[]; transfer: Transferable[]; pending: Pending }[] = [];
   private readonly busy = new Map<Worker, Pending>();
 
-  constructor(size = navigator.hardwareConcurrency || 2) {
+  /** `module`: the worker module, e.g. `new URL("../data/resize_worker.ts", import.meta.url)` */
+  constructor(module: URL, size = navigator.hardwareConcurrency || 2) {
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
+      const worker = new Worker(module.href, { type: "module" });
       worker.onmessage = (event: MessageEvent<WorkerResponse[]>) => this.settle(worker, event.data);
       worker.onerror = (event) => {
         event.preventDefault();
@@ -70,8 +72,8 @@ export class WorkerPool {
  * in flight, handing results to `consume` in input order: memory stays bounded however many
  * items there are.
  */
-export async function orderedMap<T>(
-  pool: WorkerPool,
+export async function orderedMap<T, WorkerRequest>(
+  pool: WorkerPool<WorkerRequest>,
   items: Iterable<T> | AsyncIterable<T>,
   toRequest: (item: T) => Promise<{ request: WorkerRequest; transfer?: Transferable[] }>,
   consume: (response: WorkerResponse, item: T) => Promise<void>,

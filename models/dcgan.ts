@@ -54,8 +54,13 @@ export class Generator {
   /** Create every variable (drawing initial weights) with an eval-mode pass on a tiny batch. */
   build(): void {
     tf.tidy(() => {
-      this.forward(tf.zeros([2, this.config.zSize]), { training: false, spectralNorm: this.spectralNorm, updates: [] });
+      this.sample(tf.zeros([2, this.config.zSize]));
     });
+  }
+
+  /** Eval mode (batch-norm running statistics, no dropout): z [B, zSize] -> images [B, S, S, 3] in [-1, 1]. */
+  sample(z: tf.Tensor2D): tf.Tensor4D {
+    return tf.tidy(() => this.forward(z, { training: false, spectralNorm: this.spectralNorm, updates: [] }));
   }
 
   /** z [B, zSize] -> images [B, S, S, 3] in [-1, 1]. */

@@ -198,7 +198,7 @@ export class Gan {
 
   /** Generator output in eval mode (batch-norm running statistics), values in [-1, 1]. */
   sample(z: tf.Tensor2D): tf.Tensor4D {
-    return tf.tidy(() => this.generator.forward(z, this.pass(false, this.generator.spectralNorm)));
+    return this.generator.sample(z);
   }
 
   /** Every tensor of the training state by name, in a fixed order (for checkpoints). */

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { encodeBase64 } from "./base64.ts";
 import { git, showAt } from "./git.ts";
+import { escapeHtml } from "./html.ts";
 import { UserError } from "./errors.ts";
 import { writeFileAtomic } from "./fsutil.ts";
 import type { LockFile } from "./lock.ts";
@@ -199,8 +200,4 @@ async function comparePage(
 <pre>${escapeHtml(formatTable(report))}</pre>
 <div class="sides">${columns.join("")}</div>`;
   return { html, missing };
-}
-
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
 }

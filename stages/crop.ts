@@ -11,7 +11,8 @@ import { openRawSource } from "../data/source.ts";
 import { PackWriter } from "../data/pack.ts";
 import { orderedMap, WorkerPool } from "../data/pool.ts";
 import { decodePhoto } from "../data/decode.ts";
-import { REFERENCE_HEIGHT, REFERENCE_WIDTH } from "../data/worker.ts";
+import { REFERENCE_HEIGHT, REFERENCE_WIDTH } from "../data/frame.ts";
+import type { DecodeRequest } from "../data/decode_worker.ts";
 import type { Rect } from "../data/resample.ts";
 
 /**
@@ -36,7 +37,7 @@ export async function run(ctx: StageContext): Promise<void> {
   const limit = ctx.param<number>("data.max_images");
   const names = limit > 0 ? source.names.slice(0, limit) : source.names;
   const skipped: { name: string; reason: string }[] = [];
-  const pool = new WorkerPool();
+  const pool = new WorkerPool<DecodeRequest>(new URL("../data/decode_worker.ts", import.meta.url));
   let writer: PackWriter | null = null;
   let seen = 0;
   const started = performance.now();
@@ -50,7 +51,7 @@ export async function run(ctx: StageContext): Promise<void> {
       async (name) => {
         const bytes = await source.read(name).catch(() => new Uint8Array());
         return {
-          request: { kind: "decode", bytes, box, outWidth: size.width, outHeight: size.height },
+          request: { bytes, box, outWidth: size.width, outHeight: size.height },
           transfer: [bytes.buffer as ArrayBuffer],
         };
       },

@@ -7,6 +7,7 @@ import type { StageContext } from "../pipeline/types.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { downloadFile } from "../data/http.ts";
 import { orderedMap, WorkerPool } from "../data/pool.ts";
+import type { SyntheticRequest } from "../data/synthetic_worker.ts";
 import { IMAGE_EXTENSIONS } from "../data/source.ts";
 
 const SOURCES = ["synthetic", "url", "path"];
@@ -27,14 +28,14 @@ async function synthetic(ctx: StageContext) {
   if (!(count > 0)) throw new UserError(`data.synthetic_count must be positive, got ${count}`);
   const dir = join(ctx.outDir, "images");
   await Deno.mkdir(dir, { recursive: true });
-  const pool = new WorkerPool();
+  const pool = new WorkerPool<SyntheticRequest>(new URL("../data/synthetic_worker.ts", import.meta.url));
   let done = 0;
   try {
     const indices = Array.from({ length: count }, (_, i) => i + 1);
     await orderedMap(
       pool,
       indices,
-      (index) => Promise.resolve({ request: { kind: "synthetic", seed, index } }),
+      (index) => Promise.resolve({ request: { seed, index } }),
       async (response, index) => {
         if (!response.ok) throw new Error(response.error);
         await Deno.writeFile(join(dir, `${String(index).padStart(6, "0")}.jpg`), response.pixels);

@@ -14,7 +14,8 @@ import { Rng } from "../models/rng.ts";
 import { toUint8Images } from "../models/serialize.ts";
 import { readGenerator } from "../data/generator_file.ts";
 import { readPackIndex, readPackPixels } from "../data/pack.ts";
-import { epochSampleFiles, readGridTiles } from "../data/image_io.ts";
+import { readGridTiles } from "../data/image_io.ts";
+import { epochSampleFiles } from "../data/training_log.ts";
 import { FaceFeatures } from "../data/face_features.ts";
 
 export async function run(ctx: StageContext): Promise<void> {
@@ -133,9 +134,7 @@ async function generate(trainDir: string, count: number, seed: number, size: num
   for (let start = 0; start < count; start += 64) {
     const batch = Math.min(64, count - start);
     const z = tf.tensor2d(rng.normals(batch * generator.config.zSize), [batch, generator.config.zSize]);
-    const out = tf.tidy(() =>
-      generator.forward(z, { training: false, spectralNorm: generator.spectralNorm, updates: [] })
-    );
+    const out = generator.sample(z);
     images.push(...split(await toUint8Images(out), batch, size));
     tf.dispose([z, out]);
   }

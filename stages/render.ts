@@ -10,25 +10,20 @@ import type { StageContext } from "../pipeline/types.ts";
 import type { MetricsFile } from "../pipeline/types.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { encodeBase64 } from "../pipeline/base64.ts";
-import { escapeHtml } from "../pipeline/compare.ts";
+import { escapeHtml } from "../pipeline/html.ts";
 import { useBackend } from "../models/backend.ts";
 import { Rng } from "../models/rng.ts";
 import { slerp } from "../models/latent.ts";
 import { toUint8Images } from "../models/serialize.ts";
 import type { Generator } from "../models/dcgan.ts";
 import { readGenerator } from "../data/generator_file.ts";
-import { encodePng, epochSampleFiles, gridImage, readGridTiles } from "../data/image_io.ts";
+import { encodePng, gridImage, readGridTiles } from "../data/image_io.ts";
+import { epochSampleFiles, readLosses, readTrainingSummary } from "../data/training_log.ts";
 import { readPackIndex, readPackPixels } from "../data/pack.ts";
 import { plotPng, type PlotSpec, plotSvg } from "../data/plot.ts";
 
 async function sample(generator: Generator, z: Float32Array, count: number): Promise<Uint8Array> {
-  const images = tf.tidy(() =>
-    generator.forward(tf.tensor2d(z, [count, generator.config.zSize]), {
-      training: false,
-      spectralNorm: generator.spectralNorm,
-      updates: [],
-    })
-  );
+  const images = tf.tidy(() => generator.sample(tf.tensor2d(z, [count, generator.config.zSize])));
   const pixels = await toUint8Images(images);
   images.dispose();
   return pixels;
@@ -84,19 +79,18 @@ export async function run(ctx: StageContext): Promise<void> {
   await save("epochs.png", await epochStrip(ctx.inputs.train, size, side, upscale));
   generator.store.dispose();
 
-  const losses = (await Deno.readTextFile(join(ctx.inputs.train, "losses.csv"))).trim().split("\n").slice(1)
-    .map((line) => line.split(",").map(Number));
+  const losses = await readLosses(ctx.inputs.train);
   const lossPlot: PlotSpec = {
     title: "training losses",
     xLabel: "step",
     yLabel: "loss",
     series: [
-      { name: "D real", color: 0x1f77b4, points: losses.map((r) => [r[0], r[2]]) },
-      { name: "D fake", color: 0xff7f0e, points: losses.map((r) => [r[0], r[3]]) },
-      { name: "G", color: 0x2ca02c, points: losses.map((r) => [r[0], r[4]]) },
+      { name: "D real", color: 0x1f77b4, points: losses.map((r) => [r.step, r.d_real]) },
+      { name: "D fake", color: 0xff7f0e, points: losses.map((r) => [r.step, r.d_fake]) },
+      { name: "G", color: 0x2ca02c, points: losses.map((r) => [r.step, r.g]) },
     ],
   };
-  const training = JSON.parse(await Deno.readTextFile(join(ctx.inputs.train, "training.json")));
+  const training = await readTrainingSummary(ctx.inputs.train);
   const metrics: MetricsFile & { per_epoch?: { epoch: number; swd_mean: number }[] } = JSON.parse(
     await Deno.readTextFile(join(ctx.inputs.evaluate, "metrics.json")),
   );
@@ -108,7 +102,7 @@ export async function run(ctx: StageContext): Promise<void> {
       {
         name: "sample diversity",
         color: 0x9467bd,
-        points: training.epochs.map((e: { epoch: number; diversity: number }) => [e.epoch, e.diversity]),
+        points: training.epochs.map((e) => [e.epoch, e.diversity] as [number, number]),
       },
       ...(metrics.per_epoch
         ? [{

@@ -7,6 +7,7 @@ import type { StageContext } from "../pipeline/types.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { PackWriter, readPackImages, readPackIndex } from "../data/pack.ts";
 import { orderedMap, WorkerPool } from "../data/pool.ts";
+import type { ResizeRequest } from "../data/resize_worker.ts";
 
 export const SIZES = [32, 64, 128];
 
@@ -17,7 +18,7 @@ export async function run(ctx: StageContext): Promise<void> {
   const index = await readPackIndex(ctx.inputs.crop);
   const writer = new PackWriter(ctx.outDir, size, size);
   const sizes = twoStep ? [size * 2, size] : [size];
-  const pool = new WorkerPool();
+  const pool = new WorkerPool<ResizeRequest>(new URL("../data/resize_worker.ts", import.meta.url));
   try {
     await orderedMap(
       pool,
@@ -25,7 +26,7 @@ export async function run(ctx: StageContext): Promise<void> {
       ({ pixels }) => {
         // A copy of its own: posting a view would clone the whole pack file it points into.
         const own = pixels.slice();
-        const request = { kind: "resize" as const, pixels: own, width: index.width, height: index.height, sizes };
+        const request = { pixels: own, width: index.width, height: index.height, sizes };
         return Promise.resolve({ request, transfer: [own.buffer] });
       },
       async (response, { name }) => {

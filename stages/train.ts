@@ -8,40 +8,24 @@ import { join } from "node:path";
 import * as tf from "../models/tf.ts";
 import type { StageContext } from "../pipeline/types.ts";
 import { UserError } from "../pipeline/errors.ts";
-import { sha256 } from "../pipeline/hash.ts";
-import { removeIfExists, writeFileAtomic } from "../pipeline/fsutil.ts";
 import { type BackendName, BACKENDS, useBackend } from "../models/backend.ts";
 import { Gan, type GanConfig } from "../models/gan.ts";
 import { LOSSES, type LossName } from "../models/losses.ts";
-import { Rng, type RngState } from "../models/rng.ts";
-import {
-  assignTensors,
-  fromUint8Images,
-  serializeTensors,
-  type TensorEntry,
-  toUint8Images,
-} from "../models/serialize.ts";
+import { Rng } from "../models/rng.ts";
+import { fromUint8Images, toUint8Images } from "../models/serialize.ts";
 import { readPackIndex, readPackPixels } from "../data/pack.ts";
 import { encodePng, gridImage } from "../data/image_io.ts";
 import { writeGenerator } from "../data/generator_file.ts";
-
-interface CheckpointFile {
-  format: "facegan-checkpoint-1";
-  epoch: number;
-  counters: { step: number; adamSteps: [number, number]; rng: RngState };
-  weights_sha256: string;
-  tensors: TensorEntry[];
-}
-
-interface EpochStats {
-  epoch: number;
-  steps: number;
-  d_real: number;
-  d_fake: number;
-  g: number;
-  /** mean pairwise distance of the fixed-z samples, per pixel in [-1, 1] units */
-  diversity: number;
-}
+import { pruneCheckpoints, resumeFrom, writeCheckpoint } from "../data/checkpoint_file.ts";
+import {
+  epochSamplePath,
+  type EpochStats,
+  type LossRow,
+  readLosses,
+  readTrainingSummary,
+  writeLosses,
+  writeTrainingSummary,
+} from "../data/training_log.ts";
 
 function choice<T extends string>(ctx: StageContext, key: string, allowed: readonly T[]): T {
   const value = ctx.param<string>(key);
@@ -89,8 +73,6 @@ export function ganConfig(ctx: StageContext, imageSize: number, totalSteps: numb
   };
 }
 
-const epochName = (epoch: number) => `epoch-${String(epoch).padStart(4, "0")}`;
-
 /** Mean pairwise L2 distance between images, divided by sqrt(pixels): ~0 means mode collapse. */
 export function diversity(pixels: Uint8Array, count: number): number {
   const size = pixels.length / count;
@@ -108,55 +90,6 @@ export function diversity(pixels: Uint8Array, count: number): number {
     }
   }
   return pairs ? total / pairs : 0;
-}
-
-async function writeCheckpoint(dir: string, epoch: number, gan: Gan): Promise<void> {
-  const { entries, bytes } = await serializeTensors(gan.stateTensors());
-  const checkpoint: CheckpointFile = {
-    format: "facegan-checkpoint-1",
-    epoch,
-    counters: gan.counters(),
-    weights_sha256: sha256(bytes),
-    tensors: entries,
-  };
-  const final = join(dir, epochName(epoch));
-  const temp = join(dir, `.${epochName(epoch)}.tmp`);
-  await removeIfExists(temp);
-  await writeFileAtomic(join(temp, "state.bin"), bytes);
-  await writeFileAtomic(join(temp, "checkpoint.json"), JSON.stringify(checkpoint, null, 1));
-  await Deno.rename(temp, final);
-}
-
-/** Keep the newest `keep` checkpoints (0 = all): resuming needs only the last. */
-async function pruneCheckpoints(dir: string, epoch: number, keep: number): Promise<void> {
-  if (keep > 0 && epoch - keep >= 1) await removeIfExists(join(dir, epochName(epoch - keep)));
-}
-
-/** The newest checkpoint whose weights match their recorded hash, loaded into `gan`. */
-async function resumeFrom(dir: string, gan: Gan, log: (line: string) => void): Promise<number> {
-  const names: string[] = [];
-  try {
-    for await (const entry of Deno.readDir(dir)) {
-      if (entry.name.startsWith(".")) await removeIfExists(join(dir, entry.name)); // half-written
-      else if (/^epoch-\d{4}$/.test(entry.name)) names.push(entry.name);
-    }
-  } catch {
-    return 0;
-  }
-  for (const name of names.sort().reverse()) {
-    try {
-      const checkpoint: CheckpointFile = JSON.parse(await Deno.readTextFile(join(dir, name, "checkpoint.json")));
-      const bytes = await Deno.readFile(join(dir, name, "state.bin"));
-      if (sha256(bytes) !== checkpoint.weights_sha256) throw new Error("weights do not match their hash");
-      assignTensors(gan.stateTensors(), checkpoint.tensors, bytes);
-      gan.restoreCounters(checkpoint.counters);
-      log(`resuming after epoch ${checkpoint.epoch} (step ${checkpoint.counters.step})`);
-      return checkpoint.epoch;
-    } catch (error) {
-      log(`checkpoint ${name} unusable (${(error as Error).message}); trying an older one`);
-    }
-  }
-  return 0;
 }
 
 export async function run(ctx: StageContext): Promise<void> {
@@ -188,16 +121,11 @@ export async function run(ctx: StageContext): Promise<void> {
   ]);
 
   const checkpoints = join(ctx.outDir, "checkpoints");
-  const samples = join(ctx.outDir, "samples");
   await Deno.mkdir(checkpoints, { recursive: true });
-  await Deno.mkdir(samples, { recursive: true });
+  await Deno.mkdir(join(ctx.outDir, "samples"), { recursive: true });
   const startEpoch = ctx.resumed ? await resumeFrom(checkpoints, gan, ctx.log) : 0;
-  const lossRows: string[] = startEpoch
-    ? (await Deno.readTextFile(join(ctx.outDir, "losses.csv"))).trim().split("\n").slice(1, 1 + gan.step)
-    : [];
-  const history: EpochStats[] = startEpoch
-    ? JSON.parse(await Deno.readTextFile(join(ctx.outDir, "training.json"))).epochs.slice(0, startEpoch)
-    : [];
+  const lossRows: LossRow[] = startEpoch ? (await readLosses(ctx.outDir)).slice(0, gan.step) : [];
+  const history: EpochStats[] = startEpoch ? (await readTrainingSummary(ctx.outDir)).epochs.slice(0, startEpoch) : [];
 
   const batchPixels = new Uint8Array(batchSize * imageBytes);
   const started = performance.now();
@@ -219,7 +147,7 @@ export async function run(ctx: StageContext): Promise<void> {
       sums.d_real += losses.dReal;
       sums.d_fake += losses.dFake;
       sums.g += losses.g;
-      lossRows.push(`${gan.step},${epoch},${losses.dReal},${losses.dFake},${losses.g}`);
+      lossRows.push({ step: gan.step, epoch, d_real: losses.dReal, d_fake: losses.dFake, g: losses.g });
       stepsThisRun++;
       const seconds = (performance.now() - started) / 1000;
       const rate = (stepsThisRun * batchSize) / seconds;
@@ -244,15 +172,12 @@ export async function run(ctx: StageContext): Promise<void> {
     };
     history.push(stats);
     await Deno.writeFile(
-      join(samples, `${epochName(epoch)}.png`),
+      epochSamplePath(ctx.outDir, epoch),
       await encodePng(gridImage(grid, gridSide * gridSide, size, gridSide)),
     );
-    await writeFileAtomic(
-      join(ctx.outDir, "losses.csv"),
-      ["step,epoch,d_real,d_fake,g", ...lossRows].join("\n") + "\n",
-    );
+    await writeLosses(ctx.outDir, lossRows);
     const summary = { params: ctx.params, images: index.count, steps_per_epoch: stepsPerEpoch, epochs: history };
-    await writeFileAtomic(join(ctx.outDir, "training.json"), JSON.stringify(summary, null, 1));
+    await writeTrainingSummary(ctx.outDir, summary);
     await writeCheckpoint(checkpoints, epoch, gan);
     await pruneCheckpoints(checkpoints, epoch, keepCheckpoints);
     ctx.log(

@@ -12,7 +12,7 @@ import * as tf from "../models/tf.ts";
 import { BACKENDS, BackendUnavailable, useBackend } from "../models/backend.ts";
 import { Gan } from "../models/gan.ts";
 import { STEP_CONFIG_32 } from "./bench_config.ts";
-import { facegan, localSource, projectCopy, realSample, REPO } from "./helpers.ts";
+import { facegan, localSource, projectCopy, REAL_SAMPLE, REPO } from "./helpers.ts";
 
 const results: string[] = [];
 function report(line: string) {
@@ -40,7 +40,7 @@ async function noOpRun() {
 }
 
 async function preprocess() {
-  const half = await realSample();
+  const half = REAL_SAMPLE;
   if (!half) return report("preprocess throughput: skipped (no ../shared/celeba)");
   const root = await projectCopy();
   const args = ["run", "--params", "params/shared-sample.json", ...localSource(half)];

@@ -8,16 +8,18 @@ import { readPackImages, readPackIndex } from "../data/pack.ts";
 import { resampleArea } from "../data/resample.ts";
 import { decodePhoto } from "../data/decode.ts";
 import { orderedMap, WorkerPool } from "../data/pool.ts";
-import type { WorkerResponse } from "../data/worker.ts";
+import type { WorkerResponse } from "../data/worker_serve.ts";
+import type { ResizeRequest } from "../data/resize_worker.ts";
 import { Rng } from "../models/rng.ts";
 import {
   copyRealPhotos,
   exists,
   facegan,
   localSource,
+  needsRealSample,
   projectCopy,
   readLock,
-  realSample,
+  REAL_SAMPLE,
   shardSharedSample,
   SHARED_CELEBA,
   urlSource,
@@ -184,7 +186,7 @@ Deno.test("resampleArea: whole-pixel crops copy exactly, 2x is the 2x2 mean, hal
 });
 
 Deno.test("the worker pool keeps input order across batches, a partial last batch included", async () => {
-  const pool = new WorkerPool(2);
+  const pool = new WorkerPool<ResizeRequest>(new URL("../data/resize_worker.ts", import.meta.url), 2);
   const seen: number[] = [];
   try {
     const items = Array.from({ length: 37 }, (_, i) => i);
@@ -194,7 +196,7 @@ Deno.test("the worker pool keeps input order across batches, a partial last batc
       (i) => {
         const pixels = new Uint8Array(2 * 2 * 3).fill(i * 5);
         return Promise.resolve({
-          request: { kind: "resize", pixels, width: 2, height: 2, sizes: [1] },
+          request: { pixels, width: 2, height: 2, sizes: [1] },
           transfer: [pixels.buffer],
         });
       },
@@ -253,6 +255,23 @@ Deno.test("corrupt, truncated, empty and non-image files are skipped, counted an
   assert.match(none.stderr, /error: crop: no decodable image among 1 image files/);
 });
 
+Deno.test("editing data/synthetic.ts leaves crop cached when data.source=path (crop's key holds only its worker)", async () => {
+  const folder = await Deno.makeTempDir();
+  for (const file of await syntheticJpegs(12)) await Deno.writeFile(join(folder, file.name.slice(6)), file.data);
+  const root = await projectCopy();
+  const args = ["run", "--until", "crop", ...localSource(folder)];
+  const first = await facegan(root, args);
+  assert.equal(first.code, 0, first.stderr);
+  const code = Object.keys((await readLock(root)).stages.crop.code);
+  assert.ok(code.includes("data/decode_worker.ts") && !code.includes("data/synthetic.ts"), code.join(", "));
+  await Deno.writeTextFile(join(root, "data", "synthetic.ts"), "\n// an edit\n", { append: true });
+  const again = await facegan(root, args);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stderr, /✓ download\s+ran in/, "download's key holds the synthetic drawer");
+  assert.match(again.stderr, /✓ crop\s+cached/);
+  await Deno.remove(folder, { recursive: true });
+});
+
 async function dataHashes(extra: string[]): Promise<string[]> {
   const root = await projectCopy();
   const result = await facegan(root, ["run", "--until", "shard", ...extra]);
@@ -266,54 +285,56 @@ Deno.test("the data stages give identical output hashes when run twice (syntheti
   assert.deepEqual(await dataHashes(args), await dataHashes(args));
 });
 
-Deno.test("the data stages give identical output hashes when run twice (real CelebA sample)", async (t) => {
-  const half = await realSample();
-  if (!half) return;
-  const folder = await copyRealPhotos(half, 300);
-  const args = localSource(folder);
-  assert.deepEqual(await dataHashes(args), await dataHashes(args));
-  await t.step("cleanup", () => Deno.remove(folder, { recursive: true }));
+Deno.test({
+  ...needsRealSample("the data stages give identical output hashes when run twice (real CelebA sample)"),
+  fn: async (t) => {
+    const folder = await copyRealPhotos(REAL_SAMPLE!, 300);
+    const args = localSource(folder);
+    assert.deepEqual(await dataHashes(args), await dataHashes(args));
+    await t.step("cleanup", () => Deno.remove(folder, { recursive: true }));
+  },
 });
 
-Deno.test("real CelebA: 8,000 photos through the four data stages, and the crop matches its crop128 twin", async () => {
-  const half = await realSample();
-  if (!half) return;
-  const root = await projectCopy();
-  await shardSharedSample(root, half);
-  const latest = join(root, "outputs", "latest");
-  const crop = JSON.parse(await Deno.readTextFile(join(latest, "crop", "crop.json")));
-  assert.equal(crop.count, 8000);
-  assert.deepEqual(crop.skipped, []);
-  const cropIndex = await readPackIndex(join(latest, "crop"));
-  assert.deepEqual([cropIndex.width, cropIndex.height], [54, 54], "108x108 box at half size");
-  const train = await readPackIndex(join(latest, "shard"), "train");
-  const held = await readPackIndex(join(latest, "shard"), "eval");
-  assert.equal(train.count + held.count, 8000);
-  assert.equal(train.width, 32);
-  assert.ok(held.count > 600 && held.count < 1000, `about 10% held out: ${held.count}`);
-  assert.equal(new Set([...train.names, ...held.names]).size, 8000, "the split is by file, no file on both sides");
-  let min = 255, max = 0, sum = 0, n = 0;
-  for await (const { pixels } of readPackImages(join(latest, "shard"), held)) {
-    for (const v of pixels) {
-      min = Math.min(min, v);
-      max = Math.max(max, v);
-      sum += v;
-      n++;
+Deno.test({
+  ...needsRealSample("real CelebA: 8,000 photos through the four data stages, and the crop matches its crop128 twin"),
+  fn: async () => {
+    const root = await projectCopy();
+    await shardSharedSample(root, REAL_SAMPLE!);
+    const latest = join(root, "outputs", "latest");
+    const crop = JSON.parse(await Deno.readTextFile(join(latest, "crop", "crop.json")));
+    assert.equal(crop.count, 8000);
+    assert.deepEqual(crop.skipped, []);
+    const cropIndex = await readPackIndex(join(latest, "crop"));
+    assert.deepEqual([cropIndex.width, cropIndex.height], [54, 54], "108x108 box at half size");
+    const train = await readPackIndex(join(latest, "shard"), "train");
+    const held = await readPackIndex(join(latest, "shard"), "eval");
+    assert.equal(train.count + held.count, 8000);
+    assert.equal(train.width, 32);
+    assert.ok(held.count > 600 && held.count < 1000, `about 10% held out: ${held.count}`);
+    assert.equal(new Set([...train.names, ...held.names]).size, 8000, "the split is by file, no file on both sides");
+    let min = 255, max = 0, sum = 0, n = 0;
+    for await (const { pixels } of readPackImages(join(latest, "shard"), held)) {
+      for (const v of pixels) {
+        min = Math.min(min, v);
+        max = Math.max(max, v);
+        sum += v;
+        n++;
+      }
     }
-  }
-  assert.ok(min <= 5 && max >= 250, `full uint8 range used: ${min}..${max}`);
-  assert.ok(sum / n > 60 && sum / n < 200, `plausible mean brightness ${sum / n}`);
+    assert.ok(min <= 5 && max >= 250, `full uint8 range used: ${min}..${max}`);
+    assert.ok(sum / n > 60 && sum / n < 200, `plausible mean brightness ${sum / n}`);
 
-  // Photo 000001: our crop (from the half-size photo) vs the tight crop in crop128, both to 32 px.
-  let ours: Uint8Array | null = null;
-  for await (const { pixels, name } of readPackImages(join(latest, "crop"), cropIndex)) {
-    if (name === "000001.jpg") ours = resampleArea(pixels, 54, 54, 3, { x: 0, y: 0, width: 54, height: 54 }, 32, 32);
-  }
-  const twin = await decode(await Deno.readFile(join(SHARED_CELEBA, "crop128", "000001.jpg"))) as Image;
-  const theirs = resampleArea(twin.bitmap, 128, 128, 4, { x: 0, y: 0, width: 128, height: 128 }, 32, 32);
-  let difference = 0;
-  for (let i = 0; i < theirs.length; i++) difference += Math.abs(ours![i] - theirs[i]);
-  const mad = difference / theirs.length;
-  console.log(`crop of 000001 vs crop128/000001.jpg at 32 px: mean absolute difference ${mad.toFixed(2)} / 255`);
-  assert.ok(mad < 10, `mean absolute difference ${mad} should be under 10/255`);
+    // Photo 000001: our crop (from the half-size photo) vs the tight crop in crop128, both to 32 px.
+    let ours: Uint8Array | null = null;
+    for await (const { pixels, name } of readPackImages(join(latest, "crop"), cropIndex)) {
+      if (name === "000001.jpg") ours = resampleArea(pixels, 54, 54, 3, { x: 0, y: 0, width: 54, height: 54 }, 32, 32);
+    }
+    const twin = await decode(await Deno.readFile(join(SHARED_CELEBA, "crop128", "000001.jpg"))) as Image;
+    const theirs = resampleArea(twin.bitmap, 128, 128, 4, { x: 0, y: 0, width: 128, height: 128 }, 32, 32);
+    let difference = 0;
+    for (let i = 0; i < theirs.length; i++) difference += Math.abs(ours![i] - theirs[i]);
+    const mad = difference / theirs.length;
+    console.log(`crop of 000001 vs crop128/000001.jpg at 32 px: mean absolute difference ${mad.toFixed(2)} / 255`);
+    assert.ok(mad < 10, `mean absolute difference ${mad} should be under 10/255`);
+  },
 });

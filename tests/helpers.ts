@@ -1,6 +1,7 @@
 /** Shared test helpers: a private copy of the project to run the real CLI in, and CLI runs. */
 import { join } from "node:path";
 import { exists } from "../pipeline/fsutil.ts";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 export const REPO = fileURLToPath(new URL("..", import.meta.url));
@@ -75,12 +76,15 @@ export async function partialDirs(root: string): Promise<string[]> {
   return found;
 }
 
-/** ../shared/celeba/img_align_half, or null (after saying the test is skipped) when absent. */
-export async function realSample(): Promise<string | null> {
-  const half = join(SHARED_CELEBA, "img_align_half");
-  if (await exists(half)) return half;
-  console.log(`skipped: ${half} is absent (the real CelebA sample lives in ../shared)`);
-  return null;
+const REAL_HALF = join(SHARED_CELEBA, "img_align_half");
+
+/** ../shared/celeba/img_align_half, or null where it is absent. */
+export const REAL_SAMPLE: string | null = existsSync(REAL_HALF) ? REAL_HALF : null;
+
+/** Options of a test that needs the real sample: ignored, with the reason in its name, where it is absent. */
+export function needsRealSample(name: string): { name: string; ignore: boolean } {
+  if (REAL_SAMPLE) return { name, ignore: false };
+  return { name: `${name} (ignored: ${REAL_HALF} is absent; the real CelebA sample lives in ../shared)`, ignore: true };
 }
 
 /** A temp folder with the first `count` photos of the real sample. */

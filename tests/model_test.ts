@@ -59,8 +59,7 @@ Deno.test("the wasm and webgpu convolution gradients match the cpu backend withi
     });
   };
   for (const backend of ["wasm", "webgpu"] as const) {
-    await t.step(backend, async () => {
-      if (!await startOrSkip(backend)) return;
+    await t.step(onlyWhereAvailable(backend, backend, async () => {
       for (const convolution of cases) {
         const expected = await gradientsOn("cpu", convolution);
         const actual = await gradientsOn(backend, convolution);
@@ -72,7 +71,7 @@ Deno.test("the wasm and webgpu convolution gradients match the cpu backend withi
           );
         }
       }
-    });
+    }));
   }
 });
 
@@ -82,8 +81,8 @@ Deno.test("Sum and Mean gradients (ones made on the device) give the closed-form
   const channelWeights = [1, -2, 0.5];
   const pixelWeights = Float32Array.from({ length: 2 * 3 }, (_, i) => i - 2.5);
   for (const backend of ["cpu", "wasm", "webgpu"] as const) {
-    await t.step(backend, async () => {
-      if (!await startOrSkip(backend)) return;
+    await t.step(onlyWhereAvailable(backend, backend, async () => {
+      await useBackend(backend);
       const input = tf.tensor4d(x, shape);
       const meanGrad = tf.grad((v: tf.Tensor) => tf.mean(v, [0, 1, 2]).mul(channelWeights).sum())(input);
       const sumGrad = tf.grad((v: tf.Tensor) => tf.sum(v, [1, 2]).mul(tf.tensor2d(pixelWeights, [2, 3])).sum())(input);
@@ -95,7 +94,7 @@ Deno.test("Sum and Mean gradients (ones made on the device) give the closed-form
         assert.equal(sum[i], pixelWeights[b * 3 + c], `d sum / dx[${i}]`);
       }
       tf.dispose([input, meanGrad, sumGrad]);
-    });
+    }));
   }
 });
 
@@ -118,16 +117,23 @@ async function twoSteps(config: GanConfig) {
   return { losses, weights };
 }
 
-/** Start `backend`, or say why it is skipped here (webgpu needs a Vulkan driver) and return false. */
-async function startOrSkip(backend: "cpu" | "wasm" | "webgpu"): Promise<boolean> {
+/** Why webgpu cannot start on this machine (no Vulkan driver), or null when it can. */
+const WEBGPU_MISSING = await (async () => {
   try {
-    await useBackend(backend);
-    return true;
+    await useBackend("webgpu");
+    return null;
   } catch (error) {
     if (!(error instanceof BackendUnavailable)) throw error;
-    console.log(`skipped: ${error.message} (apt-get install mesa-vulkan-drivers)`);
-    return false;
+    return `${error.message} (apt-get install mesa-vulkan-drivers)`;
+  } finally {
+    await useBackend("cpu");
   }
+})();
+
+/** A step that needs `backend`: reported as ignored, with the reason, where it cannot start. */
+function onlyWhereAvailable(backend: "cpu" | "wasm" | "webgpu", name: string, fn: () => Promise<void>) {
+  const missing = backend === "webgpu" ? WEBGPU_MISSING : null;
+  return { name: missing ? `${name} (ignored: ${missing})` : name, ignore: missing !== null, fn };
 }
 
 // The same real batch on every backend.
@@ -140,12 +146,12 @@ Deno.test("training steps on wasm and on webgpu match cpu (weights within 1e-4 r
     relativeError(wasm.weights, expected.weights) < 1e-4,
     `wasm: ${relativeError(wasm.weights, expected.weights)}`,
   );
-  await t.step("webgpu (a software adapter is enough)", async () => {
-    if (!await startOrSkip("webgpu")) return;
+  await t.step(onlyWhereAvailable("webgpu", "webgpu (a software adapter is enough)", async () => {
+    await useBackend("webgpu");
     const webgpu = await twoSteps(STEP_CONFIG);
     const error = relativeError(webgpu.weights, expected.weights);
     assert.ok(error < 1e-3, `webgpu: ${error}`);
-  });
+  }));
 });
 
 Deno.test("every option of the model family trains a step on wasm with finite losses", async () => {

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { decode, Image } from "imagescript";
-import { facegan, projectCopy, readLock, run } from "./helpers.ts";
+import { exists, facegan, projectCopy, readLock, run } from "./helpers.ts";
 import { CHROMIUM_FLAGS, findChromium } from "./chromium.ts";
 
 const TINY = ["--params", "params/tiny.json"];
@@ -29,6 +29,29 @@ Deno.test("the tiny profile runs all eight stages, reproducibly, and re-runs onl
     for (const stage of STAGES) assert.match(verify.stdout, new RegExp(`${stage}\\s+reproducible`));
   });
 
+  await t.step("re-running train and below reproduces them and leaves the lock byte-identical", async () => {
+    const before = await Deno.readTextFile(join(root, "pipeline.lock.json"));
+    const again = await facegan(root, ["run", ...TINY, "--from", "train"]);
+    assert.equal(again.code, 0, again.stderr);
+    const ran = [...again.stderr.matchAll(/✓ (\w+)\s+ran in/g)].map((m) => m[1]);
+    assert.deepEqual(ran, ["train", "export", "evaluate", "render"]);
+    assert.equal(await Deno.readTextFile(join(root, "pipeline.lock.json")), before);
+    // The wall times live in the run summary and the cache entry, and status shows them.
+    const summary = JSON.parse(await Deno.readTextFile(join(root, "outputs", "latest", "summary.json")));
+    assert.equal(summary.stages.train.action, "ran");
+    assert.equal(typeof summary.stages.train.wall_s, "number");
+    assert.equal(summary.stages.crop.action, "cached");
+    const status = await facegan(root, ["status", ...TINY]);
+    assert.match(status.stdout, /train\s+fresh\s+\w+\s+made in [\d.]+s/);
+  });
+
+  await t.step("editing pipeline/compare.ts leaves render cached (render does not import it)", async () => {
+    await Deno.writeTextFile(join(root, "pipeline", "compare.ts"), "\n// an edit\n", { append: true });
+    const status = await facegan(root, ["status", ...TINY]);
+    assert.equal(status.code, 0, status.stderr);
+    for (const stage of STAGES) assert.match(status.stdout, new RegExp(`${stage}\\s+fresh`));
+  });
+
   await t.step("changing eval.n_samples re-runs only evaluate and render", async () => {
     const status = await facegan(root, ["status", ...TINY, "--set", "eval.n_samples=40"]);
     for (const stage of STAGES.slice(0, 6)) assert.match(status.stdout, new RegExp(`${stage}\\s+fresh`));
@@ -40,35 +63,64 @@ Deno.test("the tiny profile runs all eight stages, reproducibly, and re-runs onl
     assert.deepEqual(ran, ["evaluate", "render"]);
   });
 
-  await t.step("report.html renders in headless Chromium with the sample grid visible", async () => {
-    const browser = await findChromium();
-    if (!browser) {
-      console.log("skipped: no chromium (apt-get install chromium)");
-      return;
-    }
-    const report = join(root, "outputs", "latest", "report.html");
-    const html = await Deno.readTextFile(report);
-    assert.match(html, /<img alt="generated sample grid" src="data:image\/png;base64,/);
-    const profile = await Deno.makeTempDir();
-    const shot = join(profile, "shot.png");
-    const result = await run(root, [
-      "eval",
-      `const p = new Deno.Command(${JSON.stringify(browser)}, { args: ${
-        JSON.stringify([
-          ...CHROMIUM_FLAGS,
-          `--user-data-dir=${profile}`,
-          `--screenshot=${shot}`,
-          "--window-size=1100,900",
-          `file://${report}`,
-        ])
-      }, stdout: "piped", stderr: "piped" }); const o = await p.output(); console.log(new TextDecoder().decode(o.stderr)); Deno.exit(o.code);`,
-    ]);
-    assert.equal(result.code, 0, result.stdout);
-    assert.doesNotMatch(result.stdout, /Uncaught|Failed to load resource/);
-    const image = await decode(await Deno.readFile(shot)) as Image;
-    // The grid is the first thing under the title: count distinct colours where it sits.
-    const colours = new Set<number>();
-    for (let y = 110; y < 250; y++) for (let x = 40; x < 180; x++) colours.add(image.getPixelAt(x, y));
-    assert.ok(colours.size > 50, `the grid area shows an image (${colours.size} colours), not a blank page`);
+  const browser = await findChromium();
+  await t.step({
+    name: `report.html renders in headless Chromium with the sample grid visible${
+      browser ? "" : " (ignored: no chromium; apt-get install chromium)"
+    }`,
+    ignore: !browser,
+    fn: async () => {
+      const report = join(root, "outputs", "latest", "report.html");
+      const html = await Deno.readTextFile(report);
+      assert.match(html, /<img alt="generated sample grid" src="data:image\/png;base64,/);
+      const profile = await Deno.makeTempDir();
+      const shot = join(profile, "shot.png");
+      const result = await run(root, [
+        "eval",
+        `const p = new Deno.Command(${JSON.stringify(browser)}, { args: ${
+          JSON.stringify([
+            ...CHROMIUM_FLAGS,
+            `--user-data-dir=${profile}`,
+            `--screenshot=${shot}`,
+            "--window-size=1100,900",
+            `file://${report}`,
+          ])
+        }, stdout: "piped", stderr: "piped" }); const o = await p.output(); console.log(new TextDecoder().decode(o.stderr)); Deno.exit(o.code);`,
+      ]);
+      assert.equal(result.code, 0, result.stdout);
+      assert.doesNotMatch(result.stdout, /Uncaught|Failed to load resource/);
+      const image = await decode(await Deno.readFile(shot)) as Image;
+      // The grid is the first thing under the title: count distinct colours where it sits.
+      const colours = new Set<number>();
+      for (let y = 110; y < 250; y++) for (let x = 40; x < 180; x++) colours.add(image.getPixelAt(x, y));
+      assert.ok(colours.size > 50, `the grid area shows an image (${colours.size} colours), not a blank page`);
+    },
   });
+});
+
+Deno.test("a bad param value fails with one line and exit 2 before any stage runs, with --dry-run too", async () => {
+  const root = await projectCopy();
+  const cases: [string, RegExp][] = [
+    ["train.epochs=-1", /^error: --set train\.epochs=-1: param 'train\.epochs' must be an integer >= 1, got -1$/],
+    ["train.loss=foo", /^error: --set train\.loss=foo: param 'train\.loss' must be one of bce, .*, got "foo"$/],
+    ["data.size=48", /^error: --set data\.size=48: param 'data\.size' must be one of 32, 64, 128, got 48$/],
+  ];
+  for (const [set, pattern] of cases) {
+    for (const command of [["run"], ["run", "--dry-run"], ["status"]]) {
+      const result = await facegan(root, [...command, ...TINY, "--set", set]);
+      assert.equal(result.code, 2, `${command.join(" ")} --set ${set}`);
+      assert.match(result.stderr.trim(), pattern);
+      assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
+    }
+  }
+  assert.equal(await exists(join(root, "outputs")), false, "no stage ran, nothing was written");
+  const params = await facegan(root, ["params"]);
+  assert.equal(params.code, 0, params.stderr);
+  assert.match(params.stdout, /^train\.loss = "bce" {2}\(one of bce, lsgan, hinge, wgan-gp; read by train\)\n {4}\S/m);
+  const listed = [...params.stdout.matchAll(/^(\S+) = /gm)].map((m) => m[1]);
+  const defaults = JSON.parse(await Deno.readTextFile(join(root, "params.json")));
+  const keys = Object.entries(defaults).flatMap(([section, values]) =>
+    Object.keys(values as object).map((name) => `${section}.${name}`)
+  );
+  assert.deepEqual(listed, keys, "every key of params.json, in its order");
 });
