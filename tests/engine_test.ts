@@ -145,6 +145,14 @@ Deno.test("bad params and stage names give one-line errors, exit code 2, and wri
     ],
     [["run", "--set", "train.lr=fast"], /^error: --set train\.lr=fast: param 'train\.lr' must be a number/],
     [["run", "--set", "nokey"], /^error: --set nokey: expected key=value/],
+    [
+      ["run", "--set", "train.epochs=0"],
+      /^error: --set train\.epochs=0: param 'train\.epochs' must be an integer >= 1/,
+    ],
+    [
+      ["status", "--set", "crop.box=wide"],
+      /^error: --set crop\.box=wide: param 'crop\.box' must be one of celeba, dcgan/,
+    ],
     [["run", "--from", "trian"], /^error: unknown stage 'trian'; stages are: download, crop/],
     [["run", "--params", "missing.json"], /^error: params file missing\.json not found/],
     [["frobnicate"], /^error: unknown command 'frobnicate'/],

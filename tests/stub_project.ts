@@ -37,6 +37,16 @@ export const STUB_PARAMS = {
   eval: { n_samples: 10 },
 };
 
+/** A schema for the stub's params: the engine checks it without knowing what the params mean. */
+const STUB_SCHEMA = {
+  "data.seed": { type: "integer", min: 0, description: "seed" },
+  "crop.box": { type: "string", choices: ["celeba", "dcgan"], description: "box" },
+  "train.lr": { type: "number", min: 0, description: "rate" },
+  "train.sleep_ms": { type: "integer", min: 0, description: "how long train sleeps" },
+  "train.epochs": { type: "integer", min: 1, description: "epochs" },
+  "eval.n_samples": { type: "integer", min: 1, description: "samples" },
+};
+
 const STUB_DAG = [
   { name: "download", deps: [], params: ["data.seed"] },
   { name: "crop", deps: ["download"], params: ["crop.box"] },
@@ -64,7 +74,8 @@ export async function makeStubProject(): Promise<string> {
     join(root, "main.ts"),
     `import { main } from ${JSON.stringify(ENGINE_CLI)};
 const dag = ${JSON.stringify(dag)};
-Deno.exit(await main({ root: ${JSON.stringify(root)}, dag }, Deno.args));
+const schema = ${JSON.stringify(STUB_SCHEMA)};
+Deno.exit(await main({ root: ${JSON.stringify(root)}, dag, schema }, Deno.args));
 `,
   );
   return root;
