@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { stageByName } from "./dag.ts";
 import { removeIfExists, writeFileAtomic } from "./fsutil.ts";
-import { executeStage, type Executor } from "./execute.ts";
+import { executeStage, type Executor, StageFailed } from "./execute.ts";
 import { type LockStage, writeLock } from "./lock.ts";
 import type { Decision, Plan, Reason, Selection } from "./plan.ts";
 import type { Workspace } from "./workspace.ts";
@@ -74,15 +74,12 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
         options.report({ kind: "ran", stage: stage.name, key: decision.key, wallSeconds: result.wallSeconds, files });
       },
       (error) => {
+        // The first failure ends the run: stages still running are cancelled (their partial dirs stay).
         failure ??= error;
         abort.abort();
-        if (error?.wallSeconds !== undefined) {
-          options.report({
-            kind: "failed",
-            stage: stage.name,
-            wallSeconds: error.wallSeconds,
-            exitCode: error.exitCode,
-          });
+        if (error instanceof StageFailed) {
+          const { wallSeconds, exitCode } = error;
+          options.report({ kind: "failed", stage: stage.name, wallSeconds, exitCode });
         }
       },
     ).finally(() => running.delete(stage.name));
@@ -92,13 +89,12 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
   try {
     while (true) {
       current = await workspace.plan({ facts, lock, selection: options.selection, ran });
-      if (failure) break;
       for (const decision of current.decisions) {
         if (decision.action === "cached" && !reported.has(decision.stage)) {
           reported.add(decision.stage);
           options.report({ kind: "cached", stage: decision.stage, key: decision.record.key });
         }
-        if (decision.action !== "run" || running.has(decision.stage)) continue;
+        if (decision.action !== "run" || running.has(decision.stage) || failure) continue;
         if (decision.outside) {
           failure ??= new StaleUpstream(decision.stage, decision.reasons);
           abort.abort();
