@@ -1,7 +1,7 @@
 /**
  * What train writes about its run, besides weights: `losses.csv` (one row per step),
  * `training.json` (params, data size, per-epoch statistics) and `samples/epoch-NNNN.png` (the
- * fixed-z grid after each epoch). Written by train, read by evaluate and render.
+ * fixed-z grid after each epoch). Written by train, read by evaluate, render and export.
  */
 import { join } from "node:path";
 import { writeFileAtomic } from "../pipeline/fsutil.ts";

@@ -12,6 +12,7 @@ import * as tf from "../models/tf.ts";
 import type { StageContext } from "../pipeline/types.ts";
 import { generatorGraph } from "../models/generator_graph.ts";
 import { readGenerator } from "../data/generator_file.ts";
+import { readTrainingSummary } from "../data/training_log.ts";
 import { tfjsModel, writeTfjsModel } from "../data/tfjs_model_file.ts";
 import { facesPage } from "../data/faces_page.ts";
 
@@ -19,7 +20,7 @@ export async function run(ctx: StageContext): Promise<void> {
   tf.env().set("IS_TEST", true); // silences tfjs' "install tfjs-node" banner
   await tf.setBackend("cpu"); // exact: the folded weights are computed once, as the pipeline's cpu forward does
   const generator = await readGenerator(ctx.inputs.train);
-  const training = JSON.parse(await Deno.readTextFile(join(ctx.inputs.train, "training.json")));
+  const training = await readTrainingSummary(ctx.inputs.train);
   const graph = generatorGraph(generator);
   const model = await tfjsModel(graph, {
     z_size: generator.config.zSize,
