@@ -1,6 +1,5 @@
 /** Shared test helpers: a private copy of the project to run the real CLI in, and CLI runs. */
 import { join } from "node:path";
-import { exists } from "../pipeline/fsutil.ts";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
