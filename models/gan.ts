@@ -8,6 +8,7 @@ import { type DcganConfig, Discriminator, Generator } from "./dcgan.ts";
 import { applyUpdates, type Pass, updateSpectralVectors } from "./layers.ts";
 import { discriminatorLoss, featureMatchingLoss, generatorLoss, type LossName } from "./losses.ts";
 import { Rng, type RngState } from "./rng.ts";
+import { adamOnDevice } from "./backends/webgpu_device.ts";
 import "./gradients.ts";
 
 export interface GanConfig {
@@ -31,6 +32,9 @@ export interface GanConfig {
   seed: number;
 }
 
+/** How many training steps' losses are read back at once. */
+export const LOSS_READ_EVERY = 16;
+
 export interface StepLosses {
   dReal: number;
   dFake: number;
@@ -46,7 +50,8 @@ class Adam {
   init(variables: Map<string, tf.Variable>): void {
     for (const [name, variable] of variables) {
       for (const kind of ["m", "v"]) {
-        this.moments.set(`${this.name}/${kind}/${name}`, tf.variable(tf.zerosLike(variable), false));
+        // In a tidy, so the variable alone owns its zeros (the webgpu Adam updates it in place).
+        this.moments.set(`${this.name}/${kind}/${name}`, tf.tidy(() => tf.variable(tf.zerosLike(variable), false)));
       }
     }
   }
@@ -56,11 +61,21 @@ class Adam {
     this.steps++;
     const correction1 = 1 - this.beta1 ** this.steps;
     const correction2 = 1 - this.beta2 ** this.steps;
+    const moments = (name: string) =>
+      [this.moments.get(`${this.name}/m/${name}`)!, this.moments.get(`${this.name}/v/${name}`)!] as const;
+    if (tf.getBackend() === "webgpu") {
+      // One dispatch per weight, the per-step numbers as uniforms: no uploads (see webgpu_device.ts).
+      const triples = [...variables].map(([name, variable]) => {
+        const [m, v] = moments(name);
+        return { variable, m, v, grad: grads[variable.name] };
+      });
+      const { beta1, beta2 } = this;
+      return adamOnDevice(triples, { beta1, beta2, correction1, correction2, lr });
+    }
     tf.tidy(() => {
       for (const [name, variable] of variables) {
         const grad = grads[variable.name];
-        const m = this.moments.get(`${this.name}/m/${name}`)!;
-        const v = this.moments.get(`${this.name}/v/${name}`)!;
+        const [m, v] = moments(name);
         m.assign(m.mul(this.beta1).add(grad.mul(1 - this.beta1)));
         v.assign(v.mul(this.beta2).add(grad.square().mul(1 - this.beta2)));
         const update = m.div(correction1).div(v.div(correction2).sqrt().add(1e-8)).mul(lr);
@@ -78,6 +93,10 @@ export class Gan {
   /** noise, label flips, dropout masks and gradient-penalty mixes, in a fixed order per step */
   rng: Rng;
   step = 0;
+  /** d_real, d_fake, g per queued step, not yet read */
+  private readonly pendingLosses: tf.Scalar[] = [];
+  /** the label targets when no labels flip: the same every step of a batch size, so made once */
+  private fixedTargets: [tf.Tensor2D, tf.Tensor2D] | null = null;
 
   constructor(readonly config: GanConfig) {
     const init = new Rng(config.seed);
@@ -108,11 +127,39 @@ export class Gan {
     return tf.tensor2d(this.rng.normals(batch * this.config.model.zSize), [batch, this.config.model.zSize]);
   }
 
-  /**
-   * One D update then one G update on a batch of real images in [-1, 1]. Async because the losses
-   * are read back with data(): WebGPU in Deno cannot read synchronously.
-   */
+  /** One step whose losses are then read at once (tests, bench); training reads every LOSS_READ_EVERY steps. */
   async trainStep(real: tf.Tensor4D): Promise<StepLosses> {
+    this.queueStep(real);
+    return (await this.readLosses())[0];
+  }
+
+  /** Steps queued whose losses are still on the device. */
+  get pendingSteps(): number {
+    return this.pendingLosses.length / 3;
+  }
+
+  /**
+   * The losses of every queued step, oldest first, in one readback: reading stalls the CPU until
+   * the device has caught up, so a GPU run reads every LOSS_READ_EVERY steps, not every step.
+   */
+  async readLosses(): Promise<StepLosses[]> {
+    const parts = this.pendingLosses.splice(0);
+    if (!parts.length) return [];
+    const stacked = tf.stack(parts);
+    const values = await stacked.data();
+    tf.dispose([stacked, ...parts]);
+    return Array.from({ length: parts.length / 3 }, (_, i) => ({
+      dReal: values[3 * i],
+      dFake: values[3 * i + 1],
+      g: values[3 * i + 2],
+    }));
+  }
+
+  /**
+   * One D update then one G update on a batch of real images in [-1, 1]. The losses stay on the
+   * device until `readLosses`: nothing here waits for the device.
+   */
+  queueStep(real: tf.Tensor4D): void {
     const { config, generator: G, discriminator: D } = this;
     const batch = real.shape[0];
     if (D.spectralNorm) updateSpectralVectors(D.store);
@@ -147,7 +194,8 @@ export class Gan {
     this.adamD.apply(D.store.trainable, dStep.grads, this.learningRate(config.lrD));
     applyUpdates(dPass);
     applyUpdates(gPassForD);
-    tf.dispose([fake, realTarget, fakeTarget, dStep.value, mix as tf.Tensor]);
+    tf.dispose([fake, dStep.value, mix as tf.Tensor]);
+    if (realTarget !== this.fixedTargets?.[0]) tf.dispose([realTarget, fakeTarget]);
     tf.dispose(dStep.grads);
 
     // --- generator ---
@@ -163,15 +211,14 @@ export class Gan {
     this.adamG.apply(G.store.trainable, gStep.grads, this.learningRate(config.lrG));
     applyUpdates(gPass);
     tf.dispose(dPassForG.updates.map(([, value]) => value)); // D is only read in the G step
-    const [dReal, dFake, g] = await Promise.all([parts[0].data(), parts[1].data(), gStep.value.data()]);
-    const losses = { dReal: dReal[0], dFake: dFake[0], g: g[0] };
-    tf.dispose([z, gStep.value, ...parts]);
+    this.pendingLosses.push(parts[0], parts[1], gStep.value);
+    tf.dispose(z);
     tf.dispose(gStep.grads);
     this.step++;
-    return losses;
   }
 
   private targets(batch: number): [tf.Tensor2D, tf.Tensor2D] {
+    if (this.config.flipLabels <= 0 && this.fixedTargets?.[0].shape[0] === batch) return this.fixedTargets;
     const real = new Float32Array(batch).fill(this.config.realLabel);
     const fake = new Float32Array(batch);
     if (this.config.flipLabels > 0) {
@@ -182,7 +229,12 @@ export class Gan {
         }
       }
     }
-    return [tf.tensor2d(real, [batch, 1]), tf.tensor2d(fake, [batch, 1])];
+    const targets: [tf.Tensor2D, tf.Tensor2D] = [tf.tensor2d(real, [batch, 1]), tf.tensor2d(fake, [batch, 1])];
+    if (this.config.flipLabels <= 0) {
+      if (this.fixedTargets) tf.dispose(this.fixedTargets);
+      this.fixedTargets = targets;
+    }
+    return targets;
   }
 
   /** WGAN-GP: lambda * (||grad_x D(x_hat)|| - 1)^2 on random mixes of real and fake. */
@@ -213,6 +265,7 @@ export class Gan {
 
   dispose(): void {
     for (const [, variable] of this.stateTensors()) variable.dispose();
+    tf.dispose([...this.pendingLosses.splice(0), ...this.fixedTargets ?? []]);
   }
 
   /** The scalars of the training state that are not tensors. */

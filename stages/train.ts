@@ -9,7 +9,7 @@ import * as tf from "../models/tf.ts";
 import type { StageContext } from "../pipeline/types.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { type BackendName, BACKENDS, useBackend } from "../models/backend.ts";
-import { Gan, type GanConfig } from "../models/gan.ts";
+import { Gan, type GanConfig, LOSS_READ_EVERY } from "../models/gan.ts";
 import { LOSSES, type LossName } from "../models/losses.ts";
 import { Rng } from "../models/rng.ts";
 import { fromUint8Images, toUint8Images } from "../models/serialize.ts";
@@ -142,22 +142,29 @@ export async function run(ctx: StageContext): Promise<void> {
       // Let the event loop run once per step: the runner's exit-with-the-engine watch lives there.
       await new Promise((resolve) => setTimeout(resolve, 0));
       const real = fromUint8Images(batchPixels, batchSize, size);
-      const losses = await gan.trainStep(real);
+      gan.queueStep(real);
       real.dispose();
-      sums.d_real += losses.dReal;
-      sums.d_fake += losses.dFake;
-      sums.g += losses.g;
-      lossRows.push({ step: gan.step, epoch, d_real: losses.dReal, d_fake: losses.dFake, g: losses.g });
       stepsThisRun++;
+      // The losses stay on the device for a few steps, then every step's are read in one go.
+      if (gan.pendingSteps < LOSS_READ_EVERY && step < stepsPerEpoch - 1) continue;
+      const read = await gan.readLosses();
       const seconds = (performance.now() - started) / 1000;
       const rate = (stepsThisRun * batchSize) / seconds;
-      const remaining = (epochs - epoch) * stepsPerEpoch + (stepsPerEpoch - step - 1);
-      ctx.progress(
-        `epoch ${epoch}/${epochs} step ${step + 1}/${stepsPerEpoch}  ${rate.toFixed(0)} img/s  ` +
-          `D ${(losses.dReal + losses.dFake).toFixed(3)} G ${losses.g.toFixed(3)}  ETA ${
-            Math.ceil(remaining * batchSize / rate)
-          }s`,
-      );
+      for (const [i, losses] of read.entries()) {
+        const stepInEpoch = step + 1 - read.length + i; // 0-based
+        sums.d_real += losses.dReal;
+        sums.d_fake += losses.dFake;
+        sums.g += losses.g;
+        const globalStep = gan.step - read.length + i + 1;
+        lossRows.push({ step: globalStep, epoch, d_real: losses.dReal, d_fake: losses.dFake, g: losses.g });
+        const remaining = (epochs - epoch) * stepsPerEpoch + (stepsPerEpoch - stepInEpoch - 1);
+        ctx.progress(
+          `epoch ${epoch}/${epochs} step ${stepInEpoch + 1}/${stepsPerEpoch}  ${rate.toFixed(0)} img/s  ` +
+            `D ${(losses.dReal + losses.dFake).toFixed(3)} G ${losses.g.toFixed(3)}  ETA ${
+              Math.ceil(remaining * batchSize / rate)
+            }s`,
+        );
+      }
     }
     const fake = gan.sample(fixedZ);
     const grid = await toUint8Images(fake);
