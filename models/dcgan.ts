@@ -73,9 +73,8 @@ export class Generator {
     let x = dense(s, "fc", z, 4 * 4 * channels, pass).reshape([z.shape[0], 4, 4, channels]) as tf.Tensor4D;
     for (let layer = 1; layer < depth; layer++) {
       channels /= 2;
-      x = tf.relu(
-        batchNorm(s, `up${layer}/bn`, convTranspose(s, `up${layer}`, x, channels, pass, { bias: false }), pass),
-      );
+      const up = convTranspose(s, `up${layer}`, x, channels, pass, { bias: false });
+      x = batchNorm(s, `up${layer}/bn`, up, pass, "relu");
       if (this.config.residual) x = residualBlock(s, `res${layer}`, x, pass);
       // SAGAN puts attention on the middle resolution (16x16 at 32 px).
       if (this.config.selfAttention && layer === depth - 2) x = selfAttention(s, `attn`, x, pass);
@@ -87,7 +86,7 @@ export class Generator {
 function residualBlock(store: ParamStore, name: string, x: tf.Tensor4D, pass: Pass): tf.Tensor4D {
   const channels = x.shape[3];
   let h = conv(store, `${name}/conv1`, x, channels, pass, { kernel: 3, stride: 1, bias: false });
-  h = tf.relu(batchNorm(store, `${name}/bn1`, h, pass));
+  h = batchNorm(store, `${name}/bn1`, h, pass, "relu");
   h = conv(store, `${name}/conv2`, h, channels, pass, { kernel: 3, stride: 1, bias: false });
   return tf.relu(x.add(batchNorm(store, `${name}/bn2`, h, pass)));
 }
@@ -124,8 +123,8 @@ export class Discriminator {
     for (let layer = 1; layer <= depth; layer++) {
       x = conv(s, `down${layer}`, x, channels, pass, { bias: layer === 1 || !this.config.dBatchNorm });
       // The first layer has no batch norm (DCGAN).
-      if (layer > 1 && this.config.dBatchNorm) x = batchNorm(s, `down${layer}/bn`, x, pass);
-      x = dropout(leakyRelu(x), dDropout, pass);
+      x = layer > 1 && this.config.dBatchNorm ? batchNorm(s, `down${layer}/bn`, x, pass, "leakyRelu") : leakyRelu(x);
+      x = dropout(x, dDropout, pass);
       if (this.config.selfAttention && layer === 1) x = selfAttention(s, "attn", x, pass);
       channels *= 2;
     }

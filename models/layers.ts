@@ -6,6 +6,7 @@
 import * as tf from "./tf.ts";
 import type { ParamStore } from "./params.ts";
 import type { Rng } from "./rng.ts";
+import { type Activation, batchNormOnDevice } from "./backends/webgpu_batchnorm.ts";
 
 export interface Pass {
   training: boolean;
@@ -18,6 +19,7 @@ export interface Pass {
 
 const BN_MOMENTUM = 0.1; // PyTorch's default, which the seeds used
 export const BN_EPSILON = 1e-5;
+const LEAKY_SLOPE = 0.2;
 
 /** W / sigma(W), sigma from one step of power iteration whose vectors were updated beforehand. */
 export function spectral(store: ParamStore, name: string, weight: tf.Tensor, pass: Pass, rows: number): tf.Tensor {
@@ -91,15 +93,30 @@ export function dense(store: ParamStore, name: string, x: tf.Tensor2D, units: nu
   return tf.matMul(x, weight).add(store.constant(`${name}/b`, [units], 0));
 }
 
-/** Batch norm over N, H, W (weights N(1, 0.02) as in DCGAN). */
-export function batchNorm(store: ParamStore, name: string, x: tf.Tensor4D, pass: Pass): tf.Tensor4D {
+/**
+ * Batch norm over N, H, W (weights N(1, 0.02) as in DCGAN), then `activation`. In training on
+ * webgpu both are one fused dispatch forward and one backward (backends/webgpu_batchnorm.ts).
+ */
+export function batchNorm(
+  store: ParamStore,
+  name: string,
+  x: tf.Tensor4D,
+  pass: Pass,
+  activation: Activation = "none",
+): tf.Tensor4D {
   const channels = x.shape[3];
   const gamma = store.normal(`${name}/gamma`, [channels], 1, 0.02);
   const beta = store.constant(`${name}/beta`, [channels], 0);
   const runningMean = store.constant(`${name}/running_mean`, [channels], 0, false);
   const runningVar = store.constant(`${name}/running_var`, [channels], 1, false);
+  if (pass.training && tf.getBackend() === "webgpu") {
+    const options = { eps: BN_EPSILON, momentum: BN_MOMENTUM, activation, alpha: LEAKY_SLOPE };
+    const fused = batchNormOnDevice(x, gamma, beta, runningMean, runningVar, options);
+    pass.updates.push([runningMean, tf.keep(fused.runningMean)], [runningVar, tf.keep(fused.runningVar)]);
+    return fused.y;
+  }
   if (!pass.training) {
-    return x.sub(runningMean).div(runningVar.add(BN_EPSILON).sqrt()).mul(gamma).add(beta);
+    return activate(x.sub(runningMean).div(runningVar.add(BN_EPSILON).sqrt()).mul(gamma).add(beta), activation);
   }
   const { mean, variance } = tf.moments(x, [0, 1, 2]);
   const count = x.size / channels;
@@ -107,7 +124,13 @@ export function batchNorm(store: ParamStore, name: string, x: tf.Tensor4D, pass:
   const unbiased = variance.mul(count / Math.max(count - 1, 1));
   pass.updates.push([runningMean, tf.keep(runningMean.mul(1 - BN_MOMENTUM).add(mean.mul(BN_MOMENTUM)))]);
   pass.updates.push([runningVar, tf.keep(runningVar.mul(1 - BN_MOMENTUM).add(unbiased.mul(BN_MOMENTUM)))]);
-  return x.sub(mean).div(variance.add(BN_EPSILON).sqrt()).mul(gamma).add(beta);
+  return activate(x.sub(mean).div(variance.add(BN_EPSILON).sqrt()).mul(gamma).add(beta), activation);
+}
+
+function activate(x: tf.Tensor4D, activation: Activation): tf.Tensor4D {
+  if (activation === "relu") return tf.relu(x);
+  if (activation === "leakyRelu") return leakyRelu(x);
+  return x;
 }
 
 export function applyUpdates(pass: Pass): void {
@@ -147,5 +170,5 @@ export function minibatchStd(x: tf.Tensor4D): tf.Tensor4D {
 }
 
 export function leakyRelu(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.leakyRelu(x, 0.2);
+  return tf.leakyRelu(x, LEAKY_SLOPE);
 }

@@ -24,8 +24,95 @@ export interface WebgpuInternals {
   uniformPendingDisposal: GPUBuffer[];
   bufferManager: { acquireBuffer(size: number, usage: number): GPUBuffer };
   uploadToGPU(dataId: object): void;
+  makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   ensureCommandEncoderReady(): void;
   endComputePassEncoder(): void;
+}
+
+/** The running webgpu backend, as far as we use it. */
+export function webgpuBackend(): WebgpuInternals {
+  return tf.backend() as unknown as WebgpuInternals;
+}
+
+const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+
+/** A compute pipeline for `code` (entry point `main`), compiled once per device. */
+export function pipelineFor(device: GPUDevice, code: string): GPUComputePipeline {
+  if (!pipelines.has(device)) pipelines.set(device, new Map());
+  const cache = pipelines.get(device)!;
+  let pipeline = cache.get(code);
+  if (!pipeline) {
+    pipeline = device.createComputePipeline({
+      layout: "auto",
+      compute: { module: device.createShaderModule({ code }), entryPoint: "main" },
+    });
+    cache.set(code, pipeline);
+  }
+  return pipeline;
+}
+
+/** The device buffer of a tensor, held until the commands that use it are submitted (tfjs' own rule). */
+export function bufferOf(backend: WebgpuInternals, tensor: tf.TensorInfo): GPUBuffer {
+  backend.uploadToGPU(tensor.dataId);
+  backend.commandQueueOwnedIds.add(tensor.dataId);
+  return backend.tensorMap.get(tensor.dataId).resource!;
+}
+
+/** A float32 tensor (as a kernel returns it) with a device buffer that our own commands write. */
+export function deviceTensorInfo(backend: WebgpuInternals, shape: number[]): tf.TensorInfo {
+  const info = backend.makeTensorInfo(shape, "float32");
+  backend.uploadToGPU(info.dataId); // no values: only takes a buffer from tfjs' pool
+  return info;
+}
+
+/** A uniform block for one dispatch, recycled after the submit like tfjs' own uniforms. */
+export function uniformBlock(backend: WebgpuInternals, block: ArrayBuffer): GPUBuffer {
+  const buffer = backend.bufferManager.acquireBuffer(
+    block.byteLength,
+    GPUBufferUsage.COPY_DST | GPUBufferUsage.UNIFORM,
+  );
+  backend.queue.writeBuffer(buffer, 0, block);
+  backend.uniformPendingDisposal.push(buffer);
+  return buffer;
+}
+
+/** Encode dispatches of `pipeline` (bind group 0 = `buffers` in binding order) after tfjs' pending work. */
+export function encodeDispatches(
+  backend: WebgpuInternals,
+  pipeline: GPUComputePipeline,
+  dispatches: { buffers: GPUBuffer[]; workgroups: number }[],
+): void {
+  const groups = dispatches.map(({ buffers }) =>
+    backend.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    })
+  );
+  backend.ensureCommandEncoderReady();
+  backend.endComputePassEncoder();
+  const pass = backend.commandEncoder!.beginComputePass();
+  pass.setPipeline(pipeline);
+  const limit = backend.device.limits.maxComputeWorkgroupsPerDimension;
+  dispatches.forEach(({ workgroups }, i) => {
+    pass.setBindGroup(0, groups[i]);
+    pass.dispatchWorkgroups(Math.min(workgroups, limit), Math.ceil(workgroups / limit));
+  });
+  pass.end();
+}
+
+/** Copy `count` floats between device tensors (no dispatch, no upload). */
+export function copyFloats(
+  backend: WebgpuInternals,
+  source: tf.TensorInfo,
+  sourceOffset: number,
+  target: tf.TensorInfo,
+  targetOffset: number,
+  count: number,
+): void {
+  const [from, to] = [bufferOf(backend, source), bufferOf(backend, target)];
+  backend.ensureCommandEncoderReady();
+  backend.endComputePassEncoder();
+  backend.commandEncoder!.copyBufferToBuffer(from, sourceOffset * 4, to, targetOffset * 4, count * 4);
 }
 
 /** At most this many distinct constants stay on the device; past that they are uploaded as before. */
@@ -91,8 +178,6 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) g
   weight[i] = weight[i] - ((newM / c.correction1) / (sqrt(newV / c.correction2) + 1e-8)) * c.lr;
 }`;
 
-const pipelines = new WeakMap<GPUDevice, GPUComputePipeline>();
-
 export interface AdamConstants {
   beta1: number;
   beta2: number;
@@ -101,65 +186,35 @@ export interface AdamConstants {
   lr: number;
 }
 
-/** Each variable's data, alone (a shared buffer would change its other owners), on the device. */
+/** A variable's buffer, alone (a shared buffer would change its other owners), on the device. */
 function ownBuffer(backend: WebgpuInternals, variable: tf.Variable): GPUBuffer {
   if (backend.tensorMap.get(variable.dataId).refCount > 1) variable.assign(tf.tidy(() => variable.mul(1)));
-  backend.uploadToGPU(variable.dataId);
-  const data = backend.tensorMap.get(variable.dataId);
-  data.values = null; // a value cached by an earlier read goes stale now
-  return data.resource!;
+  const buffer = bufferOf(backend, variable);
+  backend.tensorMap.get(variable.dataId).values = null; // a value cached by an earlier read goes stale now
+  return buffer;
 }
 
 /**
  * Adam in place on the webgpu backend: one dispatch per weight updates the weight and both
- * moments; the per-step numbers are one small uniform block per call.
+ * moments; the per-step numbers travel in each dispatch's uniform block.
  */
 export function adamOnDevice(
   triples: { variable: tf.Variable; m: tf.Variable; v: tf.Variable; grad: tf.Tensor }[],
   constants: AdamConstants,
 ): void {
-  const backend = tf.backend() as unknown as WebgpuInternals;
-  const { device } = backend;
-  let pipeline = pipelines.get(device);
-  if (!pipeline) {
-    pipeline = device.createComputePipeline({
-      layout: "auto",
-      compute: { module: device.createShaderModule({ code: ADAM_SHADER }), entryPoint: "main" },
-    });
-    pipelines.set(device, pipeline);
-  }
+  const backend = webgpuBackend();
   const { beta1, beta2, correction1, correction2, lr } = constants;
-  const bindings = triples.map(({ variable, m, v, grad }) => {
-    const buffers = [ownBuffer(backend, variable), ownBuffer(backend, m), ownBuffer(backend, v)];
-    backend.uploadToGPU(grad.dataId);
-    buffers.push(backend.tensorMap.get(grad.dataId).resource!);
-    // Released only after the commands that use them are submitted (tfjs' own rule).
-    for (const tensor of [variable, m, v, grad]) backend.commandQueueOwnedIds.add(tensor.dataId);
+  const dispatches = triples.map(({ variable, m, v, grad }) => {
     const block = new ArrayBuffer(32);
     new Float32Array(block, 0, 7).set([beta1, 1 - beta1, beta2, 1 - beta2, correction1, correction2, lr]);
     new Uint32Array(block, 28, 1)[0] = variable.size;
-    // One uniform buffer per dispatch, recycled after the submit, like tfjs' own uniforms.
-    const uniforms = backend.bufferManager.acquireBuffer(32, GPUBufferUsage.COPY_DST | GPUBufferUsage.UNIFORM);
-    backend.queue.writeBuffer(uniforms, 0, block);
-    backend.uniformPendingDisposal.push(uniforms);
-    const entries = [...buffers.map((buffer) => ({ buffer })), { buffer: uniforms }];
-    return {
-      size: variable.size,
-      group: device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: entries.map((resource, binding) => ({ binding, resource })),
-      }),
-    };
+    const buffers = [
+      ownBuffer(backend, variable),
+      ownBuffer(backend, m),
+      ownBuffer(backend, v),
+      bufferOf(backend, grad),
+    ];
+    return { buffers: [...buffers, uniformBlock(backend, block)], workgroups: Math.ceil(variable.size / WORKGROUP) };
   });
-  backend.ensureCommandEncoderReady();
-  backend.endComputePassEncoder();
-  const pass = backend.commandEncoder!.beginComputePass();
-  pass.setPipeline(pipeline);
-  const limit = device.limits.maxComputeWorkgroupsPerDimension;
-  for (const { size, group } of bindings) {
-    const workgroups = Math.ceil(size / WORKGROUP);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(Math.min(workgroups, limit), Math.ceil(workgroups / limit));
-  }
-  pass.end();
+  encodeDispatches(backend, pipelineFor(backend.device, ADAM_SHADER), dispatches);
 }
