@@ -5,13 +5,17 @@
  *                                                           goal >= 1,000 images/s
  *  3. training images/s of the seeds' 32 px DCGAN (batch 128) per available backend, and the
  *     same network in PyTorch when `python3 -c "import torch"` works: ratio tfjs/PyTorch, goal >= 1
- * `deno task bench preprocess` (or noop, training) runs only the named parts.
+ *  4. WebGPU calls per training step of that network (uploads, readbacks, submits, dispatches):
+ *     hardware-independent, so counted on a software adapter too (tests/step_counts.ts has the goals)
+ * `deno task bench preprocess` (or noop, training, counts) runs only the named parts.
  */
 import { join } from "node:path";
 import * as tf from "../models/tf.ts";
 import { BACKENDS, BackendUnavailable, useBackend } from "../models/backend.ts";
 import { Gan } from "../models/gan.ts";
 import { STEP_CONFIG_32 } from "./bench_config.ts";
+import { countSteps, GOALS } from "./step_counts.ts";
+import { perStepLine } from "../models/backends/webgpu_counts.ts";
 import { facegan, localSource, projectCopy, REAL_SAMPLE, REPO } from "./helpers.ts";
 
 const results: string[] = [];
@@ -115,8 +119,25 @@ async function training() {
   report(`ratio tfjs ${best} / PyTorch = ${(rate / torch).toFixed(2)} (goal >= 1.0)`);
 }
 
-// `deno task bench [noop] [preprocess] [training]`: all three unless some are named.
-const parts: Record<string, () => Promise<void>> = { noop: noOpRun, preprocess, training };
+async function counts() {
+  tf.env().set("IS_TEST", true);
+  try {
+    await useBackend("webgpu");
+  } catch (error) {
+    if (!(error instanceof BackendUnavailable)) throw error;
+    return report("webgpu per step: not available here (apt-get install mesa-vulkan-drivers)");
+  }
+  // The counts do not depend on the batch size: a small batch keeps this quick on a software adapter.
+  report(
+    `${
+      perStepLine(await countSteps(STEP_CONFIG_32, 8))
+    } (seeds' 32 px DCGAN, D+G step; goals: uploads <= ${GOALS.uploads}, ` +
+      `readbacks <= ${GOALS.readbacks}, dispatches <= ${GOALS.dispatches})`,
+  );
+}
+
+// `deno task bench [noop] [preprocess] [training] [counts]`: all four unless some are named.
+const parts: Record<string, () => Promise<void>> = { noop: noOpRun, preprocess, training, counts };
 const chosen = Deno.args.length ? Deno.args : Object.keys(parts);
 for (const name of chosen) {
   if (!(name in parts)) throw new Error(`unknown benchmark '${name}': one of ${Object.keys(parts).join(", ")}`);
