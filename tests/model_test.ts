@@ -2,10 +2,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "../models/tf.ts";
-import { BackendUnavailable, useBackend } from "../models/backend.ts";
+import { useBackend } from "../models/backend.ts";
 import { Gan, type GanConfig } from "../models/gan.ts";
 import { STEP_CONFIG_32 } from "./bench_config.ts";
-import { exists, facegan, partialDirs, projectCopy, readLock, waitFor } from "./helpers.ts";
+import { exists, facegan, partialDirs, projectCopy, readLock, waitFor, webgpuMissing } from "./helpers.ts";
 
 tf.env().set("IS_TEST", true);
 
@@ -117,18 +117,7 @@ async function twoSteps(config: GanConfig) {
   return { losses, weights };
 }
 
-/** Why webgpu cannot start on this machine (no Vulkan driver), or null when it can. */
-const WEBGPU_MISSING = await (async () => {
-  try {
-    await useBackend("webgpu");
-    return null;
-  } catch (error) {
-    if (!(error instanceof BackendUnavailable)) throw error;
-    return `${error.message} (apt-get install mesa-vulkan-drivers)`;
-  } finally {
-    await useBackend("cpu");
-  }
-})();
+const WEBGPU_MISSING = await webgpuMissing();
 
 /** A step that needs `backend`: reported as ignored, with the reason, where it cannot start. */
 function onlyWhereAvailable(backend: "cpu" | "wasm" | "webgpu", name: string, fn: () => Promise<void>) {

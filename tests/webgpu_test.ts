@@ -4,28 +4,20 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "../models/tf.ts";
-import { BackendUnavailable, useBackend } from "../models/backend.ts";
+import { useBackend } from "../models/backend.ts";
 import { batchNorm, type Pass } from "../models/layers.ts";
 import { ParamStore } from "../models/params.ts";
 import { Rng } from "../models/rng.ts";
 import type { Activation } from "../models/backends/webgpu_batchnorm.ts";
 import { STEP_CONFIG_32 } from "./bench_config.ts";
 import { countSteps, GOALS } from "./step_counts.ts";
+import { webgpuMissing } from "./helpers.ts";
 
 tf.env().set("IS_TEST", true);
 
-/** Why webgpu cannot run here, or null when it can. */
-async function webgpuMissing(): Promise<string | null> {
-  try {
-    await useBackend("webgpu");
-    return null;
-  } catch (error) {
-    if (!(error instanceof BackendUnavailable)) throw error;
-    return `${error.message} (apt-get install mesa-vulkan-drivers)`;
-  }
-}
 const missing = await webgpuMissing();
-if (missing) console.log(`webgpu tests ignored: ${missing}`);
+/** Test options: ignored, with the reason in the name, where webgpu cannot start. */
+const needsWebgpu = (name: string) => ({ name: missing ? `${name} (ignored: ${missing})` : name, ignore: !!missing });
 
 /** y, dx, d gamma, d beta and the two new running statistics of one training batch norm. */
 async function batchNormResults(backend: "cpu" | "webgpu", activation: Activation): Promise<number[][]> {
@@ -64,8 +56,9 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a webgpu training step meets the call goals: <= 3 uploads, <= 0.1 readbacks, dispatches half of before",
-  ignore: missing !== null,
+  ...needsWebgpu(
+    "a webgpu training step meets the call goals: <= 3 uploads, <= 0.1 readbacks, dispatches half of before",
+  ),
   fn: async () => {
     await useBackend("webgpu");
     // The seeds' layers at a small width and batch: the counts depend on the layers, not their sizes.
