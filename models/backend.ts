@@ -1,7 +1,7 @@
 /**
  * Choosing and starting a tfjs backend (each lives in `backends/`). `train.backend` is one of these
  * names; `auto` takes the fastest that works here: tfjs-node(-gpu) when the user installed it, WebGPU
- * on a real (non-software) GPU, else wasm. The chosen backend and its thread count go into the lock,
+ * on a real (non-software) GPU, oneDNN when `libdnnl.so.2` loads, else wasm. The chosen backend and its thread count go into the lock,
  * because they can change the bytes of a trained model.
  */
 import * as tf from "./tf.ts";
@@ -10,24 +10,29 @@ import { type BackendInfo, BackendUnavailable } from "./backends/common.ts";
 import { startTensorflow } from "./backends/tensorflow.ts";
 import { startWebgpu } from "./backends/webgpu.ts";
 import { startWasm } from "./backends/wasm.ts";
+import { removeNativeKernels, startNative } from "./backends/native.ts";
 
 export { type BackendInfo, BackendUnavailable };
 
-export const BACKENDS = ["auto", "tensorflow", "wasm", "webgpu", "cpu"] as const;
+export const BACKENDS = ["auto", "tensorflow", "native", "wasm", "webgpu", "cpu"] as const;
 export type BackendName = typeof BACKENDS[number];
 
 export async function useBackend(requested: BackendName): Promise<BackendInfo> {
+  // native lends its kernels to the wasm backend: take them back for any other choice.
+  removeNativeKernels();
   switch (requested) {
     case "tensorflow":
       return await startTensorflow();
     case "webgpu":
       return await startWebgpu(false);
+    case "native":
+      return await startNative();
     case "wasm":
       return await startWasm();
     case "cpu":
       await tf.setBackend("cpu");
       return { name: "cpu", threads: 1, detail: "plain JavaScript" };
-    case "auto":
+    case "auto": {
       for (const start of [startTensorflow, () => startWebgpu(true)]) {
         try {
           return await start();
@@ -35,6 +40,12 @@ export async function useBackend(requested: BackendName): Promise<BackendInfo> {
           if (!(error instanceof BackendUnavailable)) throw error;
         }
       }
-      return await startWasm();
+      try {
+        return await startNative();
+      } catch (error) {
+        if (!(error instanceof BackendUnavailable)) throw error;
+        return { ...await startWasm(), note: error.message };
+      }
+    }
   }
 }

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import * as tf from "../models/tf.ts";
 import type { StageContext } from "../pipeline/types.ts";
 import { UserError } from "../pipeline/errors.ts";
-import { type BackendName, BACKENDS, useBackend } from "../models/backend.ts";
+import { type BackendName, BACKENDS, BackendUnavailable, useBackend } from "../models/backend.ts";
 import { Gan, type GanConfig, LOSS_READ_EVERY } from "../models/gan.ts";
 import { LOSSES, type LossName } from "../models/losses.ts";
 import { Rng } from "../models/rng.ts";
@@ -95,10 +95,14 @@ export function diversity(pixels: Uint8Array, count: number): number {
 export async function run(ctx: StageContext): Promise<void> {
   const backendName = choice<BackendName>(ctx, "train.backend", BACKENDS);
   tf.env().set("IS_TEST", true); // silences tfjs' "install tfjs-node" banner
-  const backend = await useBackend(backendName);
+  const backend = await useBackend(backendName).catch((error) => {
+    // A backend asked for by name that cannot start here is the user's to fix (install it, or pick another).
+    throw error instanceof BackendUnavailable ? new UserError(`${error.message} (or set train.backend=auto)`) : error;
+  });
   ctx.recordEnvironment("backend", backend.name);
   ctx.recordEnvironment("backend_detail", backend.detail);
   ctx.recordEnvironment("threads", backend.threads);
+  if (backend.note) ctx.log(`${backend.note}; training on ${backend.name}`);
   ctx.log(`backend ${backend.name} (${backend.detail})`);
 
   const index = await readPackIndex(ctx.inputs.shard, "train");

@@ -113,16 +113,16 @@ export function urlSource(url: string, sha256: string): string[] {
   return ["--set", "data.source=url", "--set", `data.url=${url}`, "--set", `data.sha256=${sha256}`];
 }
 
-/** Why webgpu cannot start on this machine (no Vulkan driver), or null when it can; leaves cpu as the backend. */
-export async function webgpuMissing(): Promise<string | null> {
+/** Why an optional backend cannot start here (the message says what to install), or null; leaves cpu as the backend. */
+export async function backendMissing(backend: "native" | "webgpu"): Promise<string | null> {
   // Imported here, not at the top: most tests never load tfjs.
   const { BackendUnavailable, useBackend } = await import("../models/backend.ts");
   try {
-    await useBackend("webgpu");
+    await useBackend(backend);
     return null;
   } catch (error) {
     if (!(error instanceof BackendUnavailable)) throw error;
-    return `${error.message} (apt-get install mesa-vulkan-drivers)`;
+    return error.message;
   } finally {
     await useBackend("cpu");
   }

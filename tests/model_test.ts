@@ -5,7 +5,7 @@ import * as tf from "../models/tf.ts";
 import { useBackend } from "../models/backend.ts";
 import { Gan, type GanConfig } from "../models/gan.ts";
 import { STEP_CONFIG_32 } from "./bench_config.ts";
-import { exists, facegan, partialDirs, projectCopy, readLock, waitFor, webgpuMissing } from "./helpers.ts";
+import { backendMissing, exists, facegan, partialDirs, projectCopy, readLock, waitFor } from "./helpers.ts";
 
 tf.env().set("IS_TEST", true);
 
@@ -19,21 +19,25 @@ function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return worst / scale;
 }
 
-async function onBackend<T>(name: "cpu" | "wasm" | "webgpu", compute: () => Promise<T> | T): Promise<T> {
+async function onBackend<T>(name: "cpu" | "native" | "wasm" | "webgpu", compute: () => Promise<T> | T): Promise<T> {
   await useBackend(name);
   return await compute();
 }
 
-Deno.test("the wasm and webgpu convolution gradients match the cpu backend within 1e-4 on random inputs", async (t) => {
+Deno.test("the native, wasm and webgpu convolution gradients match the cpu backend within 1e-4 on random inputs", async (t) => {
   type Shape4 = [number, number, number, number];
   const cases: { x: Shape4; w: Shape4; stride: number; pad: "same" | "valid" | number }[] = [
     { x: [4, 32, 32, 3], w: [4, 4, 3, 8], stride: 2, pad: "same" },
     { x: [4, 16, 16, 8], w: [4, 4, 8, 16], stride: 2, pad: 1 },
     { x: [3, 15, 15, 5], w: [4, 4, 5, 7], stride: 2, pad: "valid" },
     { x: [2, 8, 8, 6], w: [3, 3, 6, 4], stride: 1, pad: "same" },
+    // Layers of the 64 and 128 px networks (conv dim 64), one image each: D's first and last convolutions.
+    { x: [1, 64, 64, 3], w: [4, 4, 3, 64], stride: 2, pad: "same" },
+    { x: [1, 128, 128, 3], w: [4, 4, 3, 64], stride: 2, pad: "same" },
+    { x: [1, 8, 8, 256], w: [4, 4, 256, 512], stride: 2, pad: "same" },
   ];
   const gradientsOn = async (
-    backend: "cpu" | "wasm" | "webgpu",
+    backend: "cpu" | "native" | "wasm" | "webgpu",
     { x: xShape, w: wShape, stride, pad }: typeof cases[0],
   ) => {
     await useBackend("cpu");
@@ -58,10 +62,12 @@ Deno.test("the wasm and webgpu convolution gradients match the cpu backend withi
       return [Array.from(await dx.data()), Array.from(await dw.data()), Array.from(await transposed.data())];
     });
   };
-  for (const backend of ["wasm", "webgpu"] as const) {
+  const expectations = new Map<typeof cases[0], number[][]>();
+  for (const backend of ["native", "wasm", "webgpu"] as const) {
     await t.step(onlyWhereAvailable(backend, backend, async () => {
       for (const convolution of cases) {
-        const expected = await gradientsOn("cpu", convolution);
+        if (!expectations.has(convolution)) expectations.set(convolution, await gradientsOn("cpu", convolution));
+        const expected = expectations.get(convolution)!;
         const actual = await gradientsOn(backend, convolution);
         for (let i = 0; i < 3; i++) {
           const error = relativeError(actual[i], expected[i]);
@@ -117,24 +123,31 @@ async function twoSteps(config: GanConfig) {
   return { losses, weights };
 }
 
-const WEBGPU_MISSING = await webgpuMissing();
+/** Why each optional backend cannot start here (webgpu: no Vulkan driver; native: no libdnnl2), or null. */
+const MISSING = { native: await backendMissing("native"), webgpu: await backendMissing("webgpu") };
 
 /** A step that needs `backend`: reported as ignored, with the reason, where it cannot start. */
-function onlyWhereAvailable(backend: "cpu" | "wasm" | "webgpu", name: string, fn: () => Promise<void>) {
-  const missing = backend === "webgpu" ? WEBGPU_MISSING : null;
-  return { name: missing ? `${name} (ignored: ${missing})` : name, ignore: missing !== null, fn };
+function onlyWhereAvailable(backend: "cpu" | "native" | "wasm" | "webgpu", name: string, fn: () => Promise<void>) {
+  const why = backend === "webgpu" || backend === "native" ? MISSING[backend] : null;
+  return { name: why ? `${name} (ignored: ${why})` : name, ignore: why !== null, fn };
 }
 
 // The same real batch on every backend.
 const REAL_BATCH = Float32Array.from({ length: 8 * 32 * 32 * 3 }, (_, i) => Math.sin(i * 12.9898) * 0.9);
 
-Deno.test("training steps on wasm and on webgpu match cpu (weights within 1e-4 relative)", async (t) => {
+Deno.test("training steps on wasm, native and webgpu match cpu (weights within 1e-4 relative)", async (t) => {
   const expected = await onBackend("cpu", () => twoSteps(STEP_CONFIG));
   const wasm = await onBackend("wasm", () => twoSteps(STEP_CONFIG));
   assert.ok(
     relativeError(wasm.weights, expected.weights) < 1e-4,
     `wasm: ${relativeError(wasm.weights, expected.weights)}`,
   );
+  await t.step(onlyWhereAvailable("native", "native (oneDNN)", async () => {
+    await useBackend("native");
+    const native = await twoSteps(STEP_CONFIG);
+    const error = relativeError(native.weights, expected.weights);
+    assert.ok(error < 1e-4, `native: ${error}`);
+  }));
   await t.step(onlyWhereAvailable("webgpu", "webgpu (a software adapter is enough)", async () => {
     await useBackend("webgpu");
     const webgpu = await twoSteps(STEP_CONFIG);
@@ -169,8 +182,9 @@ Deno.test("every option of the model family trains a step on wasm with finite lo
   }
 });
 
-Deno.test("a tiny training run is byte-identical when repeated and when killed after epoch 1 and resumed", async () => {
-  const tiny = ["--params", "params/tiny.json", "--set", "train.epochs=3"];
+/** Train tiny on `backend` twice (verify), and once killed after epoch 1 and resumed: all three identical. */
+async function repeatAndResume(backend: "wasm" | "native") {
+  const tiny = ["--params", "params/tiny.json", "--set", "train.epochs=3", "--set", `train.backend=${backend}`];
   const uninterrupted = await projectCopy();
   const first = await facegan(uninterrupted, ["run", "--until", "train", ...tiny]);
   assert.equal(first.code, 0, first.stderr);
@@ -203,4 +217,9 @@ Deno.test("a tiny training run is byte-identical when repeated and when killed a
   assert.match(resumed.stderr, /\[resuming\]/);
   assert.match(resumed.stderr, /resuming after epoch [12]/);
   assert.equal((await readLock(killed)).stages.train.output, expected, "resumed run ends byte-identical");
+}
+
+Deno.test("a tiny training run is byte-identical when repeated and when killed after epoch 1 and resumed", async (t) => {
+  await t.step("wasm", () => repeatAndResume("wasm"));
+  await t.step(onlyWhereAvailable("native", "native", () => repeatAndResume("native")));
 });

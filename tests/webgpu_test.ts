@@ -11,11 +11,11 @@ import { Rng } from "../models/rng.ts";
 import type { Activation } from "../models/backends/webgpu_batchnorm.ts";
 import { STEP_CONFIG_32 } from "./bench_config.ts";
 import { countSteps, GOALS } from "./step_counts.ts";
-import { webgpuMissing } from "./helpers.ts";
+import { backendMissing } from "./helpers.ts";
 
 tf.env().set("IS_TEST", true);
 
-const missing = await webgpuMissing();
+const missing = await backendMissing("webgpu");
 /** Test options: ignored, with the reason in the name, where webgpu cannot start. */
 const needsWebgpu = (name: string) => ({ name: missing ? `${name} (ignored: ${missing})` : name, ignore: !!missing });
 

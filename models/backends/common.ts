@@ -5,6 +5,8 @@ export interface BackendInfo {
   name: Exclude<typeof BACKENDS[number], "auto">;
   threads: number;
   detail: string;
+  /** why a faster backend `auto` tried could not start (for the log, not the lock) */
+  note?: string;
 }
 
 /** A backend that cannot start here (library or device missing): `auto` falls back, a named choice fails. */

@@ -29,7 +29,11 @@ export async function startWebgpu(requireHardware: boolean): Promise<BackendInfo
   // Mesa's Vulkan loader complains on stderr when this is unset (headless machines, CI).
   if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync({ prefix: "xdg-" }));
   const adapter = await navigator.gpu?.requestAdapter();
-  if (!adapter) throw new BackendUnavailable("backend 'webgpu': no WebGPU adapter (install a Vulkan driver)");
+  if (!adapter) {
+    throw new BackendUnavailable(
+      "backend 'webgpu': no WebGPU adapter (install a Vulkan driver: apt-get install mesa-vulkan-drivers for a software one)",
+    );
+  }
   const software = adapter.info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(adapter.info.description);
   if (requireHardware && software) throw new BackendUnavailable("only a software WebGPU adapter");
   await import("@tensorflow/tfjs-backend-webgpu");

@@ -1,0 +1,439 @@
+/**
+ * Debian's oneDNN (`libdnnl2` 2.6, C API v2: `dnnl_*` in `libdnnl.so.2`) through Deno FFI: the
+ * convolutions and matrix products of the `native` backend, on every core (OpenMP).
+ *
+ * No compiler is involved: the C structs the API fills (memory and operation descriptors) are
+ * opaque byte buffers here, sized from oneDNN 2.x's headers on x86-64, and the layout of the one
+ * struct read back (the memory descriptor's rank and dimensions) is checked once at load against
+ * what oneDNN itself reports, so a library whose ABI differs is refused rather than misread.
+ * oneDNN 3.x changed the C API (opaque memory descriptors, no `*_desc_init`): major version 2 only.
+ *
+ * Safety: every pointer handed to oneDNN is taken just before the call from a live buffer (never
+ * kept across a possible WebAssembly memory growth), and every buffer's size is checked against
+ * what the primitive will read or write: a wrong size is a thrown error, not a segfault.
+ */
+
+/** sizeof(dnnl_memory_desc_t) in oneDNN 2.x on x86-64. */
+const MEMORY_DESC_BYTES = 696;
+/** At least sizeof(dnnl_convolution_desc_t) (5,976) and sizeof(dnnl_matmul_desc_t) (2,800). */
+const OP_DESC_BYTES = 8192;
+/** dnnl_dims_t: int64[DNNL_MAX_NDIMS]. */
+const MAX_DIMS = 12;
+
+// Enum values from dnnl_types.h (2.x).
+const F32 = 3;
+export const Tag = { any: 1, nhwc: 20, hwio: 30 } as const;
+const CPU_ENGINE = 1;
+const STREAM_DEFAULT = 0x7;
+const PROP_FORWARD_TRAINING = 64;
+const PROP_FORWARD_INFERENCE = 96;
+const CONVOLUTION_DIRECT = 1;
+/** Elementwise functions (dnnl_alg_kind_t); relu with a slope alpha below zero is leaky ReLU. */
+export const Eltwise = { relu: 0x1f, tanh: 0x2f, logistic: 0xaf } as const;
+const QUERY_MD = { src: 129, diff_src: 130, weights: 131, diff_weights: 132, dst: 133, diff_dst: 134 } as const;
+export const Arg = {
+  src: 1,
+  dst: 17,
+  weights: 33,
+  diffSrc: 129,
+  diffDst: 145,
+  diffWeights: 161,
+  from: 1, // a reorder's source and destination are SRC and DST
+  to: 17,
+} as const;
+const ISA_NAMES: Record<number, string> = {
+  0x1: "sse41",
+  0x3: "avx",
+  0x7: "avx2",
+  0xf: "avx512_mic",
+  0x1f: "avx512_mic_4ops",
+  0x27: "avx512_core",
+  0x67: "avx512_core_vnni",
+  0xe7: "avx512_core_bf16",
+  0x3e7: "avx512_core_amx",
+  0x407: "avx2_vnni",
+};
+
+const SYMBOLS = {
+  dnnl_version: { parameters: [], result: "pointer" },
+  dnnl_get_effective_cpu_isa: { parameters: [], result: "i32" },
+  dnnl_engine_create: { parameters: ["buffer", "i32", "usize"], result: "i32" },
+  dnnl_stream_create: { parameters: ["buffer", "pointer", "u32"], result: "i32" },
+  dnnl_stream_wait: { parameters: ["pointer"], result: "i32" },
+  dnnl_memory_desc_init_by_tag: { parameters: ["buffer", "i32", "buffer", "i32", "i32"], result: "i32" },
+  dnnl_memory_desc_init_by_strides: { parameters: ["buffer", "i32", "buffer", "i32", "buffer"], result: "i32" },
+  dnnl_memory_desc_get_size: { parameters: ["pointer"], result: "usize" },
+  dnnl_memory_desc_equal: { parameters: ["pointer", "pointer"], result: "i32" },
+  dnnl_memory_create: { parameters: ["buffer", "pointer", "pointer", "pointer"], result: "i32" },
+  dnnl_memory_set_data_handle: { parameters: ["pointer", "pointer"], result: "i32" },
+  dnnl_dilated_convolution_forward_desc_init: {
+    parameters: [
+      "buffer",
+      "i32",
+      "i32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+    ],
+    result: "i32",
+  },
+  dnnl_dilated_convolution_backward_data_desc_init: {
+    parameters: ["buffer", "i32", "pointer", "pointer", "pointer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  dnnl_dilated_convolution_backward_weights_desc_init: {
+    parameters: ["buffer", "i32", "pointer", "pointer", "pointer", "pointer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  dnnl_eltwise_forward_desc_init: { parameters: ["buffer", "i32", "i32", "pointer", "f32", "f32"], result: "i32" },
+  dnnl_matmul_desc_init: { parameters: ["buffer", "pointer", "pointer", "pointer", "pointer"], result: "i32" },
+  dnnl_primitive_desc_create: { parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"], result: "i32" },
+  dnnl_primitive_desc_query_md: { parameters: ["pointer", "i32", "i32"], result: "pointer" },
+  dnnl_reorder_primitive_desc_create: {
+    parameters: ["buffer", "pointer", "pointer", "pointer", "pointer", "pointer"],
+    result: "i32",
+  },
+  dnnl_primitive_create: { parameters: ["buffer", "pointer"], result: "i32" },
+  dnnl_primitive_execute: { parameters: ["pointer", "pointer", "i32", "buffer"], result: "i32" },
+} as const;
+
+/** OpenMP, which Debian's oneDNN is built on: the thread count is set here, once. */
+const OPENMP_SYMBOLS = {
+  omp_set_num_threads: { parameters: ["i32"], result: "void" },
+  omp_get_max_threads: { parameters: [], result: "i32" },
+} as const;
+
+const STATUS = [
+  "success",
+  "out of memory",
+  "invalid arguments",
+  "unimplemented",
+  "iterator ends",
+  "runtime error",
+  "not required",
+];
+
+export class DnnlUnavailable extends Error {}
+
+type Library = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+type Pointer = Deno.PointerValue;
+
+/** A memory descriptor: an opaque dnnl_memory_desc_t kept alive with its pointer. */
+export class MemoryDesc {
+  readonly bytes = new Uint8Array(MEMORY_DESC_BYTES);
+  get pointer(): Pointer {
+    return Deno.UnsafePointer.of(this.bytes);
+  }
+}
+
+function dims(values: number[]): BigInt64Array {
+  const out = new BigInt64Array(MAX_DIMS);
+  values.forEach((value, i) => out[i] = BigInt(value));
+  return out;
+}
+
+function pointerOut(): BigUint64Array {
+  return new BigUint64Array(1);
+}
+
+function fromOut(out: BigUint64Array): Pointer {
+  return Deno.UnsafePointer.create(out[0]);
+}
+
+/** One source of memory for a primitive argument: where the bytes are, and how many there are. */
+export interface Region {
+  pointer: Pointer;
+  bytes: number;
+}
+
+/** A primitive with the memory objects of its arguments; regions are bound anew at every run. */
+export class Primitive {
+  private readonly args: Uint8Array;
+  constructor(
+    private readonly dnnl: Dnnl,
+    private readonly handle: Pointer,
+    private readonly memories: { arg: number; memory: Pointer; bytes: number }[],
+  ) {
+    this.args = new Uint8Array(16 * memories.length);
+    const view = new DataView(this.args.buffer);
+    memories.forEach(({ arg, memory }, i) => {
+      view.setInt32(16 * i, arg, true);
+      view.setBigUint64(16 * i + 8, BigInt(Deno.UnsafePointer.value(memory)), true);
+    });
+  }
+
+  /** Bind each argument to its region (sizes checked) and run; waits for the result. */
+  run(regions: Record<number, Region>): void {
+    for (const { arg, memory, bytes } of this.memories) {
+      const region = regions[arg];
+      if (!region) throw new Error(`oneDNN primitive: argument ${arg} not given`);
+      if (region.bytes !== bytes) {
+        throw new Error(`oneDNN primitive: argument ${arg} has ${region.bytes} bytes, the primitive needs ${bytes}`);
+      }
+      this.dnnl.check("dnnl_memory_set_data_handle", this.dnnl.lib.dnnl_memory_set_data_handle(memory, region.pointer));
+    }
+    this.dnnl.check(
+      "dnnl_primitive_execute",
+      this.dnnl.lib.dnnl_primitive_execute(this.handle, this.dnnl.stream, this.memories.length, this.args),
+    );
+    this.dnnl.check("dnnl_stream_wait", this.dnnl.lib.dnnl_stream_wait(this.dnnl.stream));
+  }
+}
+
+/** Geometry of a 2-D convolution in oneDNN's terms (NHWC activations, HWIO weights as tfjs keeps them). */
+export interface ConvGeometry {
+  batch: number;
+  inChannels: number;
+  inHeight: number;
+  inWidth: number;
+  outChannels: number;
+  outHeight: number;
+  outWidth: number;
+  filterHeight: number;
+  filterWidth: number;
+  strides: [number, number];
+  /** oneDNN counts dilation from 0 (tfjs from 1) */
+  dilations: [number, number];
+  padBefore: [number, number];
+  padAfter: [number, number];
+}
+
+export type ConvDirection = "forward" | "backwardData" | "backwardWeights";
+
+/** A primitive plus the reorders that move weights between tfjs' layout and the one oneDNN chose. */
+export interface PlannedPrimitive {
+  primitive: Primitive;
+  /** weights tfjs layout -> oneDNN's (before), or oneDNN's -> tfjs layout (after) */
+  reorder?: { primitive: Primitive; before: boolean; scratch: Uint8Array };
+}
+
+export class Dnnl {
+  readonly lib: Library;
+  readonly engine: Pointer;
+  readonly stream: Pointer;
+  readonly version: string;
+  readonly isa: string;
+  readonly threads: number;
+
+  /** `path`: the library file, or its soname for the system's search path. */
+  constructor(path: string, threads: number) {
+    let library: Deno.DynamicLibrary<typeof SYMBOLS>;
+    try {
+      library = Deno.dlopen(path, SYMBOLS);
+    } catch (error) {
+      const why = (error as Error).message.split("\n")[0];
+      throw new DnnlUnavailable(
+        `${path} could not be loaded (${why}): on Debian/Ubuntu 'apt-get install libdnnl2', elsewhere set FACEGAN_DNNL_PATH to a oneDNN 2.x libdnnl.so.2`,
+      );
+    }
+    this.lib = library.symbols;
+    const version = new Deno.UnsafePointerView(this.lib.dnnl_version()!);
+    const [major, minor, patch] = [version.getInt32(0), version.getInt32(4), version.getInt32(8)];
+    this.version = `${major}.${minor}.${patch}`;
+    if (major !== 2) {
+      library.close();
+      throw new DnnlUnavailable(
+        `${path} is oneDNN ${this.version}; the native backend needs oneDNN 2.x (Debian 12's libdnnl2)`,
+      );
+    }
+    const openmp = Deno.dlopen("libgomp.so.1", OPENMP_SYMBOLS).symbols;
+    openmp.omp_set_num_threads(threads);
+    this.threads = openmp.omp_get_max_threads();
+    this.isa = ISA_NAMES[this.lib.dnnl_get_effective_cpu_isa()] ?? "unknown";
+    const engine = pointerOut();
+    this.check("dnnl_engine_create", this.lib.dnnl_engine_create(engine, CPU_ENGINE, 0n));
+    this.engine = fromOut(engine);
+    const stream = pointerOut();
+    this.check("dnnl_stream_create", this.lib.dnnl_stream_create(stream, this.engine, STREAM_DEFAULT));
+    this.stream = fromOut(stream);
+    this.checkAbi(path);
+  }
+
+  check(name: string, status: number): void {
+    if (status !== 0) throw new Error(`oneDNN ${name} failed: ${STATUS[status] ?? `status ${status}`}`);
+  }
+
+  /** The descriptor layout this module relies on: rank at offset 0, int64 dims from offset 8. */
+  private checkAbi(path: string): void {
+    const md = this.plain([2, 3, 4, 5], Tag.nhwc);
+    const view = new DataView(md.bytes.buffer);
+    const rank = view.getInt32(0, true);
+    const shape = [0, 1, 2, 3].map((i) => Number(view.getBigInt64(8 + 8 * i, true)));
+    const size = Number(this.lib.dnnl_memory_desc_get_size(md.pointer));
+    if (rank !== 4 || shape.join() !== "2,3,4,5" || size !== 2 * 3 * 4 * 5 * 4) {
+      throw new DnnlUnavailable(`${path} (oneDNN ${this.version}) does not have the memory descriptor of 2.x`);
+    }
+  }
+
+  /** A dense f32 descriptor: `shape` in oneDNN's logical order (N,C,H,W / O,I,H,W), `tag` the layout. */
+  plain(shape: number[], tag: number): MemoryDesc {
+    const md = new MemoryDesc();
+    this.check(
+      "dnnl_memory_desc_init_by_tag",
+      this.lib.dnnl_memory_desc_init_by_tag(md.bytes, shape.length, dims(shape), F32, tag),
+    );
+    return md;
+  }
+
+  strided(shape: number[], strides: number[]): MemoryDesc {
+    const md = new MemoryDesc();
+    this.check(
+      "dnnl_memory_desc_init_by_strides",
+      this.lib.dnnl_memory_desc_init_by_strides(md.bytes, shape.length, dims(shape), F32, dims(strides)),
+    );
+    return md;
+  }
+
+  bytesOf(md: Pointer): number {
+    return Number(this.lib.dnnl_memory_desc_get_size(md));
+  }
+
+  private memory(md: Pointer): Pointer {
+    const out = pointerOut();
+    // The handle is bound at every run; none is owned here.
+    this.check("dnnl_memory_create", this.lib.dnnl_memory_create(out, md, this.engine, null));
+    return fromOut(out);
+  }
+
+  private primitiveDesc(opDesc: Uint8Array, hint: Pointer | null = null): Pointer {
+    const out = pointerOut();
+    this.check("dnnl_primitive_desc_create", this.lib.dnnl_primitive_desc_create(out, opDesc, null, this.engine, hint));
+    return fromOut(out);
+  }
+
+  private primitive(pd: Pointer, args: { arg: number; md: Pointer }[]): Primitive {
+    const out = pointerOut();
+    this.check("dnnl_primitive_create", this.lib.dnnl_primitive_create(out, pd));
+    return new Primitive(
+      this,
+      fromOut(out),
+      args.map(({ arg, md }) => ({ arg, memory: this.memory(md), bytes: this.bytesOf(md) })),
+    );
+  }
+
+  private reorder(from: Pointer, to: Pointer): Primitive {
+    const out = pointerOut();
+    this.check(
+      "dnnl_reorder_primitive_desc_create",
+      this.lib.dnnl_reorder_primitive_desc_create(out, from, this.engine, to, this.engine, null),
+    );
+    return this.primitive(fromOut(out), [{ arg: Arg.from, md: from }, { arg: Arg.to, md: to }]);
+  }
+
+  private query(pd: Pointer, what: number): Pointer {
+    const md = this.lib.dnnl_primitive_desc_query_md(pd, what, 0);
+    if (!md) throw new Error(`oneDNN: primitive has no memory descriptor ${what}`);
+    return md;
+  }
+
+  /**
+   * A convolution in one direction, with NHWC activations and HWIO weights at its boundary. The
+   * weights inside take the layout oneDNN prefers (blocked, 3-4x faster than HWIO in a prototype),
+   * with a reorder from or to tfjs' layout around the call: weights are small, activations are not.
+   */
+  convolution(direction: ConvDirection, g: ConvGeometry): PlannedPrimitive {
+    const src = this.plain([g.batch, g.inChannels, g.inHeight, g.inWidth], Tag.nhwc);
+    const dst = this.plain([g.batch, g.outChannels, g.outHeight, g.outWidth], Tag.nhwc);
+    const weightShape = [g.outChannels, g.inChannels, g.filterHeight, g.filterWidth];
+    const userWeights = this.plain(weightShape, Tag.hwio);
+    const anyWeights = this.plain(weightShape, Tag.any);
+    const geometry = [dims(g.strides), dims(g.dilations), dims(g.padBefore), dims(g.padAfter)] as const;
+    const forwardDesc = new Uint8Array(OP_DESC_BYTES);
+    this.check(
+      "dnnl_dilated_convolution_forward_desc_init",
+      this.lib.dnnl_dilated_convolution_forward_desc_init(
+        forwardDesc,
+        PROP_FORWARD_TRAINING,
+        CONVOLUTION_DIRECT,
+        src.pointer,
+        anyWeights.pointer,
+        null,
+        dst.pointer,
+        ...geometry,
+      ),
+    );
+    const forward = this.primitiveDesc(forwardDesc);
+    let pd = forward;
+    if (direction === "backwardData") {
+      const desc = new Uint8Array(OP_DESC_BYTES);
+      this.check(
+        "dnnl_dilated_convolution_backward_data_desc_init",
+        this.lib.dnnl_dilated_convolution_backward_data_desc_init(
+          desc,
+          CONVOLUTION_DIRECT,
+          src.pointer,
+          anyWeights.pointer,
+          dst.pointer,
+          ...geometry,
+        ),
+      );
+      pd = this.primitiveDesc(desc, forward);
+    } else if (direction === "backwardWeights") {
+      const desc = new Uint8Array(OP_DESC_BYTES);
+      this.check(
+        "dnnl_dilated_convolution_backward_weights_desc_init",
+        this.lib.dnnl_dilated_convolution_backward_weights_desc_init(
+          desc,
+          CONVOLUTION_DIRECT,
+          src.pointer,
+          anyWeights.pointer,
+          null,
+          dst.pointer,
+          ...geometry,
+        ),
+      );
+      pd = this.primitiveDesc(desc, forward);
+    }
+    const weightsArg = direction === "backwardWeights" ? Arg.diffWeights : Arg.weights;
+    const weights = this.query(pd, direction === "backwardWeights" ? QUERY_MD.diff_weights : QUERY_MD.weights);
+    const args = direction === "forward"
+      ? [{ arg: Arg.src, md: src.pointer }, { arg: Arg.dst, md: dst.pointer }]
+      : direction === "backwardData"
+      ? [{ arg: Arg.diffSrc, md: src.pointer }, { arg: Arg.diffDst, md: dst.pointer }]
+      : [{ arg: Arg.src, md: src.pointer }, { arg: Arg.diffDst, md: dst.pointer }];
+    const primitive = this.primitive(pd, [...args, { arg: weightsArg, md: weights }]);
+    if (this.lib.dnnl_memory_desc_equal(weights, userWeights.pointer)) return { primitive };
+    const before = direction !== "backwardWeights";
+    return {
+      primitive,
+      reorder: {
+        primitive: before ? this.reorder(userWeights.pointer, weights) : this.reorder(weights, userWeights.pointer),
+        before,
+        scratch: new Uint8Array(this.bytesOf(weights)),
+      },
+    };
+  }
+
+  /** An elementwise function over `size` floats (one dimension: the layout does not matter). */
+  eltwise(algorithm: number, size: number, alpha = 0): Primitive {
+    const data = this.plain([size], 2 /* dnnl_a */);
+    const desc = new Uint8Array(OP_DESC_BYTES);
+    this.check(
+      "dnnl_eltwise_forward_desc_init",
+      this.lib.dnnl_eltwise_forward_desc_init(desc, PROP_FORWARD_INFERENCE, algorithm, data.pointer, alpha, 0),
+    );
+    return this.primitive(this.primitiveDesc(desc), [{ arg: Arg.src, md: data.pointer }, {
+      arg: Arg.dst,
+      md: data.pointer,
+    }]);
+  }
+
+  /** Batched matrix product dst[b] = src[b] x weights[b], each operand described by its strides. */
+  matmul(src: MemoryDesc, weights: MemoryDesc, dst: MemoryDesc): Primitive {
+    const desc = new Uint8Array(OP_DESC_BYTES);
+    this.check(
+      "dnnl_matmul_desc_init",
+      this.lib.dnnl_matmul_desc_init(desc, src.pointer, weights.pointer, null, dst.pointer),
+    );
+    return this.primitive(this.primitiveDesc(desc), [
+      { arg: Arg.src, md: src.pointer },
+      { arg: Arg.weights, md: weights.pointer },
+      { arg: Arg.dst, md: dst.pointer },
+    ]);
+  }
+}

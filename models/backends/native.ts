@@ -1,0 +1,346 @@
+/**
+ * The `native` backend: tfjs-wasm with its heavy kernels — Conv2D, Conv2DBackpropInput (also
+ * conv2dTranspose, the whole generator), Conv2DBackpropFilter and BatchMatMul — executed by oneDNN
+ * (`dnnl.ts`) on every core, reading and writing the tensors where they live in the wasm heap (no
+ * copy). Everything else (batch norm, activations, Adam) stays on wasm's SIMD kernels, which are a
+ * small part of a training step.
+ *
+ * Kernels are swapped into the wasm backend's registry rather than registered under a new backend
+ * name: tfjs-wasm binds its C functions into module-level variables when a backend instance starts,
+ * so a second wasm instance in one process would silently point the first one's kernels at the
+ * wrong heap. `removeNativeKernels` puts the wasm kernels back when another backend is chosen.
+ *
+ * Threads: all cores unless FACEGAN_THREADS says otherwise, fixed once per process (OpenMP), and
+ * recorded with oneDNN's version and the instruction set it chose, since all three can change bits.
+ * FACEGAN_DNNL_PATH names the library where it is not `libdnnl.so.2` on the search path.
+ */
+import * as tf from "../tf.ts";
+import { type BackendInfo, BackendUnavailable } from "./common.ts";
+import { startWasm } from "./wasm.ts";
+import {
+  Arg,
+  type ConvDirection,
+  type ConvGeometry,
+  Dnnl,
+  DnnlUnavailable,
+  Eltwise,
+  type PlannedPrimitive,
+} from "./dnnl.ts";
+
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+type TensorInfo = tf.TensorInfo;
+type Shape4 = [number, number, number, number];
+
+/** The parts of tfjs-wasm's backend class these kernels use. */
+interface WasmBackend {
+  wasm: { HEAPU8: Uint8Array };
+  dataIdMap: { get(dataId: object): { memoryOffset: number } };
+  makeOutput(shape: number[], dtype: "float32"): TensorInfo;
+  incRef(dataId: object): void;
+}
+
+interface ConvolutionAttrs {
+  strides: [number, number] | number;
+  pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
+  dimRoundingMode?: "floor" | "round" | "ceil";
+  dataFormat: "NHWC" | "NCHW";
+  dilations?: [number, number] | number;
+}
+
+let dnnl: Dnnl | null = null;
+const primitives = new Map<string, PlannedPrimitive>();
+const matmuls = new Map<string, ReturnType<Dnnl["matmul"]>>();
+
+/** oneDNN, loaded once per process; throws DnnlUnavailable with the reason when it cannot be. */
+export function loadDnnl(): Dnnl {
+  if (!dnnl) {
+    const requested = Number(Deno.env.get("FACEGAN_THREADS") ?? navigator.hardwareConcurrency);
+    if (!Number.isInteger(requested) || requested < 1) {
+      throw new DnnlUnavailable(`FACEGAN_THREADS must be a positive integer, got '${Deno.env.get("FACEGAN_THREADS")}'`);
+    }
+    dnnl = new Dnnl(Deno.env.get("FACEGAN_DNNL_PATH") || "libdnnl.so.2", requested);
+  }
+  return dnnl;
+}
+
+/** Where a tensor's bytes are in the wasm heap, taken now (the heap may have grown since the last call). */
+function region(backend: WasmBackend, tensor: TensorInfo) {
+  const heap = backend.wasm.HEAPU8;
+  const offset = backend.dataIdMap.get(tensor.dataId).memoryOffset;
+  const bytes = tf.util.sizeFromShape(tensor.shape) * 4;
+  if (tensor.dtype !== "float32") throw new Error(`native kernels take float32 tensors, got ${tensor.dtype}`);
+  if (offset + bytes > heap.byteLength) throw new Error("native kernel: tensor outside the wasm heap");
+  return { pointer: Deno.UnsafePointer.offset(Deno.UnsafePointer.of(heap)!, offset), bytes, offset };
+}
+
+/** A float32 view of a tensor in the wasm heap, for this call only. */
+function floats(backend: WasmBackend, tensor: TensorInfo): Float32Array {
+  return new Float32Array(
+    backend.wasm.HEAPU8.buffer,
+    region(backend, tensor).offset,
+    tf.util.sizeFromShape(tensor.shape),
+  );
+}
+
+function scratchRegion(scratch: Uint8Array) {
+  return { pointer: Deno.UnsafePointer.of(scratch), bytes: scratch.byteLength };
+}
+
+function geometry(info: tf.backend_util.Conv2DInfo): ConvGeometry {
+  return {
+    batch: info.batchSize,
+    inChannels: info.inChannels,
+    inHeight: info.inHeight,
+    inWidth: info.inWidth,
+    outChannels: info.outChannels,
+    outHeight: info.outHeight,
+    outWidth: info.outWidth,
+    filterHeight: info.filterHeight,
+    filterWidth: info.filterWidth,
+    strides: [info.strideHeight, info.strideWidth],
+    dilations: [info.dilationHeight - 1, info.dilationWidth - 1],
+    padBefore: [info.padInfo.top, info.padInfo.left],
+    padAfter: [info.padInfo.bottom, info.padInfo.right],
+  };
+}
+
+/**
+ * Run one convolution direction. `weights` is the tfjs-layout filter (an input, or the output for
+ * the weight gradient); `data` maps the activation arguments to their tensors.
+ */
+function convolve(
+  backend: WasmBackend,
+  direction: ConvDirection,
+  info: tf.backend_util.Conv2DInfo,
+  weights: TensorInfo,
+  data: Record<number, TensorInfo>,
+): void {
+  const g = geometry(info);
+  const key = `${direction} ${JSON.stringify(g)}`;
+  let planned = primitives.get(key);
+  if (!planned) primitives.set(key, planned = loadDnnl().convolution(direction, g));
+  const regions: Record<number, ReturnType<typeof region>> = {};
+  for (const [arg, tensor] of Object.entries(data)) regions[Number(arg)] = region(backend, tensor);
+  const weightsArg = direction === "backwardWeights" ? Arg.diffWeights : Arg.weights;
+  const user = region(backend, weights);
+  const { reorder } = planned;
+  if (!reorder) {
+    planned.primitive.run({ ...regions, [weightsArg]: user });
+    return;
+  }
+  const inner = scratchRegion(reorder.scratch);
+  if (reorder.before) reorder.primitive.run({ [Arg.from]: user, [Arg.to]: inner });
+  planned.primitive.run({ ...regions, [weightsArg]: inner });
+  if (!reorder.before) reorder.primitive.run({ [Arg.from]: inner, [Arg.to]: user });
+}
+
+function convInfo(attrs: ConvolutionAttrs, inputShape: Shape4, filterShape: Shape4) {
+  return tf.backend_util.computeConv2DInfo(
+    inputShape,
+    filterShape,
+    attrs.strides,
+    attrs.dilations ?? 1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+  );
+}
+
+function conv2d(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
+  const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
+  const attrs = args.attrs as unknown as ConvolutionAttrs;
+  if (attrs.dataFormat === "NCHW") return fallback(args) as TensorInfo;
+  const backend = args.backend as unknown as WasmBackend;
+  const info = convInfo(attrs, x.shape as Shape4, filter.shape as Shape4);
+  const out = backend.makeOutput(info.outShape, "float32");
+  convolve(backend, "forward", info, filter, { [Arg.src]: x, [Arg.dst]: out });
+  return out;
+}
+
+function conv2dBackpropInput(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
+  const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+  const attrs = args.attrs as unknown as ConvolutionAttrs & { inputShape: Shape4 };
+  if (attrs.dataFormat === "NCHW") return fallback(args) as TensorInfo;
+  const backend = args.backend as unknown as WasmBackend;
+  const info = convInfo(attrs, attrs.inputShape, filter.shape as Shape4);
+  const out = backend.makeOutput(attrs.inputShape, "float32");
+  convolve(backend, "backwardData", info, filter, { [Arg.diffSrc]: out, [Arg.diffDst]: dy });
+  return out;
+}
+
+function conv2dBackpropFilter(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
+  const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+  const attrs = args.attrs as unknown as ConvolutionAttrs & { filterShape: Shape4 };
+  if (attrs.dataFormat === "NCHW") return fallback(args) as TensorInfo;
+  const backend = args.backend as unknown as WasmBackend;
+  const info = convInfo(attrs, x.shape as Shape4, attrs.filterShape);
+  const out = backend.makeOutput(attrs.filterShape, "float32");
+  convolve(backend, "backwardWeights", info, out, { [Arg.src]: x, [Arg.diffDst]: dy });
+  return out;
+}
+
+/** tfjs' BatchMatMul (any rank >= 2, batch dims broadcast when one side has a batch of 1). */
+function batchMatMul(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
+  const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+  const { transposeA, transposeB } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean };
+  const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2));
+  const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
+  const sameOuter = a.shape.length === b.shape.length && a.shape.slice(0, -2).join() === b.shape.slice(0, -2).join();
+  if (a.dtype !== "float32" || b.dtype !== "float32" || !(sameOuter || batchA === 1 || batchB === 1)) {
+    return fallback(args) as TensorInfo;
+  }
+  const [rowsA, colsA] = a.shape.slice(-2);
+  const [rowsB, colsB] = b.shape.slice(-2);
+  const [m, k] = transposeA ? [colsA, rowsA] : [rowsA, colsA];
+  const [k2, n] = transposeB ? [colsB, rowsB] : [rowsB, colsB];
+  if (k !== k2) throw new Error(`matMul: inner shapes ${k} and ${k2} of [${a.shape}] and [${b.shape}] differ`);
+  const outer = (batchA >= batchB ? a : b).shape.slice(0, -2);
+  const batch = Math.max(batchA, batchB);
+  const key = [batchA, batchB, m, k, n, transposeA, transposeB].join();
+  let primitive = matmuls.get(key);
+  if (!primitive) {
+    const lib = loadDnnl();
+    const src = lib.strided([batchA, m, k], transposeA ? [m * k, 1, m] : [m * k, k, 1]);
+    const weights = lib.strided([batchB, k, n], transposeB ? [k * n, 1, k] : [k * n, n, 1]);
+    const dst = lib.strided([batch, m, n], [m * n, n, 1]);
+    matmuls.set(key, primitive = lib.matmul(src, weights, dst));
+  }
+  const backend = args.backend as unknown as WasmBackend;
+  const out = backend.makeOutput([...outer, m, n], "float32");
+  primitive.run({ [Arg.src]: region(backend, a), [Arg.weights]: region(backend, b), [Arg.dst]: region(backend, out) });
+  return out;
+}
+
+/**
+ * Sum and Mean over leading axes (batch-norm statistics and the bias and batch-norm gradients: NHWC
+ * reduced over N, H, W) or trailing ones, summed in float64 straight from the wasm heap: tfjs-wasm
+ * transposes the whole tensor first to bring the reduced axes inwards (5 ms for a 128x16x16x32
+ * tensor, 5x this loop). Other axis patterns and other dtypes stay on wasm.
+ */
+function reduction(kind: "Sum" | "Mean") {
+  return (args: KernelArgs, fallback: tf.KernelFunc): TensorInfo => {
+    const { x } = args.inputs as { x: TensorInfo };
+    const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
+    const rank = x.shape.length;
+    const axes = tf.util.parseAxisParam(axis, x.shape).sort((p, q) => p - q);
+    const leading = axes.every((a, i) => a === i);
+    const trailing = axes.every((a, i) => a === rank - axes.length + i);
+    if (x.dtype !== "float32" || !axes.length || !(leading || trailing) || tf.util.sizeFromShape(x.shape) === 0) {
+      return fallback(args) as TensorInfo;
+    }
+    const reduced = tf.util.sizeFromShape(axes.map((a) => x.shape[a]));
+    const kept = tf.util.sizeFromShape(x.shape) / reduced;
+    const backend = args.backend as unknown as WasmBackend;
+    const shape = keepDims
+      ? x.shape.map((d, a) => axes.includes(a) ? 1 : d)
+      : x.shape.filter((_, a) => !axes.includes(a));
+    const out = backend.makeOutput(shape, "float32");
+    const input = floats(backend, x);
+    const output = floats(backend, out);
+    const scale = kind === "Mean" ? 1 / reduced : 1;
+    if (leading) {
+      // [reduced, kept]: column sums
+      const sums = new Float64Array(kept);
+      for (let row = 0, at = 0; row < reduced; row++) {
+        for (let column = 0; column < kept; column++, at++) sums[column] += input[at];
+      }
+      for (let column = 0; column < kept; column++) output[column] = sums[column] * scale;
+    } else {
+      // [kept, reduced]: row sums
+      for (let row = 0, at = 0; row < kept; row++) {
+        let sum = 0;
+        for (let column = 0; column < reduced; column++, at++) sum += input[at];
+        output[row] = sum * scale;
+      }
+    }
+    return out;
+  };
+}
+
+const eltwises = new Map<string, ReturnType<Dnnl["eltwise"]>>();
+
+/** tanh, sigmoid and (leaky) ReLU on every core, vectorised: wasm's tanh is scalar, 4 ms for 128x32x32x3. */
+function elementwise(algorithm: number, alphaAttr?: string) {
+  return (args: KernelArgs, fallback: tf.KernelFunc): TensorInfo => {
+    const { x } = args.inputs as { x: TensorInfo };
+    if (x.dtype !== "float32") return fallback(args) as TensorInfo;
+    const alpha = alphaAttr ? (args.attrs as Record<string, number>)[alphaAttr] : 0;
+    const size = tf.util.sizeFromShape(x.shape);
+    const key = `${algorithm} ${alpha} ${size}`;
+    let primitive = eltwises.get(key);
+    if (!primitive) eltwises.set(key, primitive = loadDnnl().eltwise(algorithm, size, alpha));
+    const backend = args.backend as unknown as WasmBackend;
+    const out = backend.makeOutput(x.shape, "float32");
+    primitive.run({ [Arg.src]: region(backend, x), [Arg.dst]: region(backend, out) });
+    return out;
+  };
+}
+
+/**
+ * Identity, and Cast to the same dtype (the gradient machinery and tf.moments make ~130 such copies
+ * of activations per step): shared data with a reference count, as tfjs-wasm's own Reshape does.
+ */
+function share(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
+  const { x } = args.inputs as { x: TensorInfo };
+  const dtype = (args.attrs as { dtype?: string } | undefined)?.dtype ?? x.dtype;
+  if (dtype !== x.dtype || x.dtype === "string") return fallback(args) as TensorInfo;
+  (args.backend as unknown as WasmBackend).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+const KERNELS: Record<string, (args: KernelArgs, fallback: tf.KernelFunc) => TensorInfo> = {
+  Conv2D: conv2d,
+  Conv2DBackpropInput: conv2dBackpropInput,
+  Conv2DBackpropFilter: conv2dBackpropFilter,
+  BatchMatMul: batchMatMul,
+  Sum: reduction("Sum"),
+  Mean: reduction("Mean"),
+  Tanh: elementwise(Eltwise.tanh),
+  Sigmoid: elementwise(Eltwise.logistic),
+  Relu: elementwise(Eltwise.relu),
+  LeakyRelu: elementwise(Eltwise.relu, "alpha"),
+  Identity: share,
+  Cast: share,
+};
+
+/** The wasm kernels the native ones replace, while they are installed. */
+const replaced = new Map<string, tf.KernelConfig>();
+
+function installNativeKernels(): void {
+  if (replaced.size) return;
+  for (const [kernelName, kernelFunc] of Object.entries(KERNELS)) {
+    const original = tf.getKernel(kernelName, "wasm")!;
+    replaced.set(kernelName, original);
+    tf.unregisterKernel(kernelName, "wasm");
+    tf.registerKernel({
+      kernelName,
+      backendName: "wasm",
+      kernelFunc: (args) => kernelFunc(args, original.kernelFunc),
+    });
+  }
+}
+
+/** Put tfjs-wasm's own kernels back (when another backend, wasm itself included, is chosen). */
+export function removeNativeKernels(): void {
+  for (const [kernelName, original] of replaced) {
+    tf.unregisterKernel(kernelName, "wasm");
+    tf.registerKernel(original);
+  }
+  replaced.clear();
+}
+
+export async function startNative(): Promise<BackendInfo> {
+  let lib: Dnnl;
+  try {
+    lib = loadDnnl();
+  } catch (error) {
+    if (error instanceof DnnlUnavailable) throw new BackendUnavailable(`backend 'native': ${error.message}`);
+    throw error;
+  }
+  const wasm = await startWasm(); // starts the backend, so its own kernels' setup has run
+  installNativeKernels();
+  return {
+    name: "native",
+    threads: lib.threads,
+    detail: `oneDNN ${lib.version} ${lib.isa}, ${lib.threads} threads; other ops wasm ${wasm.detail}`,
+  };
+}
