@@ -44,3 +44,25 @@ function reductionGradient(kernelName: "Sum" | "Mean") {
 }
 reductionGradient("Sum");
 reductionGradient("Mean");
+
+/**
+ * The (leaky) ReLU gradient as one kernel, `dx = x > 0 ? dy : alpha * dy`, where the backend has
+ * one (native: oneDNN's eltwise backward on every core); elsewhere tfjs' own formula (greater,
+ * where, mul: 8 ms a 128x16x16x32 activation on wasm). Both give the same values.
+ */
+export const RELU_GRADIENT_KERNEL = "FaceganReluGradient";
+
+for (const kernelName of ["Relu", "LeakyRelu"]) {
+  const builtIn = tf.getGradient(kernelName)!;
+  tf.registerGradient({
+    ...builtIn,
+    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {
+      if (!tf.getKernel(RELU_GRADIENT_KERNEL, tf.getBackend())) return builtIn.gradFunc(dy, saved, attrs);
+      const alpha = kernelName === "LeakyRelu" ? attrs.alpha as number : 0;
+      return {
+        x: () =>
+          tf.engine().runKernel(RELU_GRADIENT_KERNEL, { dy: dy as tf.Tensor, x: saved[0] }, { alpha }) as tf.Tensor,
+      };
+    },
+  });
+}

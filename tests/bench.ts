@@ -4,7 +4,9 @@
  *  2. preprocess throughput, crop+resize+shard to 32 px on the real CelebA sample (2 cores)
  *                                                           goal >= 1,000 images/s
  *  3. training images/s of the seeds' 32 px DCGAN (batch 128) per available backend, and the
- *     same network in PyTorch when `python3 -c "import torch"` works: ratio tfjs/PyTorch, goal >= 1
+ *     same network in PyTorch when `python3 -c "import torch"` works: ratio best tfjs / PyTorch,
+ *     goal >= 4.0; the 64 px network (conv dim 64) on the best CPU backend, goal >= 3.0; GFLOP/s
+ *     of each against the machine's f32 matrix-product rate (oneDNN sgemm, every core)
  *  4. WebGPU calls per training step of that network (uploads, readbacks, submits, dispatches):
  *     hardware-independent, so counted on a software adapter too (tests/step_counts.ts has the goals)
  * `deno task bench preprocess` (or noop, training, counts) runs only the named parts.
@@ -12,8 +14,10 @@
 import { join } from "node:path";
 import * as tf from "../models/tf.ts";
 import { BACKENDS, BackendUnavailable, useBackend } from "../models/backend.ts";
-import { Gan } from "../models/gan.ts";
-import { STEP_CONFIG_32 } from "./bench_config.ts";
+import { Gan, type GanConfig } from "../models/gan.ts";
+import { loadDnnl } from "../models/backends/native.ts";
+import { Arg } from "../models/backends/dnnl.ts";
+import { STEP_CONFIG_32, STEP_CONFIG_64, stepFlopsPerImage } from "./bench_config.ts";
 import { countSteps, GOALS } from "./step_counts.ts";
 import { perStepLine } from "../models/backends/webgpu_counts.ts";
 import { facegan, localSource, projectCopy, REAL_SAMPLE, REPO } from "./helpers.ts";
@@ -65,15 +69,16 @@ async function preprocess() {
   );
 }
 
-async function trainingRate(backend: string, steps: number): Promise<number | null> {
+async function trainingRate(backend: string, config: GanConfig, steps: number): Promise<number | string> {
   try {
     await useBackend(backend as typeof BACKENDS[number]);
   } catch (error) {
-    if (error instanceof BackendUnavailable) return null;
+    if (error instanceof BackendUnavailable) return error.message;
     throw error;
   }
-  const gan = new Gan(STEP_CONFIG_32);
-  const real = tf.randomUniform([128, 32, 32, 3], -1, 1, "float32", 1) as tf.Tensor4D;
+  const gan = new Gan(config);
+  const size = config.model.imageSize;
+  const real = tf.randomUniform([128, size, size, 3], -1, 1, "float32", 1) as tf.Tensor4D;
   await gan.trainStep(real); // warm-up: kernels compiled, buffers allocated
   const started = performance.now();
   for (let i = 0; i < steps; i++) await gan.trainStep(real);
@@ -83,10 +88,10 @@ async function trainingRate(backend: string, steps: number): Promise<number | nu
   return rate;
 }
 
-function torchRate(): number | null {
+function torchRate(size: number, convDim: number, steps: number): number | null {
   for (const python of ["/usr/bin/python3", "python3"]) {
     const output = new Deno.Command(python, {
-      args: [join(REPO, "tests", "bench_torch.py"), "128", "6"],
+      args: [join(REPO, "tests", "bench_torch.py"), "128", String(steps), String(size), String(convDim)],
       stdout: "piped",
       stderr: "null",
     }).outputSync();
@@ -95,28 +100,82 @@ function torchRate(): number | null {
   return null;
 }
 
+/** f32 matrix-product rate of this machine: oneDNN's sgemm on 2048x2048 matrices, every core. */
+function sgemmPeak(): number | null {
+  let dnnl;
+  try {
+    dnnl = loadDnnl();
+  } catch {
+    return null;
+  }
+  const n = 2048;
+  const md = () => dnnl.strided([1, n, n], [n * n, n, 1]);
+  const product = dnnl.matmul(md(), md(), md());
+  const buffers = [0, 1, 2].map(() => new Float32Array(n * n).fill(0.5));
+  const region = (b: Float32Array) => ({ pointer: Deno.UnsafePointer.of(b), bytes: b.byteLength });
+  const args = { [Arg.src]: region(buffers[0]), [Arg.weights]: region(buffers[1]), [Arg.dst]: region(buffers[2]) };
+  product.run(args);
+  const runs = 10;
+  const started = performance.now();
+  for (let i = 0; i < runs; i++) product.run(args);
+  return (2 * n ** 3 * runs) / ((performance.now() - started) / 1000) / 1e9;
+}
+
 async function training() {
   tf.env().set("IS_TEST", true);
   const rates: Record<string, number> = {};
+  const flops32 = stepFlopsPerImage(STEP_CONFIG_32);
+  const gflops = (rate: number, flops: number) => (rate * flops / 1e9).toFixed(1);
   // cpu (plain JavaScript) is the reference for tests, not a training backend: one batch-128 step
   // takes minutes, so it is not timed here.
-  for (const [backend, steps] of [["wasm", 6], ["webgpu", 3], ["tensorflow", 6]] as const) {
-    const rate = await trainingRate(backend, steps);
-    if (rate === null) {
-      report(`training ${backend}: not available here`);
+  for (const [backend, steps] of [["native", 6], ["wasm", 6], ["webgpu", 3], ["tensorflow", 6]] as const) {
+    const rate = await trainingRate(backend, STEP_CONFIG_32, steps);
+    if (typeof rate === "string") {
+      report(`training ${backend}: not available here: ${rate}`);
       continue;
     }
     rates[backend] = rate;
-    report(`training ${backend}: ${rate.toFixed(1)} images/s (seeds' 32 px DCGAN, batch 128, D+G step)`);
+    report(
+      `training ${backend}: ${rate.toFixed(1)} images/s = ${
+        gflops(rate, flops32)
+      } GFLOP/s (seeds' 32 px DCGAN, batch 128, D+G step, ${(flops32 / 1e6).toFixed(0)} MFLOP per image)`,
+    );
   }
-  const torch = torchRate();
+  const peak = sgemmPeak();
+  if (peak !== null) {
+    report(
+      `machine f32 peak, measured: oneDNN sgemm 2048^3 on ${navigator.hardwareConcurrency} cores ${
+        peak.toFixed(0)
+      } GFLOP/s`,
+    );
+  }
+  const [best, rate] = Object.entries(rates).sort((a, b) => b[1] - a[1])[0];
+  if (peak !== null) report(`training ${best} reaches ${(100 * rate * flops32 / 1e9 / peak).toFixed(0)}% of it`);
+  const torch = torchRate(32, 32, 6);
   if (torch === null) {
     report("training PyTorch: not available (apt-get install python3-torch)");
     return;
   }
-  const [best, rate] = Object.entries(rates).sort((a, b) => b[1] - a[1])[0];
-  report(`training PyTorch CPU: ${torch.toFixed(1)} images/s (same network, same machine)`);
-  report(`ratio tfjs ${best} / PyTorch = ${(rate / torch).toFixed(2)} (goal >= 1.0)`);
+  report(
+    `training PyTorch CPU: ${torch.toFixed(1)} images/s = ${
+      gflops(torch, flops32)
+    } GFLOP/s (same network, same machine)`,
+  );
+  report(`ratio tfjs ${best} / PyTorch = ${(rate / torch).toFixed(2)} (goal >= 4.0)`);
+
+  // The 64 px network (conv dim 64) on the best CPU backend only: wasm would take minutes.
+  const cpuBest = "native" in rates ? "native" : "wasm";
+  const flops64 = stepFlopsPerImage(STEP_CONFIG_64);
+  const rate64 = await trainingRate(cpuBest, STEP_CONFIG_64, 3) as number;
+  const torch64 = torchRate(64, 64, 2)!;
+  report(
+    `training 64 px (conv dim 64, batch 128, ${(flops64 / 1e6).toFixed(0)} MFLOP per image): ${cpuBest} ${
+      rate64.toFixed(1)
+    } images/s = ${gflops(rate64, flops64)} GFLOP/s, PyTorch CPU ${torch64.toFixed(1)} images/s = ${
+      gflops(torch64, flops64)
+    } GFLOP/s`,
+  );
+  report(`ratio tfjs ${cpuBest} / PyTorch at 64 px = ${(rate64 / torch64).toFixed(2)} (goal >= 3.0)`);
 }
 
 async function counts() {

@@ -1,6 +1,8 @@
-"""The seeds' 32 px DCGAN in PyTorch, timed like tests/bench.ts times the tfjs one.
+"""The seeds' DCGAN in PyTorch, timed like tests/bench.ts times the tfjs one (models/dcgan.ts).
 
-Prints one number: images per second of full D+G training steps (batch 128) on the CPU.
+Arguments: batch, timed steps, image size (32, 64, 128), conv dim (D's and G's).
+Prints one number: images per second of full D+G training steps on the CPU (or the GPU torch sees
+first, when FACEGAN_TORCH_DEVICE=cuda).
 """
 import os
 import sys
@@ -15,64 +17,77 @@ torch.manual_seed(0)
 torch.set_num_threads(os.cpu_count() or 1)
 batch = int(sys.argv[1]) if len(sys.argv) > 1 else 128
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 6
-d_dim, g_dim, z_size = 32, 32, 100
+size = int(sys.argv[3]) if len(sys.argv) > 3 else 32
+d_dim = g_dim = int(sys.argv[4]) if len(sys.argv) > 4 else 32
+z_size = 100
+depth = {32: 3, 64: 4, 128: 5}[size]
+device = os.environ.get("FACEGAN_TORCH_DEVICE", "cpu")
 
 
 class D(nn.Module):
+    """conv(3->d) lrelu, then per halving conv(no bias)+BN lrelu, then a linear head."""
+
     def __init__(self):
         super().__init__()
-        self.c1 = nn.Conv2d(3, d_dim, 4, 2, 1)
-        self.c2 = nn.Conv2d(d_dim, d_dim * 2, 4, 2, 1, bias=False)
-        self.b2 = nn.BatchNorm2d(d_dim * 2)
-        self.c3 = nn.Conv2d(d_dim * 2, d_dim * 4, 4, 2, 1, bias=False)
-        self.b3 = nn.BatchNorm2d(d_dim * 4)
-        self.fc = nn.Linear(d_dim * 4 * 4 * 4, 1)
+        self.first = nn.Conv2d(3, d_dim, 4, 2, 1)
+        self.convs = nn.ModuleList(nn.Conv2d(d_dim * 2**i, d_dim * 2 ** (i + 1), 4, 2, 1, bias=False) for i in range(depth - 1))
+        self.norms = nn.ModuleList(nn.BatchNorm2d(d_dim * 2 ** (i + 1)) for i in range(depth - 1))
+        self.fc = nn.Linear(d_dim * 2 ** (depth - 1) * 16, 1)
 
     def forward(self, x):
-        x = F.leaky_relu(self.c1(x), 0.2)
-        x = F.leaky_relu(self.b2(self.c2(x)), 0.2)
-        x = F.leaky_relu(self.b3(self.c3(x)), 0.2)
+        x = F.leaky_relu(self.first(x), 0.2)
+        for conv, norm in zip(self.convs, self.norms):
+            x = F.leaky_relu(norm(conv(x)), 0.2)
         return self.fc(x.flatten(1))
 
 
 class G(nn.Module):
+    """linear to 4x4, per doubling convT(no bias)+BN relu, then convT(->3) tanh."""
+
     def __init__(self):
         super().__init__()
-        self.fc = nn.Linear(z_size, g_dim * 4 * 4 * 4)
-        self.t1 = nn.ConvTranspose2d(g_dim * 4, g_dim * 2, 4, 2, 1, bias=False)
-        self.b1 = nn.BatchNorm2d(g_dim * 2)
-        self.t2 = nn.ConvTranspose2d(g_dim * 2, g_dim, 4, 2, 1, bias=False)
-        self.b2 = nn.BatchNorm2d(g_dim)
-        self.t3 = nn.ConvTranspose2d(g_dim, 3, 4, 2, 1)
+        top = g_dim * 2 ** (depth - 1)
+        self.fc = nn.Linear(z_size, top * 16)
+        self.convs = nn.ModuleList(nn.ConvTranspose2d(top // 2**i, top // 2 ** (i + 1), 4, 2, 1, bias=False) for i in range(depth - 1))
+        self.norms = nn.ModuleList(nn.BatchNorm2d(top // 2 ** (i + 1)) for i in range(depth - 1))
+        self.last = nn.ConvTranspose2d(g_dim, 3, 4, 2, 1)
 
     def forward(self, z):
-        x = self.fc(z).view(-1, g_dim * 4, 4, 4)
-        x = F.relu(self.b1(self.t1(x)))
-        x = F.relu(self.b2(self.t2(x)))
-        return torch.tanh(self.t3(x))
+        x = self.fc(z).view(-1, g_dim * 2 ** (depth - 1), 4, 4)
+        for conv, norm in zip(self.convs, self.norms):
+            x = F.relu(norm(conv(x)))
+        return torch.tanh(self.last(x))
 
 
-d, g = D(), G()
+d, g = D().to(device), G().to(device)
 opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
 opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
-real = torch.rand(batch, 3, 32, 32) * 2 - 1
+real = torch.rand(batch, 3, size, size, device=device) * 2 - 1
 bce = nn.BCEWithLogitsLoss()
 
 
 def step():
     opt_d.zero_grad()
-    fake = g(torch.randn(batch, z_size))
-    loss_d = bce(d(real), torch.full((batch, 1), 0.9)) + bce(d(fake.detach()), torch.zeros(batch, 1))
+    fake = g(torch.randn(batch, z_size, device=device))
+    real_target = torch.full((batch, 1), 0.9, device=device)
+    loss_d = bce(d(real), real_target) + bce(d(fake.detach()), torch.zeros(batch, 1, device=device))
     loss_d.backward()
     opt_d.step()
     opt_g.zero_grad()
-    loss_g = bce(d(g(torch.randn(batch, z_size))), torch.ones(batch, 1))
+    loss_g = bce(d(g(torch.randn(batch, z_size, device=device))), torch.ones(batch, 1, device=device))
     loss_g.backward()
     opt_g.step()
 
 
+def sync():
+    if device != "cpu":
+        torch.cuda.synchronize()
+
+
 step()
+sync()
 start = time.perf_counter()
 for _ in range(steps):
     step()
+sync()
 print(batch * steps / (time.perf_counter() - start))

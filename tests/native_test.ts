@@ -55,35 +55,42 @@ async function maxRelativeErrors(
   });
 }
 
-nativeTest("native matrix products, reductions, elementwise functions and copies match cpu within 1e-4", async () => {
-  const checks: [string, number[][], (xs: tf.Tensor[]) => tf.Tensor[]][] = [
-    ["matMul", [[3, 5, 7], [3, 7, 6]], ([a, b]) => [tf.matMul(a, b)]],
-    ["matMul transposed", [[3, 7, 5], [3, 6, 7]], ([a, b]) => [tf.matMul(a, b, true, true)]],
-    ["matMul 2-D, dense layer shapes", [[64, 100], [100, 2048]], ([a, b]) => [tf.matMul(a, b), tf.matMul(b, b, true)]],
-    ["matMul broadcast batch", [[1, 4, 9], [5, 9, 3]], ([a, b]) => [tf.matMul(a, b)]],
-    [
-      "sum and mean over leading and trailing axes",
-      [[16, 8, 8, 24]],
-      ([x]) => [tf.sum(x, [0, 1, 2]), tf.mean(x, [0, 1, 2], true), tf.sum(x), tf.sum(x, [1, 2, 3]), tf.mean(x, 3)],
-    ],
-    ["sum over middle axes (wasm's kernel)", [[4, 5, 6, 7]], ([x]) => [tf.sum(x, [1, 2])]],
-    [
-      "tanh, sigmoid, relu, leaky relu",
-      [[8, 16, 16, 3]],
-      ([x]) => [tf.tanh(x), tf.sigmoid(x), tf.relu(x), tf.leakyRelu(x, 0.2)],
-    ],
-    [
-      "copies and casts",
-      [[2, 3, 4]],
-      ([x]) => [x.clone(), tf.cast(x, "float32"), tf.cast(tf.greater(x, 0), "float32")],
-    ],
-  ];
-  for (const [what, shapes, compute] of checks) {
-    for (const { name, error } of await maxRelativeErrors(shapes, compute)) {
-      assert.ok(error < 1e-4, `${what}, output ${name}: relative error ${error}`);
+nativeTest(
+  "native matrix products, reductions, elementwise functions, their gradients and copies match cpu within 1e-4",
+  async () => {
+    const checks: [string, number[][], (xs: tf.Tensor[]) => tf.Tensor[]][] = [
+      ["matMul", [[3, 5, 7], [3, 7, 6]], ([a, b]) => [tf.matMul(a, b)]],
+      ["matMul transposed", [[3, 7, 5], [3, 6, 7]], ([a, b]) => [tf.matMul(a, b, true, true)]],
+      [
+        "matMul 2-D, dense layer shapes",
+        [[64, 100], [100, 2048]],
+        ([a, b]) => [tf.matMul(a, b), tf.matMul(b, b, true)],
+      ],
+      ["matMul broadcast batch", [[1, 4, 9], [5, 9, 3]], ([a, b]) => [tf.matMul(a, b)]],
+      [
+        "sum and mean over leading and trailing axes",
+        [[16, 8, 8, 24]],
+        ([x]) => [tf.sum(x, [0, 1, 2]), tf.mean(x, [0, 1, 2], true), tf.sum(x), tf.sum(x, [1, 2, 3]), tf.mean(x, 3)],
+      ],
+      ["sum over middle axes (wasm's kernel)", [[4, 5, 6, 7]], ([x]) => [tf.sum(x, [1, 2])]],
+      [
+        "tanh, sigmoid, relu, leaky relu",
+        [[8, 16, 16, 3]],
+        ([x]) => [tf.tanh(x), tf.sigmoid(x), tf.relu(x), tf.leakyRelu(x, 0.2)],
+      ],
+      [
+        "copies and casts",
+        [[2, 3, 4]],
+        ([x]) => [x.clone(), tf.cast(x, "float32"), tf.cast(tf.greater(x, 0), "float32")],
+      ],
+    ];
+    for (const [what, shapes, compute] of checks) {
+      for (const { name, error } of await maxRelativeErrors(shapes, compute)) {
+        assert.ok(error < 1e-4, `${what}, output ${name}: relative error ${error}`);
+      }
     }
-  }
-});
+  },
+);
 
 nativeTest("a buffer of the wrong size is refused with an error before oneDNN sees it", () => {
   const dnnl = loadDnnl();

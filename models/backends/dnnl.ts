@@ -26,7 +26,6 @@ export const Tag = { any: 1, nhwc: 20, hwio: 30 } as const;
 const CPU_ENGINE = 1;
 const STREAM_DEFAULT = 0x7;
 const PROP_FORWARD_TRAINING = 64;
-const PROP_FORWARD_INFERENCE = 96;
 const CONVOLUTION_DIRECT = 1;
 /** Elementwise functions (dnnl_alg_kind_t); relu with a slope alpha below zero is leaky ReLU. */
 export const Eltwise = { relu: 0x1f, tanh: 0x2f, logistic: 0xaf } as const;
@@ -91,6 +90,7 @@ const SYMBOLS = {
     result: "i32",
   },
   dnnl_eltwise_forward_desc_init: { parameters: ["buffer", "i32", "i32", "pointer", "f32", "f32"], result: "i32" },
+  dnnl_eltwise_backward_desc_init: { parameters: ["buffer", "i32", "pointer", "pointer", "f32", "f32"], result: "i32" },
   dnnl_matmul_desc_init: { parameters: ["buffer", "pointer", "pointer", "pointer", "pointer"], result: "i32" },
   dnnl_primitive_desc_create: { parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"], result: "i32" },
   dnnl_primitive_desc_query_md: { parameters: ["pointer", "i32", "i32"], result: "pointer" },
@@ -409,18 +409,31 @@ export class Dnnl {
     };
   }
 
-  /** An elementwise function over `size` floats (one dimension: the layout does not matter). */
-  eltwise(algorithm: number, size: number, alpha = 0): Primitive {
+  /**
+   * An elementwise function over `size` floats (one dimension: the layout does not matter), or its
+   * gradient: diff_src from diff_dst and the forward input src.
+   */
+  eltwise(algorithm: number, size: number, alpha: number, backward: boolean): Primitive {
     const data = this.plain([size], 2 /* dnnl_a */);
     const desc = new Uint8Array(OP_DESC_BYTES);
     this.check(
       "dnnl_eltwise_forward_desc_init",
-      this.lib.dnnl_eltwise_forward_desc_init(desc, PROP_FORWARD_INFERENCE, algorithm, data.pointer, alpha, 0),
+      this.lib.dnnl_eltwise_forward_desc_init(desc, PROP_FORWARD_TRAINING, algorithm, data.pointer, alpha, 0),
     );
-    return this.primitive(this.primitiveDesc(desc), [{ arg: Arg.src, md: data.pointer }, {
-      arg: Arg.dst,
-      md: data.pointer,
-    }]);
+    const forward = this.primitiveDesc(desc);
+    if (!backward) {
+      return this.primitive(forward, [{ arg: Arg.src, md: data.pointer }, { arg: Arg.dst, md: data.pointer }]);
+    }
+    const backwardDesc = new Uint8Array(OP_DESC_BYTES);
+    this.check(
+      "dnnl_eltwise_backward_desc_init",
+      this.lib.dnnl_eltwise_backward_desc_init(backwardDesc, algorithm, data.pointer, data.pointer, alpha, 0),
+    );
+    return this.primitive(this.primitiveDesc(backwardDesc, forward), [
+      { arg: Arg.src, md: data.pointer },
+      { arg: Arg.diffDst, md: data.pointer },
+      { arg: Arg.diffSrc, md: data.pointer },
+    ]);
   }
 
   /** Batched matrix product dst[b] = src[b] x weights[b], each operand described by its strides. */

@@ -17,6 +17,7 @@
 import * as tf from "../tf.ts";
 import { type BackendInfo, BackendUnavailable } from "./common.ts";
 import { startWasm } from "./wasm.ts";
+import { RELU_GRADIENT_KERNEL } from "../gradients.ts";
 import {
   Arg,
   type ConvDirection,
@@ -58,6 +59,10 @@ export function loadDnnl(): Dnnl {
     if (!Number.isInteger(requested) || requested < 1) {
       throw new DnnlUnavailable(`FACEGAN_THREADS must be a positive integer, got '${Deno.env.get("FACEGAN_THREADS")}'`);
     }
+    // OpenMP threads that spin while waiting for work stall a busy machine: on 2 cores shared with
+    // other processes a step took 2.7-3.1 s spinning and 0.5-0.6 s sleeping (libgomp reads this
+    // when it loads, with oneDNN, just below).
+    if (!Deno.env.get("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
     dnnl = new Dnnl(Deno.env.get("FACEGAN_DNNL_PATH") || "libdnnl.so.2", requested);
   }
   return dnnl;
@@ -267,12 +272,30 @@ function elementwise(algorithm: number, alphaAttr?: string) {
     const size = tf.util.sizeFromShape(x.shape);
     const key = `${algorithm} ${alpha} ${size}`;
     let primitive = eltwises.get(key);
-    if (!primitive) eltwises.set(key, primitive = loadDnnl().eltwise(algorithm, size, alpha));
+    if (!primitive) eltwises.set(key, primitive = loadDnnl().eltwise(algorithm, size, alpha, false));
     const backend = args.backend as unknown as WasmBackend;
     const out = backend.makeOutput(x.shape, "float32");
     primitive.run({ [Arg.src]: region(backend, x), [Arg.dst]: region(backend, out) });
     return out;
   };
+}
+
+/** The (leaky) ReLU gradient in one pass (see models/gradients.ts): dx = x > 0 ? dy : alpha * dy. */
+function reluGradient(args: KernelArgs): TensorInfo {
+  const { dy, x } = args.inputs as { dy: TensorInfo; x: TensorInfo };
+  const { alpha } = args.attrs as { alpha: number };
+  const size = tf.util.sizeFromShape(x.shape);
+  const key = `gradient ${alpha} ${size}`;
+  let primitive = eltwises.get(key);
+  if (!primitive) eltwises.set(key, primitive = loadDnnl().eltwise(Eltwise.relu, size, alpha, true));
+  const backend = args.backend as unknown as WasmBackend;
+  const out = backend.makeOutput(x.shape, "float32");
+  primitive.run({
+    [Arg.src]: region(backend, x),
+    [Arg.diffDst]: region(backend, dy),
+    [Arg.diffSrc]: region(backend, out),
+  });
+  return out;
 }
 
 /**
@@ -307,6 +330,7 @@ const replaced = new Map<string, tf.KernelConfig>();
 
 function installNativeKernels(): void {
   if (replaced.size) return;
+  tf.registerKernel({ kernelName: RELU_GRADIENT_KERNEL, backendName: "wasm", kernelFunc: reluGradient });
   for (const [kernelName, kernelFunc] of Object.entries(KERNELS)) {
     const original = tf.getKernel(kernelName, "wasm")!;
     replaced.set(kernelName, original);
@@ -321,6 +345,8 @@ function installNativeKernels(): void {
 
 /** Put tfjs-wasm's own kernels back (when another backend, wasm itself included, is chosen). */
 export function removeNativeKernels(): void {
+  if (!replaced.size) return;
+  tf.unregisterKernel(RELU_GRADIENT_KERNEL, "wasm");
   for (const [kernelName, original] of replaced) {
     tf.unregisterKernel(kernelName, "wasm");
     tf.registerKernel(original);
