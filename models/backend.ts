@@ -14,8 +14,9 @@ import { removeNativeKernels, startNative } from "./backends/native.ts";
 
 export { type BackendInfo, BackendUnavailable };
 
-export const BACKENDS = ["auto", "tensorflow", "native", "wasm", "webgpu", "cpu"] as const;
-export type BackendName = typeof BACKENDS[number];
+import { type BackendName, BACKENDS } from "./backend_names.ts";
+
+export { type BackendName, BACKENDS };
 
 export async function useBackend(requested: BackendName): Promise<BackendInfo> {
   // native lends its kernels to the wasm backend: take them back for any other choice.

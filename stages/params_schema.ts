@@ -3,6 +3,7 @@
  * (which stage reads it is in dag.ts). Pure data, like dag.ts: checking params loads no tensor code.
  */
 import type { ParamSchema } from "../pipeline/schema.ts";
+import { BACKENDS } from "../models/backend_names.ts";
 
 const SEED = { type: "integer", min: 0 } as const;
 
@@ -38,8 +39,9 @@ export const schema: ParamSchema = {
   "data.shard_size": { type: "integer", min: 1, description: "images per binary shard" },
   "train.backend": {
     type: "string",
-    choices: ["auto", "tensorflow", "wasm", "webgpu", "cpu"],
-    description: "tensor backend (auto: tensorflow if installed, webgpu on a real GPU, else wasm)",
+    choices: BACKENDS,
+    description:
+      "tensor backend (auto: tensorflow if installed, webgpu on a real GPU, native if oneDNN loads, else wasm)",
   },
   "train.seed": { ...SEED, description: "seed of the weights, noise, data order, label flips and dropout" },
   "train.epochs": { type: "integer", min: 1, description: "passes over the training split" },

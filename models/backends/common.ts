@@ -1,8 +1,8 @@
 /** What every backend module returns when it starts, and the error that lets `auto` try the next one. */
-import type { BACKENDS } from "../backend.ts";
+import type { BackendName } from "../backend_names.ts";
 
 export interface BackendInfo {
-  name: Exclude<typeof BACKENDS[number], "auto">;
+  name: Exclude<BackendName, "auto">;
   threads: number;
   detail: string;
   /** why a faster backend `auto` tried could not start (for the log, not the lock) */
