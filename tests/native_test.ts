@@ -7,19 +7,11 @@ import * as tf from "../models/tf.ts";
 import { useBackend } from "../models/backend.ts";
 import { loadDnnl } from "../models/backends/native.ts";
 import { Arg } from "../models/backends/dnnl.ts";
-import { facegan, projectCopy, readLock } from "./helpers.ts";
+import { backendMissing, facegan, projectCopy, readLock } from "./helpers.ts";
 
 tf.env().set("IS_TEST", true);
 
-function unavailable(): string {
-  try {
-    loadDnnl();
-    return "";
-  } catch (error) {
-    return (error as Error).message;
-  }
-}
-const why = unavailable();
+const why = await backendMissing("native") ?? "";
 
 /** A test that needs libdnnl: ignored with the reason in its name where the library cannot load. */
 function nativeTest(name: string, fn: () => Promise<void> | void) {
