@@ -14,9 +14,9 @@ import { removeNativeKernels, startNative } from "./backends/native.ts";
 
 export { type BackendInfo, BackendUnavailable };
 
-import { type BackendName, BACKENDS } from "./backend_names.ts";
+import { type BackendName, BACKENDS, EVAL_BACKENDS, type EvalBackendName } from "./backend_names.ts";
 
-export { type BackendName, BACKENDS };
+export { type BackendName, BACKENDS, EVAL_BACKENDS, type EvalBackendName };
 
 export async function useBackend(requested: BackendName): Promise<BackendInfo> {
   // native lends its kernels to the wasm backend: take them back for any other choice.
@@ -41,12 +41,22 @@ export async function useBackend(requested: BackendName): Promise<BackendInfo> {
           if (!(error instanceof BackendUnavailable)) throw error;
         }
       }
-      try {
-        return await startNative();
-      } catch (error) {
-        if (!(error instanceof BackendUnavailable)) throw error;
-        return { ...await startWasm(), note: error.message };
-      }
+      return await nativeElseWasm();
     }
   }
+}
+
+/** native when oneDNN loads, else wasm, with the reason in `note`. */
+async function nativeElseWasm(): Promise<BackendInfo> {
+  try {
+    return await startNative();
+  } catch (error) {
+    if (!(error instanceof BackendUnavailable)) throw error;
+    return { ...await startWasm(), note: error.message };
+  }
+}
+
+/** The evaluation's backend: never a GPU (its nets were checked on CPU backends); `auto` is native, else wasm. */
+export async function useEvalBackend(requested: EvalBackendName): Promise<BackendInfo> {
+  return requested === "auto" ? await nativeElseWasm() : await useBackend(requested);
 }

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import * as tf from "../models/tf.ts";
 import type { StageContext } from "../pipeline/types.ts";
 import { UserError } from "../pipeline/errors.ts";
-import { useBackend } from "../models/backend.ts";
+import { BackendUnavailable, EVAL_BACKENDS, type EvalBackendName, useEvalBackend } from "../models/backend.ts";
 import { fitGaussian, frechetDistance, kernelDistance, slicedWasserstein } from "../models/metrics.ts";
 import { Rng } from "../models/rng.ts";
 import { toUint8Images } from "../models/serialize.ts";
@@ -22,12 +22,15 @@ export async function run(ctx: StageContext): Promise<void> {
   const count = ctx.param<number>("eval.n_samples");
   if (!(count >= 4)) throw new UserError(`eval.n_samples must be at least 4, got ${count}`);
   const seed = ctx.param<number>("eval.seed");
-  const backendName = ctx.param<string>("eval.backend");
-  if (!["wasm", "cpu"].includes(backendName)) {
-    throw new UserError(`eval.backend '${backendName}' is not one of wasm, cpu`);
+  const backendName = ctx.param<EvalBackendName>("eval.backend");
+  if (!EVAL_BACKENDS.includes(backendName)) {
+    throw new UserError(`eval.backend '${backendName}' is not one of ${EVAL_BACKENDS.join(", ")}`);
   }
   tf.env().set("IS_TEST", true);
-  const backend = await useBackend(backendName as "wasm" | "cpu");
+  const backend = await useEvalBackend(backendName).catch((error) => {
+    throw error instanceof BackendUnavailable ? new UserError(`${error.message} (or set eval.backend=auto)`) : error;
+  });
+  if (backend.note) ctx.log(`${backend.note}; evaluating on ${backend.name}`);
   ctx.recordEnvironment("backend", backend.name);
   ctx.recordEnvironment("threads", backend.threads);
 

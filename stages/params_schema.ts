@@ -3,7 +3,7 @@
  * (which stage reads it is in dag.ts). Pure data, like dag.ts: checking params loads no tensor code.
  */
 import type { ParamSchema } from "../pipeline/schema.ts";
-import { BACKENDS } from "../models/backend_names.ts";
+import { BACKENDS, EVAL_BACKENDS } from "../models/backend_names.ts";
 
 const SEED = { type: "integer", min: 0 } as const;
 
@@ -76,7 +76,11 @@ export const schema: ParamSchema = {
   "eval.n_samples": { type: "integer", min: 4, description: "generated and real images per metric" },
   "eval.seed": { ...SEED, description: "seed of the latents and of the metrics' random choices" },
   "eval.kid_subsets": { type: "integer", min: 1, description: "KID subsets" },
-  "eval.backend": { type: "string", choices: ["wasm", "cpu"], description: "tensor backend of the evaluation" },
+  "eval.backend": {
+    type: "string",
+    choices: EVAL_BACKENDS,
+    description: "tensor backend of the evaluation (auto: native if oneDNN loads, else wasm)",
+  },
   "render.grid": { type: "integer", min: 1, description: "side of the rendered sample grid" },
   "render.upscale": { type: "integer", min: 1, description: "nearest-neighbour upscale of the rendered images" },
   "render.seed": { ...SEED, description: "seed of the rendered latents" },

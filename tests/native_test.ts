@@ -119,16 +119,19 @@ nativeTest(
   },
 );
 
-Deno.test("without libdnnl: auto trains on wasm and says why; train.backend=native is one line, exit 2", async () => {
+Deno.test("without libdnnl: auto trains and evaluates on wasm and says why; backend=native is one line, exit 2", async () => {
   const root = await projectCopy();
-  const tiny = ["--params", "params/tiny.json", "--until", "train"];
+  const tiny = ["--params", "params/tiny.json"];
   Deno.env.set("FACEGAN_DNNL_PATH", "/nonexistent/libdnnl.so.2");
   try {
-    const auto = await facegan(root, ["run", ...tiny, "--set", "train.backend=auto"]);
+    const auto = await facegan(root, ["run", ...tiny, "--set", "train.backend=auto", "--set", "eval.backend=auto"]);
     assert.equal(auto.code, 0, auto.stderr);
-    assert.match(auto.stderr, /\/nonexistent\/libdnnl\.so\.2 could not be loaded .*apt-get install libdnnl2/);
-    assert.equal((await readLock(root)).stages.train.environment.backend, "wasm");
-    const named = await facegan(root, ["run", ...tiny, "--set", "train.backend=native"]);
+    assert.match(auto.stderr, /train: .*\/nonexistent\/libdnnl\.so\.2 could not be loaded .*apt-get install libdnnl2/);
+    assert.match(auto.stderr, /evaluate: .*could not be loaded.*evaluating on wasm/);
+    const { stages } = await readLock(root);
+    assert.equal(stages.train.environment.backend, "wasm");
+    assert.equal(stages.evaluate.environment.backend, "wasm");
+    const named = await facegan(root, ["run", ...tiny, "--until", "train", "--set", "train.backend=native"]);
     assert.equal(named.code, 2, named.stderr);
     const lines = named.stderr.trim().split("\n").filter((line) => line.startsWith("error"));
     assert.equal(lines.length, 1, named.stderr);
