@@ -38,15 +38,19 @@ export interface CommandResult {
   stderr: string;
 }
 
-export async function run(cwd: string, args: string[]): Promise<CommandResult> {
-  const output = await new Deno.Command(Deno.execPath(), { args, cwd, stdout: "piped", stderr: "piped" }).output();
+/**
+ * `env`: extra variables for this command only. Never Deno.env.set in a test: `deno test --parallel`
+ * runs the test files in one process, so the variable would reach every other file's commands.
+ */
+export async function run(cwd: string, args: string[], env?: Record<string, string>): Promise<CommandResult> {
+  const output = await new Deno.Command(Deno.execPath(), { args, cwd, env, stdout: "piped", stderr: "piped" }).output();
   const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
   return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
 }
 
 /** `deno run -A main.ts ARGS` in a project copy. */
-export function facegan(root: string, args: string[]): Promise<CommandResult> {
-  return run(root, ["run", "-A", "main.ts", ...args]);
+export function facegan(root: string, args: string[], env?: Record<string, string>): Promise<CommandResult> {
+  return run(root, ["run", "-A", "main.ts", ...args], env);
 }
 
 export async function readLock(root: string) {

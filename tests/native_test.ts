@@ -122,22 +122,22 @@ nativeTest(
 Deno.test("without libdnnl: auto trains and evaluates on wasm and says why; backend=native is one line, exit 2", async () => {
   const root = await projectCopy();
   const tiny = ["--params", "params/tiny.json"];
-  Deno.env.set("FACEGAN_DNNL_PATH", "/nonexistent/libdnnl.so.2");
-  try {
-    const auto = await facegan(root, ["run", ...tiny, "--set", "train.backend=auto", "--set", "eval.backend=auto"]);
-    assert.equal(auto.code, 0, auto.stderr);
-    assert.match(auto.stderr, /train: .*\/nonexistent\/libdnnl\.so\.2 could not be loaded .*apt-get install libdnnl2/);
-    assert.match(auto.stderr, /evaluate: .*could not be loaded.*evaluating on wasm/);
-    const { stages } = await readLock(root);
-    assert.equal(stages.train.environment.backend, "wasm");
-    assert.equal(stages.evaluate.environment.backend, "wasm");
-    const named = await facegan(root, ["run", ...tiny, "--until", "train", "--set", "train.backend=native"]);
-    assert.equal(named.code, 2, named.stderr);
-    const lines = named.stderr.trim().split("\n").filter((line) => line.startsWith("error"));
-    assert.equal(lines.length, 1, named.stderr);
-    assert.match(lines[0], /backend 'native': .*could not be loaded.*train\.backend=auto/);
-    assert.doesNotMatch(named.stderr, /^\s+at /m, "no stack trace");
-  } finally {
-    Deno.env.delete("FACEGAN_DNNL_PATH");
-  }
+  const missing = { FACEGAN_DNNL_PATH: "/nonexistent/libdnnl.so.2" };
+  const auto = await facegan(
+    root,
+    ["run", ...tiny, "--set", "train.backend=auto", "--set", "eval.backend=auto"],
+    missing,
+  );
+  assert.equal(auto.code, 0, auto.stderr);
+  assert.match(auto.stderr, /train: .*\/nonexistent\/libdnnl\.so\.2 could not be loaded .*apt-get install libdnnl2/);
+  assert.match(auto.stderr, /evaluate: .*could not be loaded.*evaluating on wasm/);
+  const { stages } = await readLock(root);
+  assert.equal(stages.train.environment.backend, "wasm");
+  assert.equal(stages.evaluate.environment.backend, "wasm");
+  const named = await facegan(root, ["run", ...tiny, "--until", "train", "--set", "train.backend=native"], missing);
+  assert.equal(named.code, 2, named.stderr);
+  const lines = named.stderr.trim().split("\n").filter((line) => line.startsWith("error"));
+  assert.equal(lines.length, 1, named.stderr);
+  assert.match(lines[0], /backend 'native': .*could not be loaded.*train\.backend=auto/);
+  assert.doesNotMatch(named.stderr, /^\s+at /m, "no stack trace");
 });
