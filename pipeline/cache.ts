@@ -1,6 +1,15 @@
 import { join } from "node:path";
 import { canonicalJson, sha256 } from "./hash.ts";
-import { exists, fsyncDir, fsyncTree, listFiles, removeIfExists, writeFileAtomic } from "./fsutil.ts";
+import {
+  exists,
+  fsyncDir,
+  fsyncTree,
+  listFiles,
+  removeIfExists,
+  removeTempFiles,
+  TEMP_MARK,
+  writeFileAtomic,
+} from "./fsutil.ts";
 import type { StageOutput } from "./lock.ts";
 import type { StatCache } from "./statcache.ts";
 
@@ -180,11 +189,22 @@ export class Cache {
     return entries.sort((a, b) => a.path.localeCompare(b.path));
   }
 
-  /** Remove leftovers of killed runs (trash dirs); partial dirs are kept for resumable stages. */
+  /**
+   * After a stage stopped unfinished: a resumable stage's partial dir is kept for the next run to
+   * continue (less the temp files of writes cut short); any other's is removed.
+   */
+  async settlePartial(key: string, resumable: boolean): Promise<void> {
+    if (resumable) await removeTempFiles(this.partialDir(key));
+    else await removeIfExists(this.partialDir(key));
+  }
+
+  /** Remove leftovers of killed runs (trash dirs, temp files); partial dirs are kept for resumable stages. */
   async sweepTrash(): Promise<void> {
     try {
       for await (const entry of Deno.readDir(this.dir)) {
-        if (entry.name.startsWith(".trash-")) await removeIfExists(join(this.dir, entry.name));
+        if (entry.name.startsWith(".trash-") || entry.name.includes(TEMP_MARK)) {
+          await removeIfExists(join(this.dir, entry.name));
+        }
       }
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;

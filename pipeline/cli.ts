@@ -1,12 +1,23 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { EXIT_USER_ERROR, UserError } from "./errors.ts";
+import {
+  EXIT_FAILED,
+  EXIT_HEAP_LIMIT,
+  EXIT_KILLED,
+  EXIT_OUT_OF_MEMORY,
+  EXIT_SIGINT,
+  EXIT_SIGTERM,
+  EXIT_USER_ERROR,
+  UserError,
+} from "./errors.ts";
+import { EnvironmentFault, faultsAsLines } from "./faults.ts";
+import { formatBytes } from "./fsutil.ts";
 import { type FlatParams, overlayParams, parseSetArgument, readParamsFile } from "./params.ts";
 import { renderDag, stageByName } from "./dag.ts";
 import { acquireRunLock, BusyError } from "./runlock.ts";
-import { type RunEvent, runPipeline, StaleUpstream } from "./run.ts";
+import { Interrupted, type RunEvent, runPipeline, StaleUpstream, type StoppedStage } from "./run.ts";
 import { StageFailed } from "./execute.ts";
-import { localExecutor } from "./executors/local.ts";
+import { localExecutor, STAGE_V8_FLAGS } from "./executors/local.ts";
 import type { Reason, Selection } from "./plan.ts";
 import { Workspace } from "./workspace.ts";
 import { verifyCommand } from "./verify.ts";
@@ -118,6 +129,10 @@ export async function main(project: Project, argv: string[]): Promise<number> {
       console.error(`error: ${error.message}`);
       return EXIT_USER_ERROR;
     }
+    if (error instanceof EnvironmentFault) {
+      console.error(`error: ${error.message}`);
+      return error.exitCode;
+    }
     if (error instanceof BusyError) {
       console.error(`busy: ${error.message}`);
       return error.exitCode;
@@ -129,10 +144,6 @@ export async function main(project: Project, argv: string[]): Promise<number> {
         }); run \`deno task pipeline --until ${error.stage}\` first`,
       );
       return EXIT_USER_ERROR;
-    }
-    if (error instanceof StageFailed) {
-      console.error(`pipeline stopped: stage ${error.stage} failed (its partial output is not in the cache)`);
-      return error.exitCode;
     }
     if (error instanceof TypeError && /option|argument/i.test(error.message)) {
       console.error(`error: ${error.message.split("\n")[0]}; see --help`);
@@ -146,7 +157,7 @@ async function runCommand(workspace: Workspace, selection: Selection, dryRun: bo
   const started = performance.now();
   if (dryRun) {
     const plan = await workspace.plan({ facts: await workspace.facts(), lock: await workspace.readLock(), selection });
-    await workspace.statCache.save();
+    await workspace.statCache.saveIfPossible();
     for (const decision of plan.decisions) {
       if (decision.action === "cached") {
         log(`✓ ${decision.stage.padEnd(9)} cached   ${decision.record.key.slice(0, 12)}`);
@@ -154,13 +165,35 @@ async function runCommand(workspace: Workspace, selection: Selection, dryRun: bo
     }
     return 0;
   }
-  const lock = await acquireRunLock(workspace.outputsDir, `pipeline ${Deno.args.join(" ")}`.trim(), log);
+  await checkOutputsLink(workspace.outputsDir);
+  const lock = await faultsAsLines(
+    "taking the run lock",
+    join(workspace.outputsDir, "run.lock"),
+    () => acquireRunLock(workspace.outputsDir, `pipeline ${Deno.args.join(" ")}`.trim(), log),
+  );
+  // Ctrl-C or SIGTERM: stop the running stages and settle their partial output; a second one
+  // exits at once (every write is atomic, so nothing is left half-written but temp files).
+  const interrupt = new AbortController();
+  let signalled: Deno.Signal | null = null;
+  const listeners = (["SIGINT", "SIGTERM"] as const).map((name) => {
+    const listener = () => {
+      if (signalled) {
+        lock.releaseSync();
+        Deno.exit(signalled === "SIGINT" ? EXIT_SIGINT : EXIT_SIGTERM);
+      }
+      signalled = name;
+      interrupt.abort();
+    };
+    Deno.addSignalListener(name, listener);
+    return { name, listener };
+  });
   try {
     await workspace.cache.sweepTrash();
     const outcomes = await runPipeline(workspace, {
       selection,
       executor: localExecutor,
       report: (event) => log(eventLine(event)),
+      interrupt: interrupt.signal,
     });
     const ran = outcomes.filter((outcome) => outcome.action === "ran").length;
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
@@ -170,9 +203,67 @@ async function runCommand(workspace: Workspace, selection: Selection, dryRun: bo
       } cached; lock: pipeline.lock.json, timings: outputs/latest/summary.json`,
     );
     return 0;
+  } catch (error) {
+    if (error instanceof Interrupted) {
+      log(interruptedLine(error.stopped));
+      return signalled === "SIGTERM" ? EXIT_SIGTERM : EXIT_SIGINT;
+    }
+    if (error instanceof StageFailed) {
+      log(stageFailedLine(workspace, error));
+      return error.exitCode === EXIT_USER_ERROR ? EXIT_USER_ERROR : EXIT_FAILED;
+    }
+    throw error;
   } finally {
+    for (const { name, listener } of listeners) Deno.removeSignalListener(name, listener);
     await lock.release();
   }
+}
+
+/** outputs/ a link to a folder that is gone (a disk not mounted): one line, before anything is written. */
+async function checkOutputsLink(outputsDir: string): Promise<void> {
+  const info = await Deno.lstat(outputsDir).catch(() => null);
+  if (!info?.isSymlink || await Deno.stat(outputsDir).catch(() => null)) return;
+  const target = await Deno.readLink(outputsDir);
+  throw new EnvironmentFault(
+    `outputs/ is a link to ${target}, which does not exist (a disk not mounted?); mount it, or remove the link ` +
+      "to use a local outputs/",
+    EXIT_USER_ERROR,
+  );
+}
+
+/** `interrupted: train's progress kept (epoch 4 of 9); run again to resume` */
+function interruptedLine(stopped: StoppedStage[]): string {
+  const parts = stopped.map(({ stage, kept, resumePoint }) =>
+    kept
+      ? `${stage}'s progress kept${resumePoint ? ` (${resumePoint})` : ""}`
+      : `${stage} stopped (its partial output removed)`
+  );
+  parts.push(stopped.some((stage) => stage.kept) ? "run again to resume" : "run again to continue");
+  return `interrupted: ${parts.join("; ")}`;
+}
+
+/**
+ * Why a stage failed, in one line. The runner has said it already for bad input, a full disk or
+ * a refused permission, and for a crash (with its log); a stage out of memory or killed cannot
+ * speak, so the engine says it, with the params that drive the stage's memory.
+ */
+function stageFailedLine(workspace: Workspace, error: StageFailed): string {
+  const { stage, exitCode } = error;
+  const drivers = (stageByName(workspace.dag, stage).memory ?? [])
+    .map((key) => `${key}=${JSON.stringify(workspace.params[key])}`);
+  const lower = drivers.length ? `; its memory grows with ${drivers.join(", ")}: lower one` : "";
+  switch (exitCode) {
+    case EXIT_HEAP_LIMIT:
+      return `error: stage ${stage} ran out of memory: it reached the JavaScript heap limit${lower}, or raise the ` +
+        `limit (${STAGE_V8_FLAGS}=--max-old-space-size=MiB)`;
+    case EXIT_OUT_OF_MEMORY:
+      return `error: stage ${stage} ran out of memory: an allocation failed${lower}`;
+    case EXIT_KILLED:
+      return `error: stage ${stage} was killed (SIGKILL) from outside the pipeline, most likely by the kernel's ` +
+        `out-of-memory killer${lower}`;
+  }
+  if (exitCode > 128) return `error: stage ${stage} died of signal ${exitCode - 128}`;
+  return `pipeline stopped: stage ${stage} failed (its partial output is not in the cache)`;
 }
 
 function eventLine(event: RunEvent): string {
@@ -188,6 +279,14 @@ function eventLine(event: RunEvent): string {
       return `✓ ${name} ran in ${event.wallSeconds}s  -> ${event.key.slice(0, 12)} (${event.files} files)`;
     case "failed":
       return `✗ ${name} failed after ${event.wallSeconds}s (exit ${event.exitCode})`;
+    case "low-space":
+      return `warning: ${event.stage} wrote ${formatBytes(event.needed)} last time but only ${
+        formatBytes(event.free)
+      } is free in ${event.dir}: it will likely run out of space (\`deno task gc\` frees some)`;
+    case "kept":
+      return `  ${event.stage}'s partial output kept${
+        event.resumePoint ? ` (${event.resumePoint})` : ""
+      }: the next run resumes from it`;
   }
 }
 
@@ -198,7 +297,7 @@ async function statusCommand(workspace: Workspace): Promise<number> {
     lock: await workspace.readLock(),
     selection: {},
   });
-  await workspace.statCache.save();
+  await workspace.statCache.saveIfPossible();
   const width = Math.max(...plan.decisions.map((decision) => decision.stage.length));
   for (const decision of plan.decisions) {
     const name = decision.stage.padEnd(width);

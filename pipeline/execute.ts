@@ -4,8 +4,8 @@
  * partial dir into the cache. Where a stage runs never changes its key.
  */
 import { join } from "node:path";
-import { EXIT_USER_ERROR } from "./errors.ts";
-import { exists, removeIfExists, writeFileAtomic } from "./fsutil.ts";
+import { faultsAsLines } from "./faults.ts";
+import { exists, removeIfExists, removeTempFiles, writeFileAtomic } from "./fsutil.ts";
 import type { Cache } from "./cache.ts";
 import type { LockStage, StageIdentity } from "./lock.ts";
 import type { StageJob } from "./stage_runner.ts";
@@ -37,10 +37,18 @@ export interface ExecuteContext {
   started(resumed: boolean): void;
 }
 
+/** A stage's job ended with a non-zero exit code (errors.ts says what the runner's codes mean). */
 export class StageFailed extends Error {
   constructor(readonly stage: string, readonly exitCode: number, readonly wallSeconds: number) {
     super(`stage ${stage} failed`);
   }
+}
+
+const RESUME_POINT_FILE = "resume_point.txt";
+
+/** What a resumable stage's kept partial output would resume from ("epoch 4 of 9"), if it said. */
+export async function readResumePoint(cache: Cache, key: string): Promise<string | null> {
+  return await Deno.readTextFile(join(cache.partialDir(key), RESUME_POINT_FILE)).catch(() => null);
 }
 
 /** Run a planned stage; its artifact ends in the cache under its key. Returns its lock entry and wall time. */
@@ -53,8 +61,11 @@ export async function executeStage(
   const partial = context.cache.partialDir(key);
   const outDir = join(partial, "out");
   const resumed = Boolean(stage.resumable) && await exists(outDir);
-  if (!resumed) await removeIfExists(partial);
-  await Deno.mkdir(outDir, { recursive: true });
+  await faultsAsLines(`preparing stage ${stage.name}`, partial, async () => {
+    if (!resumed) await removeIfExists(partial);
+    else await removeTempFiles(partial); // of writes a killed attempt cut short
+    await Deno.mkdir(outDir, { recursive: true });
+  });
   context.started(resumed);
 
   const job: StageJob = {
@@ -68,21 +79,29 @@ export async function executeStage(
     resumed,
     environmentFile: join(partial, "environment.json"),
     logFile: join(context.outputsDir, "logs", `${stage.name}-${key.slice(0, 12)}.log`),
+    resumePointFile: join(partial, RESUME_POINT_FILE),
   };
   const jobFile = join(partial, "job.json");
-  await writeFileAtomic(jobFile, JSON.stringify(job, null, 1));
+  await faultsAsLines(
+    `preparing stage ${stage.name}`,
+    jobFile,
+    () => writeFileAtomic(jobFile, JSON.stringify(job, null, 1)),
+  );
   const ranAt = new Date().toISOString();
   const started = performance.now();
   const code = await context.executor.run(job, jobFile, context.signal);
   const wallSeconds = Math.round((performance.now() - started) / 10) / 100;
-  if (code !== 0) throw new StageFailed(stage.name, code === EXIT_USER_ERROR ? EXIT_USER_ERROR : 1, wallSeconds);
+  if (code !== 0) throw new StageFailed(stage.name, code, wallSeconds);
 
   const environment = { ...identity.runtime, ...JSON.parse(await Deno.readTextFile(job.environmentFile)) };
   const metrics = stage.metrics ? JSON.parse(await Deno.readTextFile(join(outDir, stage.metrics))) : undefined;
-  await Deno.remove(job.environmentFile);
-  await Deno.remove(jobFile);
-  await context.cache.writeRunInfo(key, { wall_s: wallSeconds, ran_at: ranAt, environment, metrics });
-  const manifest = await context.cache.promote(key);
+  const manifest = await faultsAsLines(`storing stage ${stage.name}'s output in the cache`, partial, async () => {
+    await Deno.remove(job.environmentFile);
+    await Deno.remove(jobFile);
+    await removeIfExists(job.resumePointFile);
+    await context.cache.writeRunInfo(key, { wall_s: wallSeconds, ran_at: ranAt, environment, metrics });
+    return await context.cache.promote(key);
+  });
   const record: LockStage = {
     key,
     ...identity,

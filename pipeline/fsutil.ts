@@ -16,22 +16,60 @@ export async function fsyncDir(path: string): Promise<void> {
   await dir.sync();
 }
 
+/** What marks a temporary file of writeFileAtomic (`NAME.tmp-PID`): left only by a killed process. */
+export const TEMP_MARK = ".tmp-";
+
+/** `path`'s temporary name for this process. */
+export function tempPath(path: string): string {
+  return `${path}${TEMP_MARK}${Deno.pid}`;
+}
+
 /**
  * Write a file so that its final name only ever holds complete content:
- * temp file beside it, fsync, rename, fsync the directory.
+ * temp file beside it, fsync, rename, fsync the directory. A failed write (a full disk) removes
+ * its temp file and leaves the previous content under the final name untouched.
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-  const temp = `${path}.tmp-${Deno.pid}`;
+  const temp = tempPath(path);
   await Deno.mkdir(dirname(path), { recursive: true });
-  {
+  try {
     using file = await Deno.open(temp, { write: true, create: true, truncate: true });
     let written = 0;
     while (written < bytes.length) written += await file.write(bytes.subarray(written));
     await file.sync();
+  } catch (error) {
+    await Deno.remove(temp).catch(() => {});
+    throw error;
   }
   await Deno.rename(temp, path);
   await fsyncDir(dirname(path));
+}
+
+/** Remove the temp files killed writers left below `root` (their names hold TEMP_MARK). */
+export async function removeTempFiles(root: string): Promise<void> {
+  for (const file of await listFiles(root).catch(() => [])) {
+    if (file.split("/").pop()!.includes(TEMP_MARK)) await removeIfExists(join(root, file));
+  }
+}
+
+/** Bytes as B, KiB, MiB or GiB with one decimal. */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
+}
+
+/** Total size of the files below `dir` (0 when it does not exist). */
+export async function treeBytes(dir: string): Promise<number> {
+  let bytes = 0;
+  for (const file of await listFiles(dir).catch(() => [])) bytes += (await Deno.stat(join(dir, file))).size;
+  return bytes;
 }
 
 /** Every regular file below `root`, as sorted '/'-separated paths relative to it. */

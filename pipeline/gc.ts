@@ -1,6 +1,6 @@
-import { basename, join } from "node:path";
+import { basename } from "node:path";
 import { git, showAt } from "./git.ts";
-import { listFiles, removeIfExists } from "./fsutil.ts";
+import { formatBytes, removeIfExists, treeBytes } from "./fsutil.ts";
 import { acquireRunLock } from "./runlock.ts";
 import type { LockFile } from "./lock.ts";
 import type { Workspace } from "./workspace.ts";
@@ -57,21 +57,4 @@ async function unreferencedEntries(workspace: Workspace, referenced: Set<string>
     if (!referenced.has(entry.key)) entries.push({ path: entry.path, bytes: await treeBytes(entry.path) });
   }
   return entries;
-}
-
-async function treeBytes(dir: string): Promise<number> {
-  let bytes = 0;
-  for (const file of await listFiles(dir)) bytes += (await Deno.stat(join(dir, file))).size;
-  return bytes;
-}
-
-function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
 }

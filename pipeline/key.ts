@@ -5,6 +5,7 @@
  */
 import { join, resolve } from "node:path";
 import { UserError } from "./errors.ts";
+import { isPermissionFault, unreadable } from "./faults.ts";
 import { fingerprintCode } from "./codehash.ts";
 import { canonicalJson, sha256 } from "./hash.ts";
 import { listFiles } from "./fsutil.ts";
@@ -69,7 +70,11 @@ async function externalDigests(context: FactsContext, stage: StageDecl): Promise
     const files = info.isDirectory ? await listFiles(path) : [""];
     const entries: string[] = [];
     for (const file of files) {
-      entries.push(`${file} ${(await context.statCache.hash(file ? join(path, file) : path)).sha256}`);
+      const filePath = file ? join(path, file) : path;
+      const hashed = await context.statCache.hash(filePath).catch((error) => {
+        throw isPermissionFault(error) ? unreadable(`a file ${key} names:`, filePath) : error;
+      });
+      entries.push(`${file} ${hashed.sha256}`);
     }
     digests[key] = sha256(entries.join("\n"));
   }

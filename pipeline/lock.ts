@@ -5,6 +5,7 @@
  */
 import { stableJson } from "./hash.ts";
 import { writeFileAtomic } from "./fsutil.ts";
+import { faultsAsLines } from "./faults.ts";
 import type { FlatParams } from "./params.ts";
 import type { StageDecl } from "./types.ts";
 
@@ -67,5 +68,6 @@ export async function writeLock(
   }
   const lock: LockFile = { version: 1, params_file: paramsFile, stages };
   const text = stableJson(lock);
-  if (text !== await Deno.readTextFile(path).catch(() => "")) await writeFileAtomic(path, text);
+  if (text === await Deno.readTextFile(path).catch(() => "")) return;
+  await faultsAsLines("writing the lock", path, () => writeFileAtomic(path, text));
 }

@@ -5,8 +5,9 @@
  */
 import { join } from "node:path";
 import { stageByName } from "./dag.ts";
-import { removeIfExists, writeFileAtomic } from "./fsutil.ts";
-import { executeStage, type Executor, StageFailed } from "./execute.ts";
+import { removeIfExists, tempPath, treeBytes, writeFileAtomic } from "./fsutil.ts";
+import { executeStage, type Executor, readResumePoint, StageFailed } from "./execute.ts";
+import { faultsAsLines, freeBytes } from "./faults.ts";
 import { type LockStage, writeLock } from "./lock.ts";
 import type { Decision, Plan, Reason, Selection } from "./plan.ts";
 import type { Workspace } from "./workspace.ts";
@@ -16,12 +17,33 @@ export type RunEvent =
   | { kind: "cached"; stage: string; key: string }
   | { kind: "start"; stage: string; key: string; reasons: Reason[]; resumed: boolean }
   | { kind: "ran"; stage: string; key: string; wallSeconds: number; files: number }
-  | { kind: "failed"; stage: string; wallSeconds: number; exitCode: number };
+  | { kind: "failed"; stage: string; wallSeconds: number; exitCode: number }
+  /** before it runs: it wrote `needed` bytes last time (the lock), more than is free where it writes */
+  | { kind: "low-space"; stage: string; needed: number; free: number; dir: string }
+  /** a resumable stage that stopped unfinished: its partial output stays for the next run */
+  | { kind: "kept"; stage: string; resumePoint: string | null };
 
 export interface RunOptions {
   selection: Selection;
   executor: Executor;
   report: (event: RunEvent) => void;
+  /** aborted on Ctrl-C or SIGTERM: running stages are stopped and the run ends with Interrupted */
+  interrupt?: AbortSignal;
+}
+
+/** A stage that was running when the run stopped: its partial output kept (resumable) or removed. */
+export interface StoppedStage {
+  stage: string;
+  kept: boolean;
+  /** what a resumed run continues from, as the stage said ("epoch 4 of 9") */
+  resumePoint: string | null;
+}
+
+/** The run was stopped by a signal; every running stage was stopped and settled. */
+export class Interrupted extends Error {
+  constructor(readonly stopped: StoppedStage[]) {
+    super("interrupted");
+  }
 }
 
 /** A stage outside the selection (--only) that the selection reads is not up to date. */
@@ -50,13 +72,20 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
   const wallSeconds = new Map<string, number>();
   const running = new Map<string, Promise<void>>();
   const reported = new Set<string>();
+  /** stages started and not (yet) finished, with their keys */
+  const unfinished = new Map<string, string>();
   const abort = new AbortController();
+  const interrupt = options.interrupt;
+  const onInterrupt = () => abort.abort();
+  interrupt?.addEventListener("abort", onInterrupt, { once: true });
   let failure: unknown = null;
   let current: Plan;
 
-  const start = (decision: Extract<Decision, { action: "run" }>, inputs: Record<string, string>) => {
+  const start = async (decision: Extract<Decision, { action: "run" }>, inputs: Record<string, string>) => {
     const stage = stageByName(workspace.dag, decision.stage);
     reasons.set(stage.name, decision.reasons);
+    unfinished.set(stage.name, decision.key);
+    await warnIfLowSpace(workspace, stage.name, lock?.stages[stage.name]?.bytes, decision.key, options.report);
     const context = {
       root: workspace.root,
       outputsDir: workspace.outputsDir,
@@ -68,13 +97,16 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
     };
     const job = executeStage(context, { stage, key: decision.key, identity: decision.identity }, inputs).then(
       (result) => {
+        unfinished.delete(stage.name);
         ran.set(stage.name, result.record);
         wallSeconds.set(stage.name, result.wallSeconds);
         const files = result.record.files;
         options.report({ kind: "ran", stage: stage.name, key: decision.key, wallSeconds: result.wallSeconds, files });
       },
       (error) => {
-        // The first failure ends the run: stages still running are cancelled (their partial dirs stay).
+        // A stage failing after the run was stopped was cancelled: not a failure of its own.
+        if (abort.signal.aborted) return;
+        // The first failure ends the run: stages still running are cancelled.
         failure ??= error;
         abort.abort();
         if (error instanceof StageFailed) {
@@ -94,24 +126,33 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
           reported.add(decision.stage);
           options.report({ kind: "cached", stage: decision.stage, key: decision.record.key });
         }
-        if (decision.action !== "run" || running.has(decision.stage) || failure) continue;
+        if (decision.action !== "run" || running.has(decision.stage) || abort.signal.aborted) continue;
         if (decision.outside) {
           failure ??= new StaleUpstream(decision.stage, decision.reasons);
           abort.abort();
           break;
         }
-        start(decision, inputDirs(workspace, current, decision.stage));
+        await start(decision, inputDirs(workspace, current, decision.stage));
       }
-      if (!running.size || failure) {
+      if (!running.size || abort.signal.aborted) {
         await Promise.allSettled(running.values());
         break;
       }
       await Promise.race(running.values());
     }
   } finally {
-    await workspace.statCache.save();
+    interrupt?.removeEventListener("abort", onInterrupt);
+    if (abort.signal.aborted) await workspace.statCache.saveIfPossible(); // never hide why the run stopped
+    else await workspace.statCache.save();
   }
-  if (failure) throw failure;
+  if (abort.signal.aborted) {
+    const stopped = await settleUnfinished(workspace, unfinished);
+    for (const { stage, kept, resumePoint } of stopped) {
+      if (kept && !interrupt?.aborted) options.report({ kind: "kept", stage, resumePoint });
+    }
+    if (interrupt?.aborted && !failure) throw new Interrupted(stopped);
+    throw failure;
+  }
 
   const outcomes: StageOutcome[] = [];
   const records = new Map<string, LockStage>();
@@ -128,8 +169,41 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
     });
   }
   await writeLock(workspace.lockPath, workspace.dag, workspace.paramsFile, records);
-  await publishLatest(workspace, outcomes);
+  const latest = join(workspace.outputsDir, "latest");
+  await faultsAsLines("updating outputs/latest", latest, () => publishLatest(workspace, latest, outcomes));
   return outcomes;
+}
+
+/**
+ * The partial output of each stage stopped unfinished: a resumable stage's kept (less its temp
+ * files) for the next run to continue, any other's removed.
+ */
+async function settleUnfinished(workspace: Workspace, unfinished: Map<string, string>): Promise<StoppedStage[]> {
+  const stopped: StoppedStage[] = [];
+  for (const [name, key] of unfinished) {
+    const kept = Boolean(stageByName(workspace.dag, name).resumable);
+    await workspace.cache.settlePartial(key, kept).catch(() => {});
+    stopped.push({ stage: name, kept, resumePoint: kept ? await readResumePoint(workspace.cache, key) : null });
+  }
+  return stopped;
+}
+
+/**
+ * The cheap pre-check: what the stage wrote last time (its lock entry), less what its kept
+ * partial output already holds, against the space free in the cache. Only warns: params may
+ * have changed what it writes.
+ */
+async function warnIfLowSpace(
+  workspace: Workspace,
+  stage: string,
+  lastBytes: number | undefined,
+  key: string,
+  report: (event: RunEvent) => void,
+): Promise<void> {
+  if (!lastBytes) return;
+  const needed = lastBytes - await treeBytes(workspace.cache.partialDir(key));
+  const free = freeBytes(workspace.cache.dir);
+  if (free !== null && free < needed) report({ kind: "low-space", stage, needed, free, dir: workspace.cache.dir });
 }
 
 /** Output dirs of a stage's inputs (all known: the plan only says "run" then). */
@@ -147,16 +221,20 @@ function inputDirs(workspace: Workspace, plan: Plan, name: string): Record<strin
  * summary.json, this run's record (what ran and why, wall times): the volatile facts the lock
  * leaves out.
  */
-async function publishLatest(workspace: Workspace, outcomes: StageOutcome[]): Promise<void> {
-  const latest = join(workspace.outputsDir, "latest");
+async function publishLatest(workspace: Workspace, latest: string, outcomes: StageOutcome[]): Promise<void> {
   await Deno.mkdir(latest, { recursive: true });
   for (const outcome of outcomes) {
     const target = workspace.cache.outDir(outcome.record.key);
     const link = join(latest, outcome.stage);
-    const temp = `${link}.tmp-${Deno.pid}`;
+    const temp = tempPath(link);
     await removeIfExists(temp);
-    await Deno.symlink(target, temp);
-    await Deno.rename(temp, link);
+    try {
+      await Deno.symlink(target, temp);
+      await Deno.rename(temp, link);
+    } catch (error) {
+      await removeIfExists(temp);
+      throw error;
+    }
     for (const file of stageByName(workspace.dag, outcome.stage).publish ?? []) {
       await writeFileAtomic(join(latest, file), await Deno.readFile(join(target, file)));
     }

@@ -24,10 +24,25 @@ export async function acquireRunLock(outputsDir: string, command: string, log: (
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const file = await Deno.open(path, { write: true, createNew: true });
-      await file.write(new TextEncoder().encode(JSON.stringify(me) + "\n"));
-      await file.sync();
-      file.close();
-      return { release: () => Deno.remove(path).catch(() => {}) };
+      try {
+        await file.write(new TextEncoder().encode(JSON.stringify(me) + "\n"));
+        await file.sync();
+      } catch (error) {
+        // A full disk: never leave an empty lock behind.
+        await Deno.remove(path).catch(() => {});
+        throw error;
+      } finally {
+        file.close();
+      }
+      return {
+        release: () => Deno.remove(path).catch(() => {}),
+        /** for an exit that cannot wait (a second Ctrl-C) */
+        releaseSync: () => {
+          try {
+            Deno.removeSync(path);
+          } catch { /* already gone */ }
+        },
+      };
     } catch (error) {
       if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
     }

@@ -5,7 +5,8 @@
  */
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { EXIT_USER_ERROR, UserError } from "./errors.ts";
+import { EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OUT_OF_MEMORY, EXIT_USER_ERROR, UserError } from "./errors.ts";
+import { EnvironmentFault, environmentFault } from "./faults.ts";
 import { writeFileAtomic } from "./fsutil.ts";
 import type { FlatParams, ParamValue } from "./params.ts";
 import type { StageContext, StageRun } from "./types.ts";
@@ -23,10 +24,18 @@ export interface StageJob {
   environmentFile: string;
   /** full error text (with stack) for a crash, so the terminal gets one line */
   logFile: string;
+  /** where a resumable stage's last resume point (StageContext.resumePoint) is kept */
+  resumePointFile: string;
 }
 
+/** Set by an executor whose pipe carries the runner's stderr to a terminal: redraw progress in place. */
+export const STDERR_IS_TERMINAL = "PIPELINE_STDERR_IS_TERMINAL";
+
+/** A JS allocation the runtime refused (the V8 heap limit itself ends the process instead). */
+const ALLOCATION_FAILED = /allocation failed|out of memory|Maximum memory size exceeded|could not allocate/i;
+
 function makeContext(job: StageJob, environment: Record<string, string | number | boolean>): StageContext {
-  const interactive = Deno.stderr.isTerminal();
+  const interactive = interactiveTerminal();
   const encoder = new TextEncoder();
   let lastProgress = 0;
   return {
@@ -45,6 +54,9 @@ function makeContext(job: StageJob, environment: Record<string, string | number 
     resumed: job.resumed,
     recordEnvironment(key, value) {
       environment[key] = value;
+    },
+    async resumePoint(description) {
+      await writeFileAtomic(job.resumePointFile, description);
     },
     log(line) {
       if (interactive) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
@@ -82,16 +94,39 @@ if (import.meta.main) {
     await writeFileAtomic(job.environmentFile, JSON.stringify(environment));
     Deno.exit(0);
   } catch (error) {
-    if (Deno.stderr.isTerminal()) Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
-    if (error instanceof UserError) {
-      console.error(`error: ${job.name}: ${error.message}`);
-      Deno.exit(EXIT_USER_ERROR);
-    }
-    const text = error instanceof Error ? error.stack ?? error.message : String(error);
-    await Deno.mkdir(join(job.logFile, ".."), { recursive: true });
-    await Deno.writeTextFile(job.logFile, text + "\n");
-    const message = error instanceof Error ? error.message : String(error);
-    console.error(`error: ${job.name} failed: ${message.split("\n")[0]} (details: ${job.logFile})`);
-    Deno.exit(1);
+    if (interactiveTerminal()) Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
+    Deno.exit(await explainFailure(job, error));
   }
+}
+
+function interactiveTerminal(): boolean {
+  return Deno.stderr.isTerminal() || Deno.env.get(STDERR_IS_TERMINAL) === "1";
+}
+
+/**
+ * One line for a stage's failure, and the exit code that tells the engine what kind it was: the
+ * engine names the memory params of a stage out of memory, the runner everything it can see.
+ */
+async function explainFailure(job: StageJob, error: unknown): Promise<number> {
+  if (error instanceof UserError) {
+    console.error(`error: ${job.name}: ${error.message}`);
+    return EXIT_USER_ERROR;
+  }
+  const fault = environmentFault(error, `in stage ${job.name}`, job.outDir);
+  if (fault instanceof EnvironmentFault) {
+    console.error(`error: ${job.name}: ${fault.message}`);
+    return EXIT_ENVIRONMENT;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof RangeError && ALLOCATION_FAILED.test(message)) return EXIT_OUT_OF_MEMORY;
+  const text = error instanceof Error ? error.stack ?? error.message : String(error);
+  let details = `details: ${job.logFile}`;
+  try {
+    await Deno.mkdir(join(job.logFile, ".."), { recursive: true });
+    await writeFileAtomic(job.logFile, text + "\n");
+  } catch (logError) {
+    details = `its details could not be written to ${job.logFile}: ${(logError as Error).message}`;
+  }
+  console.error(`error: ${job.name} failed: ${message.split("\n")[0]} (${details})`);
+  return EXIT_FAILED;
 }

@@ -1,5 +1,6 @@
 import { sha256File } from "./hash.ts";
 import { writeFileAtomic } from "./fsutil.ts";
+import { faultsAsLines } from "./faults.ts";
 
 interface StatEntry {
   size: number;
@@ -64,9 +65,22 @@ export class StatCache {
     }
   }
 
+  /** Write it atomically: a full disk leaves the previous file whole (and says so in one line). */
   async save(): Promise<void> {
     if (!this.dirty) return;
-    await writeFileAtomic(this.path, JSON.stringify(this.entries));
+    await faultsAsLines(
+      "writing the stat cache",
+      this.path,
+      () => writeFileAtomic(this.path, JSON.stringify(this.entries)),
+    );
     this.dirty = false;
+  }
+
+  /**
+   * For commands that only read (status, --dry-run) and after a failed run: a stat cache that
+   * cannot be written (read-only or full disk) costs only re-hashing next time, so it is left as it was.
+   */
+  async saveIfPossible(): Promise<void> {
+    await this.save().catch(() => {});
   }
 }

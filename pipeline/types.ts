@@ -23,6 +23,11 @@ export interface StageDecl {
    * enters the key, so editing the data re-runs the stage (empty value: nothing to read)
    */
   external?: string[];
+  /**
+   * params (its own or upstream ones) that drive how much memory it needs, named when it runs out
+   * of memory, e.g. a batch size or an image size
+   */
+  memory?: string[];
 }
 
 /** What a stage's `run` receives. It writes only into `outDir`. */
@@ -41,6 +46,11 @@ export interface StageContext {
   resumed: boolean;
   /** record something that can change the output bytes (backend, threads) in the lock */
   recordEnvironment(key: string, value: string | number | boolean): void;
+  /**
+   * A resumable stage, once progress a resumed run would continue from is saved: what it is
+   * ("epoch 4 of 9"). Shown when the run is interrupted or fails.
+   */
+  resumePoint(description: string): Promise<void>;
   log(line: string): void;
   /** a transient status line (redrawn in place on a terminal) */
   progress(line: string): void;

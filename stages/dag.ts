@@ -37,6 +37,7 @@ export const dag: StageDecl[] = [
     deps: ["crop"],
     params: ["data.size", "data.two_step"],
     module: "stages/resize.ts",
+    memory: ["data.size", "data.max_images"],
   },
   {
     name: "shard",
@@ -44,6 +45,7 @@ export const dag: StageDecl[] = [
     deps: ["resize"],
     params: ["data.seed", "data.eval_fraction", "data.shard_size"],
     module: "stages/shard.ts",
+    memory: ["data.size", "data.max_images"],
   },
   {
     name: "train",
@@ -80,6 +82,7 @@ export const dag: StageDecl[] = [
     ],
     module: "stages/train.ts",
     resumable: true,
+    memory: ["train.batch_size", "data.size", "train.g_conv_dim", "train.d_conv_dim"],
   },
   {
     name: "export",
@@ -95,6 +98,7 @@ export const dag: StageDecl[] = [
     deps: ["train", "shard"],
     params: ["eval.n_samples", "eval.seed", "eval.kid_subsets", "eval.backend"],
     module: "stages/evaluate.ts",
+    memory: ["eval.n_samples", "data.size"],
     metrics: "metrics.json",
   },
   {

@@ -191,6 +191,7 @@ export async function run(ctx: StageContext): Promise<void> {
     await writeTrainingSummary(ctx.outDir, summary);
     await writeCheckpoint(checkpoints, epoch, gan);
     await pruneCheckpoints(checkpoints, epoch, keepCheckpoints);
+    await ctx.resumePoint(`epoch ${epoch} of ${epochs}`);
     ctx.log(
       `epoch ${epoch}: D ${(stats.d_real + stats.d_fake).toFixed(3)}  G ${stats.g.toFixed(3)}  diversity ${
         stats.diversity.toFixed(3)

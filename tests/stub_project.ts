@@ -12,13 +12,20 @@ const STAGE_CODE = `
 const VARIANT = 1;
 export async function run(ctx) {
   await Deno.writeTextFile(ctx.root + "/runs.log", ctx.name + "\\n", { append: true });
+  await Deno.writeTextFile(ctx.root + "/" + ctx.name + ".pid", String(Deno.pid));
+  const hog = [];
+  for (let mb = 0; mb < (ctx.params["train.hog_mb"] ?? 0); mb++) hog.push(new Array(131072).fill(mb + 0.5));
+  if (ctx.params["render.fill_disk"]) await fillDisk(ctx.root + "/outputs/filler");
   const sleep = ctx.params["train.sleep_ms"] ?? 0;
   let text = ctx.name + " " + JSON.stringify(ctx.params) + " variant " + VARIANT + "\\n";
   for (const [name, dir] of Object.entries(ctx.inputs)) {
     text += await Deno.readTextFile(dir + "/" + name + ".txt");
   }
   await Deno.writeTextFile(ctx.outDir + "/" + ctx.name + ".txt", "partial");
-  if (sleep) await new Promise((resolve) => setTimeout(resolve, sleep));
+  if (sleep) {
+    await ctx.resumePoint("step 1 of 2");
+    await new Promise((resolve) => setTimeout(resolve, sleep));
+  }
   await Deno.writeTextFile(ctx.outDir + "/" + ctx.name + ".txt", text);
   if (ctx.name === "evaluate") {
     const lr = ctx.params["train.lr"] ?? 0;
@@ -28,13 +35,24 @@ export async function run(ctx) {
   }
   ctx.recordEnvironment("backend", "stub");
 }
+
+/** Take every free byte of the disk, so that the engine's next write finds it full. */
+async function fillDisk(path) {
+  const file = await Deno.open(path, { write: true, create: true });
+  try {
+    while (true) await file.write(new Uint8Array(4096));
+  } catch {
+    file.close();
+  }
+}
 `;
 
 export const STUB_PARAMS = {
   data: { seed: 1 },
   crop: { box: "celeba" },
-  train: { lr: 0.0002, sleep_ms: 0, epochs: 1 },
+  train: { lr: 0.0002, sleep_ms: 0, epochs: 1, hog_mb: 0 },
   eval: { n_samples: 10 },
+  render: { fill_disk: false },
 };
 
 /** A schema for the stub's params: the engine checks it without knowing what the params mean. */
@@ -45,6 +63,8 @@ const STUB_SCHEMA = {
   "train.sleep_ms": { type: "integer", min: 0, description: "how long train sleeps" },
   "train.epochs": { type: "integer", min: 1, description: "epochs" },
   "eval.n_samples": { type: "integer", min: 1, description: "samples" },
+  "train.hog_mb": { type: "integer", min: 0, description: "MiB of JS arrays train holds (to run out of heap)" },
+  "render.fill_disk": { type: "boolean", description: "render fills the disk under outputs/" },
 };
 
 const STUB_DAG = [
@@ -52,9 +72,15 @@ const STUB_DAG = [
   { name: "crop", deps: ["download"], params: ["crop.box"] },
   { name: "resize", deps: ["crop"], params: [] },
   { name: "shard", deps: ["resize"], params: ["data.seed"] },
-  { name: "train", deps: ["shard"], params: ["train.lr", "train.sleep_ms", "train.epochs"], resumable: true },
+  {
+    name: "train",
+    deps: ["shard"],
+    params: ["train.lr", "train.sleep_ms", "train.epochs", "train.hog_mb"],
+    resumable: true,
+    memory: ["train.hog_mb", "eval.n_samples"],
+  },
   { name: "evaluate", deps: ["train", "shard"], params: ["eval.n_samples", "train.lr"], metrics: "metrics.json" },
-  { name: "render", deps: ["train", "evaluate"], params: [] },
+  { name: "render", deps: ["train", "evaluate"], params: ["render.fill_disk"] },
 ];
 
 /** Create the stub project in a new temp dir and return its root. */

@@ -1,29 +1,79 @@
 /** The local executor: the stage's job runs in a child process of this machine (pipeline/stage_runner.ts). */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { EXIT_HEAP_LIMIT } from "../errors.ts";
 import type { Executor } from "../execute.ts";
+import { STDERR_IS_TERMINAL } from "../stage_runner.ts";
 
 const RUNNER = fileURLToPath(new URL("../stage_runner.ts", import.meta.url));
 
+/**
+ * Test hook (and a way to raise a stage's heap limit): V8 flags for every stage process, e.g.
+ * `PIPELINE_STAGE_V8_FLAGS=--max-old-space-size=64`.
+ */
+export const STAGE_V8_FLAGS = "PIPELINE_STAGE_V8_FLAGS";
+
+/** What V8 prints when a process reaches its heap limit: a report of many lines, then it traps. */
+const HEAP_REPORT = /\n?<--- Last few GCs --->|\n?#\n# Fatal (JavaScript|process) out of memory/;
+/** After SIGTERM, how long a stage may take to stop before SIGKILL. */
+const STOP_GRACE_MS = 5_000;
+
 export const localExecutor: Executor = {
   async run(job, jobFile, signal) {
+    const v8Flags = Deno.env.get(STAGE_V8_FLAGS);
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", ...configArgs(job.root), RUNNER, jobFile],
+      args: ["run", "-A", ...configArgs(job.root), ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []), RUNNER, jobFile],
       cwd: job.root,
+      env: Deno.stderr.isTerminal() ? { [STDERR_IS_TERMINAL]: "1" } : {},
+      // Its own process group: Ctrl-C reaches only the engine, which stops the whole group.
+      detached: true,
       // The runner exits when this pipe closes, so a SIGKILLed engine leaves no orphan.
       stdin: "piped",
       stdout: "inherit",
-      stderr: "inherit",
+      stderr: "piped",
     }).spawn();
-    const cancel = () => child.kill("SIGTERM");
+    let grace: ReturnType<typeof setTimeout> | undefined;
+    const cancel = () => {
+      killGroup(child.pid, "SIGTERM");
+      grace = setTimeout(() => killGroup(child.pid, "SIGKILL"), STOP_GRACE_MS);
+    };
     signal.addEventListener("abort", cancel, { once: true });
     try {
-      return (await child.status).code;
+      const heapLimit = await forwardStderr(child.stderr);
+      const { code } = await child.status;
+      return heapLimit ? EXIT_HEAP_LIMIT : code;
     } finally {
       signal.removeEventListener("abort", cancel);
+      clearTimeout(grace);
     }
   },
 };
+
+/** The stage process and everything it started (its process group). */
+function killGroup(pid: number, signal: Deno.Signal) {
+  try {
+    Deno.kill(-pid, signal);
+  } catch { /* already gone */ }
+}
+
+/**
+ * Copy the stage's stderr to ours as it comes, except V8's heap-limit report (dozens of lines and
+ * a C stack trace): the engine says it in one line instead. Returns whether that report came.
+ */
+async function forwardStderr(stream: ReadableStream<Uint8Array>): Promise<boolean> {
+  const decoder = new TextDecoder();
+  let heapLimit = false;
+  for await (const chunk of stream) {
+    if (heapLimit) continue;
+    const text = decoder.decode(chunk, { stream: true });
+    const found = HEAP_REPORT.exec(text);
+    if (found) heapLimit = true;
+    const shown = found ? text.slice(0, found.index) : text;
+    let bytes = new TextEncoder().encode(shown);
+    while (bytes.length) bytes = bytes.subarray(await Deno.stderr.write(bytes));
+  }
+  return heapLimit;
+}
 
 function configArgs(root: string): string[] {
   try {
