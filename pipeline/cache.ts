@@ -10,6 +10,7 @@ import {
   TEMP_MARK,
   writeFileAtomic,
 } from "./fsutil.ts";
+import { isPermissionFault } from "./faults.ts";
 import type { StageOutput } from "./lock.ts";
 import type { StatCache } from "./statcache.ts";
 
@@ -100,8 +101,8 @@ export class Cache {
       try {
         const actual = await this.statCache.hash(path);
         if (actual.sha256 !== file.sha256 || actual.size !== file.size) problems.push(`${file.path} changed`);
-      } catch {
-        problems.push(`${file.path} missing`);
+      } catch (error) {
+        problems.push(`${file.path} ${isPermissionFault(error) ? "unreadable (permission denied)" : "missing"}`);
       }
     }
     if (rehash) {
@@ -165,9 +166,19 @@ export class Cache {
       // A forced re-run of an existing key: move the old entry aside first, never half-replace it.
       const trash = join(this.dir, `.trash-${key}-${Deno.pid}`);
       await Deno.rename(final, trash);
-      await removeIfExists(trash);
+      try {
+        await Deno.rename(partial, final);
+      } catch (error) {
+        await Deno.rename(trash, final).catch(() => {});
+        throw error;
+      }
+      // Another user's old entry may not be removable by us: the new one is in place all the same.
+      await removeIfExists(trash).catch((error) => {
+        if (!isPermissionFault(error)) throw error;
+      });
+    } else {
+      await Deno.rename(partial, final);
     }
-    await Deno.rename(partial, final);
     await fsyncDir(this.dir);
     this.statCache.moved(out, this.outDir(key));
     return manifest;
@@ -203,7 +214,10 @@ export class Cache {
     try {
       for await (const entry of Deno.readDir(this.dir)) {
         if (entry.name.startsWith(".trash-") || entry.name.includes(TEMP_MARK)) {
-          await removeIfExists(join(this.dir, entry.name));
+          // Another user's leftovers cannot be removed by us: they only take space, never a key.
+          await removeIfExists(join(this.dir, entry.name)).catch((error) => {
+            if (!isPermissionFault(error)) throw error;
+          });
         }
       }
     } catch (error) {

@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import {
+  EXIT_ENVIRONMENT,
   EXIT_FAILED,
   EXIT_HEAP_LIMIT,
   EXIT_KILLED,
@@ -165,6 +166,8 @@ async function runCommand(workspace: Workspace, selection: Selection, dryRun: bo
     }
     return 0;
   }
+  // Code and data are hashed before anything is written: unreadable data stops the run here.
+  const facts = await workspace.facts();
   await checkOutputsLink(workspace.outputsDir);
   const lock = await faultsAsLines(
     "taking the run lock",
@@ -194,6 +197,7 @@ async function runCommand(workspace: Workspace, selection: Selection, dryRun: bo
       executor: localExecutor,
       report: (event) => log(eventLine(event)),
       interrupt: interrupt.signal,
+      facts,
     });
     const ran = outcomes.filter((outcome) => outcome.action === "ran").length;
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
@@ -209,7 +213,8 @@ async function runCommand(workspace: Workspace, selection: Selection, dryRun: bo
       return signalled === "SIGTERM" ? EXIT_SIGTERM : EXIT_SIGINT;
     }
     if (error instanceof StageFailed) {
-      log(stageFailedLine(workspace, error));
+      const line = stageFailedLine(workspace, error);
+      if (line) log(line);
       return error.exitCode === EXIT_USER_ERROR ? EXIT_USER_ERROR : EXIT_FAILED;
     }
     throw error;
@@ -247,8 +252,9 @@ function interruptedLine(stopped: StoppedStage[]): string {
  * a refused permission, and for a crash (with its log); a stage out of memory or killed cannot
  * speak, so the engine says it, with the params that drive the stage's memory.
  */
-function stageFailedLine(workspace: Workspace, error: StageFailed): string {
+function stageFailedLine(workspace: Workspace, error: StageFailed): string | null {
   const { stage, exitCode } = error;
+  if (exitCode === EXIT_USER_ERROR || exitCode === EXIT_ENVIRONMENT) return null;
   const drivers = (stageByName(workspace.dag, stage).memory ?? [])
     .map((key) => `${key}=${JSON.stringify(workspace.params[key])}`);
   const lower = drivers.length ? `; its memory grows with ${drivers.join(", ")}: lower one` : "";

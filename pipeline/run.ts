@@ -10,6 +10,7 @@ import { executeStage, type Executor, readResumePoint, StageFailed } from "./exe
 import { faultsAsLines, freeBytes } from "./faults.ts";
 import { type LockStage, writeLock } from "./lock.ts";
 import type { Decision, Plan, Reason, Selection } from "./plan.ts";
+import type { StageFacts } from "./key.ts";
 import type { Workspace } from "./workspace.ts";
 
 /** What a run reports as it goes; the CLI puts it into words. */
@@ -29,6 +30,8 @@ export interface RunOptions {
   report: (event: RunEvent) => void;
   /** aborted on Ctrl-C or SIGTERM: running stages are stopped and the run ends with Interrupted */
   interrupt?: AbortSignal;
+  /** the stages' facts when the caller gathered them already (before taking the run lock) */
+  facts?: Record<string, StageFacts>;
 }
 
 /** A stage that was running when the run stopped: its partial output kept (resumable) or removed. */
@@ -66,7 +69,7 @@ export interface StageOutcome {
 /** Bring the selected stages up to date. Returns one outcome per selected stage, in DAG order. */
 export async function runPipeline(workspace: Workspace, options: RunOptions): Promise<StageOutcome[]> {
   const lock = await workspace.readLock();
-  const facts = await workspace.facts();
+  const facts = options.facts ?? await workspace.facts();
   const ran = new Map<string, LockStage>();
   const reasons = new Map<string, Reason[]>();
   const wallSeconds = new Map<string, number>();

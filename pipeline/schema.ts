@@ -29,6 +29,11 @@ export function checkSchemaCoversDag(schema: ParamSchema, dag: StageDecl[], para
   for (const key of Object.keys(schema)) {
     if (!read.has(key)) throw new Error(`params schema declares '${key}', which no stage reads`);
   }
+  for (const stage of dag) {
+    for (const key of stage.memory ?? []) {
+      if (!(key in schema)) throw new Error(`stage ${stage.name} names memory param '${key}', which is not a param`);
+    }
+  }
 }
 
 /** Check every param against its spec; the first bad one is a UserError naming where it was set. */

@@ -48,7 +48,7 @@ async function fillDisk(path) {
 `;
 
 export const STUB_PARAMS = {
-  data: { seed: 1 },
+  data: { seed: 1, path: "" },
   crop: { box: "celeba" },
   train: { lr: 0.0002, sleep_ms: 0, epochs: 1, hog_mb: 0 },
   eval: { n_samples: 10 },
@@ -58,6 +58,7 @@ export const STUB_PARAMS = {
 /** A schema for the stub's params: the engine checks it without knowing what the params mean. */
 const STUB_SCHEMA = {
   "data.seed": { type: "integer", min: 0, description: "seed" },
+  "data.path": { type: "string", description: "a local folder whose content enters download's key" },
   "crop.box": { type: "string", choices: ["celeba", "dcgan"], description: "box" },
   "train.lr": { type: "number", min: 0, description: "rate" },
   "train.sleep_ms": { type: "integer", min: 0, description: "how long train sleeps" },
@@ -68,7 +69,7 @@ const STUB_SCHEMA = {
 };
 
 const STUB_DAG = [
-  { name: "download", deps: [], params: ["data.seed"] },
+  { name: "download", deps: [], params: ["data.seed", "data.path"], external: ["data.path"] },
   { name: "crop", deps: ["download"], params: ["crop.box"] },
   { name: "resize", deps: ["crop"], params: [] },
   { name: "shard", deps: ["resize"], params: ["data.seed"] },

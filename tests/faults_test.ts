@@ -1,0 +1,438 @@
+/**
+ * Faults of the machine, caused for real: a full filesystem (tmpfs), Ctrl-C and SIGTERM to the
+ * engine, a stage over a small V8 heap limit or SIGKILLed from outside, a read-only outputs dir.
+ * Each must give one line, no stack trace, and leave nothing half-written behind.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { cli, makeStubProject, takeRuns } from "./stub_project.ts";
+import { exists, facegan, partialDirs, projectCopy, REPO, waitFor } from "./helpers.ts";
+import { writeFileAtomic } from "../pipeline/fsutil.ts";
+import { environmentFault } from "../pipeline/faults.ts";
+
+const TINY = ["--params", "params/tiny.json"];
+
+function command(name: string, ...args: string[]): { code: number; stderr: string } {
+  const output = new Deno.Command(name, { args, stdout: "null", stderr: "piped" }).outputSync();
+  return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+}
+
+/** Why mounts cannot be made here (not root, no mount), or null: then tmpfs and bind mounts are tested. */
+function cannotMount(): string | null {
+  if (Deno.build.os !== "linux") return "not Linux";
+  if (Deno.uid() !== 0) return "not root: mounting a small tmpfs or a read-only bind mount needs root";
+  const probe = Deno.makeTempDirSync();
+  const mounted = command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", probe);
+  if (mounted.code !== 0) return `mount -t tmpfs failed: ${mounted.stderr.trim()}`;
+  command("umount", probe);
+  return null;
+}
+const MOUNT_MISSING = cannotMount();
+
+/** A test that needs mounts: ignored, with the reason in its name, where they cannot be made. */
+function mountTest(name: string, fn: () => Promise<void>) {
+  Deno.test({ name: MOUNT_MISSING ? `${name} (ignored: ${MOUNT_MISSING})` : name, ignore: !!MOUNT_MISSING, fn });
+}
+
+/** Mount a tmpfs of `size` (e.g. "10m") at `dir` (created); unmount it with `unmount`. */
+async function mountTmpfs(dir: string, size: string): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const result = command("mount", "-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir);
+  assert.equal(result.code, 0, result.stderr);
+}
+
+function unmount(dir: string) {
+  command("umount", "-l", dir);
+}
+
+/** Every file below `dir` whose name holds a temp mark (`NAME.tmp-PID`). */
+async function tempFiles(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (path: string) => {
+    for await (const entry of Deno.readDir(path)) {
+      const child = join(path, entry.name);
+      if (entry.name.includes(".tmp-")) found.push(child);
+      if (entry.isDirectory) await walk(child);
+    }
+  };
+  await walk(dir);
+  return found;
+}
+
+/** The lines of stderr a user reads as the outcome: errors, warnings, interruptions. */
+function errorLines(stderr: string): string[] {
+  return stderr.split("\n").filter((line) => /^(error|interrupted|busy)\b/.test(line));
+}
+
+function assertNoStackTrace(stderr: string) {
+  assert.doesNotMatch(stderr, /^\s+at |Uncaught|stack trace|Last few GCs/im, stderr);
+}
+
+/** Processes whose command line mentions `root` (the engine and stage processes of a project copy). */
+function processesIn(root: string): number[] {
+  const pids: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name) || Number(entry.name) === Deno.pid) continue;
+    try {
+      if (Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).includes(root)) pids.push(Number(entry.name));
+    } catch { /* gone */ }
+  }
+  return pids;
+}
+
+/** The engine as a child we can signal, with its stderr collected. */
+function spawnEngine(root: string, args: string[], env: Record<string, string> = {}) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", join(REPO, "deno.json"), join(root, "main.ts"), ...args],
+    cwd: root,
+    env,
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const output = child.output().then((result) => ({
+    code: result.code,
+    stderr: new TextDecoder().decode(result.stderr),
+  }));
+  return { child, output };
+}
+
+async function resumePointWritten(root: string): Promise<boolean> {
+  for (const dir of await partialDirs(root)) if (await exists(join(dir, "resume_point.txt"))) return true;
+  return false;
+}
+
+mountTest(
+  "a full disk under outputs/: one line, no temp file after three runs; with room the run completes and the lock equals a run that never failed",
+  async () => {
+    const reference = await projectCopy();
+    const clean = await facegan(reference, ["run", ...TINY, "--until", "shard"]);
+    assert.equal(clean.code, 0, clean.stderr);
+
+    const root = await projectCopy();
+    const outputs = join(root, "outputs");
+    // The tiny profile's download (8 MB) fits, crop's 2.4 MB more does not.
+    await mountTmpfs(outputs, "9m");
+    try {
+      for (let attempt = 1; attempt <= 3; attempt++) {
+        const full = await facegan(root, ["run", ...TINY, "--until", "shard"]);
+        assert.equal(full.code, 1, full.stderr);
+        assertNoStackTrace(full.stderr);
+        const lines = errorLines(full.stderr);
+        assert.equal(lines.length, 1, full.stderr);
+        assert.match(lines[0], /^error: crop: no space left on device in stage crop \(.*outputs\/cache\/\.partial-/);
+        assert.match(lines[0], /\d+(\.\d)? (B|KiB) free there; free space \(`deno task gc --dry-run`/);
+        assert.doesNotMatch(full.stderr, /pipeline stopped/, "the stage's own line says it all");
+        assert.deepEqual(await tempFiles(outputs), [], `attempt ${attempt}`);
+        assert.deepEqual(await partialDirs(root), [], "crop is not resumable: its partial output is removed");
+        assert.equal(await exists(join(outputs, "run.lock")), false);
+        assert.equal(await exists(join(root, "pipeline.lock.json")), false, "no lock for a failed run");
+      }
+      command("mount", "-o", "remount,size=64m", outputs);
+      const roomy = await facegan(root, ["run", ...TINY, "--until", "shard"]);
+      assert.equal(roomy.code, 0, roomy.stderr);
+      assert.match(roomy.stderr, /✓ download\s+cached/);
+      assert.equal(
+        await Deno.readTextFile(join(root, "pipeline.lock.json")),
+        await Deno.readTextFile(join(reference, "pipeline.lock.json")),
+      );
+    } finally {
+      unmount(outputs);
+    }
+  },
+);
+
+mountTest("a full disk while the engine writes outputs/latest: one line naming it, no temp file", async () => {
+  const root = await makeStubProject();
+  const latest = join(root, "outputs", "latest");
+  await mountTmpfs(latest, "16k");
+  try {
+    await Deno.writeFile(join(latest, "filler"), new Uint8Array(16 * 1024)).catch(() => {});
+    const full = await cli(root, ["run"]);
+    assert.equal(full.code, 1, full.stderr);
+    assertNoStackTrace(full.stderr);
+    const lines = errorLines(full.stderr);
+    assert.equal(lines.length, 1, full.stderr);
+    assert.match(lines[0], /^error: no space left on device updating outputs\/latest \(.*\): 0 B free there/);
+    assert.deepEqual(await tempFiles(join(root, "outputs")), []);
+    await Deno.remove(join(latest, "filler"));
+    await takeRuns(root);
+    const again = await cli(root, ["run"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(await takeRuns(root), [], "the stages' entries were stored before: nothing re-runs");
+  } finally {
+    unmount(latest);
+  }
+});
+
+mountTest("writeFileAtomic on a full disk leaves the previous file whole and no temp file", async () => {
+  const dir = await Deno.makeTempDir();
+  await mountTmpfs(dir, "16k");
+  try {
+    const path = join(dir, "pipeline.lock.json");
+    await writeFileAtomic(path, "previous\n");
+    const error = await writeFileAtomic(path, new Uint8Array(64 * 1024)).then(() => null, (e) => e);
+    assert.ok(error, "the write failed");
+    assert.match(String(environmentFault(error, "writing the lock", path)), /no space left on device writing the lock/);
+    assert.equal(await Deno.readTextFile(path), "previous\n");
+    assert.deepEqual([...Deno.readDirSync(dir)].map((entry) => entry.name), ["pipeline.lock.json"]);
+  } finally {
+    unmount(dir);
+  }
+});
+
+mountTest("the free-space pre-check warns before a stage that wrote more last time than is free", async () => {
+  const root = await makeStubProject();
+  const outputs = join(root, "outputs");
+  await mountTmpfs(outputs, "1m");
+  try {
+    assert.equal((await cli(root, ["run"])).code, 0);
+    const lockPath = join(root, "pipeline.lock.json");
+    const lock = JSON.parse(await Deno.readTextFile(lockPath));
+    lock.stages.train.bytes = 50 * 1024 * 1024; // as if train had written 50 MiB
+    await Deno.writeTextFile(lockPath, JSON.stringify(lock));
+    const forced = await cli(root, ["run", "--from", "train"]);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(forced.stderr, /^warning: train wrote 50\.0 MiB last time but only [\d.]+ (KiB|MiB) is free in /m);
+    assert.doesNotMatch(forced.stderr, /warning: (evaluate|render)/);
+  } finally {
+    unmount(outputs);
+  }
+});
+
+Deno.test("Ctrl-C during train: one line, exit 130, no run.lock, no stage process; the next run resumes and ends byte-identical", async () => {
+  const tiny = [...TINY, "--until", "train", "--set", "train.epochs=8"];
+  const reference = await projectCopy();
+  const clean = await facegan(reference, ["run", ...tiny]);
+  assert.equal(clean.code, 0, clean.stderr);
+
+  const root = await projectCopy();
+  assert.equal((await facegan(root, ["run", ...TINY, "--until", "shard"])).code, 0);
+  const { child, output } = spawnEngine(root, ["run", ...tiny]);
+  await waitFor(() => resumePointWritten(root), 120_000, "train's first checkpoint");
+  child.kill("SIGINT");
+  const stopped = await output;
+  assert.equal(stopped.code, 130, stopped.stderr);
+  assertNoStackTrace(stopped.stderr);
+  const lines = errorLines(stopped.stderr);
+  assert.equal(lines.length, 1, stopped.stderr);
+  const kept = /^interrupted: train's progress kept \(epoch (\d) of 8\); run again to resume$/.exec(lines[0]);
+  assert.ok(kept, lines[0]);
+  assert.ok(Number(kept[1]) < 8, "stopped before the end");
+  assert.equal(await exists(join(root, "outputs", "run.lock")), false);
+  assert.deepEqual(processesIn(root), [], "no stage process left");
+  assert.deepEqual(await tempFiles(join(root, "outputs")), []);
+
+  const resumed = await facegan(root, ["run", ...tiny]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stderr, /train\s+running .*\[resuming\]/);
+  assert.match(resumed.stderr, new RegExp(`resuming after epoch ${kept[1]}\\b`));
+  assert.equal(
+    await Deno.readTextFile(join(root, "pipeline.lock.json")),
+    await Deno.readTextFile(join(reference, "pipeline.lock.json")),
+  );
+});
+
+Deno.test("SIGTERM stops the run with exit 143; a second Ctrl-C exits at once and the cache stays valid", async () => {
+  const root = await makeStubProject();
+  assert.equal((await cli(root, ["run", "--until", "shard"])).code, 0);
+  const slow = ["run", "--set", "train.sleep_ms=60000"];
+
+  const term = spawnEngine(root, slow);
+  await waitFor(() => resumePointWritten(root), 30_000, "train to start");
+  term.child.kill("SIGTERM");
+  const terminated = await term.output;
+  assert.equal(terminated.code, 143, terminated.stderr);
+  assert.deepEqual(errorLines(terminated.stderr), [
+    "interrupted: train's progress kept (step 1 of 2); run again to resume",
+  ]);
+  assert.equal(await exists(join(root, "outputs", "run.lock")), false);
+
+  await Deno.remove(join(root, "train.pid"));
+  const twice = spawnEngine(root, slow);
+  await waitFor(() => exists(join(root, "train.pid")), 30_000, "train to start");
+  const started = Date.now();
+  twice.child.kill("SIGINT");
+  twice.child.kill("SIGINT");
+  const quit = await twice.output;
+  assert.equal(quit.code, 130, quit.stderr);
+  assert.ok(Date.now() - started < 10_000, "exits without waiting");
+  assert.equal(await exists(join(root, "outputs", "run.lock")), false);
+  await waitFor(() => Promise.resolve(processesIn(root).length === 0), 10_000, "the stage process to end");
+  const check = await cli(root, ["verify", "--cache"]);
+  assert.equal(check.code, 0, check.stdout);
+  assert.match(check.stdout, /0 corrupt/);
+  const next = await cli(root, ["run", "--set", "train.sleep_ms=1"]);
+  assert.equal(next.code, 0, next.stderr);
+});
+
+Deno.test("a stage over a small V8 heap limit, and one SIGKILLed from outside: one line each naming the stage and the cause", async () => {
+  const root = await makeStubProject();
+  assert.equal((await cli(root, ["run", "--until", "shard"])).code, 0);
+
+  const heap = spawnEngine(root, ["run", "--set", "train.hog_mb=400"], {
+    PIPELINE_STAGE_V8_FLAGS: "--max-old-space-size=64",
+  });
+  const starved = await heap.output;
+  assert.equal(starved.code, 1, starved.stderr);
+  assertNoStackTrace(starved.stderr);
+  assert.deepEqual(errorLines(starved.stderr), [
+    "error: stage train ran out of memory: it reached the JavaScript heap limit; its memory grows with " +
+    "train.hog_mb=400, eval.n_samples=10: lower one, or raise the limit " +
+    "(PIPELINE_STAGE_V8_FLAGS=--max-old-space-size=MiB)",
+  ]);
+
+  const { output } = spawnEngine(root, ["run", "--set", "train.sleep_ms=60000"]);
+  await waitFor(() => resumePointWritten(root), 30_000, "train to start");
+  const pid = Number(await Deno.readTextFile(join(root, "train.pid")));
+  Deno.kill(pid, "SIGKILL");
+  const killed = await output;
+  assert.equal(killed.code, 1, killed.stderr);
+  assertNoStackTrace(killed.stderr);
+  assert.deepEqual(errorLines(killed.stderr), [
+    "error: stage train was killed (SIGKILL) from outside the pipeline, most likely by the kernel's " +
+    "out-of-memory killer; its memory grows with train.hog_mb=0, eval.n_samples=10: lower one",
+  ]);
+  assert.match(killed.stderr, /^ {2}train's partial output kept \(step 1 of 2\): the next run resumes from it$/m);
+  assert.equal(await exists(join(root, "outputs", "run.lock")), false);
+});
+
+mountTest("a read-only outputs dir: one line, exit 2, nothing written", async () => {
+  const root = await makeStubProject();
+  assert.equal((await cli(root, ["run"])).code, 0);
+  const outputs = join(root, "outputs");
+  const listing = async () => {
+    const files: string[] = [];
+    const walk = async (dir: string) => {
+      for await (const entry of Deno.readDir(dir)) {
+        const path = join(dir, entry.name);
+        files.push(`${path} ${(await Deno.lstat(path)).mtime?.getTime()}`);
+        if (entry.isDirectory) await walk(path);
+      }
+    };
+    await walk(outputs);
+    return files.sort();
+  };
+  const lock = await Deno.readTextFile(join(root, "pipeline.lock.json"));
+  const before = await listing();
+  assert.equal(command("mount", "--bind", outputs, outputs).code, 0);
+  try {
+    assert.equal(command("mount", "-o", "remount,ro,bind", outputs).code, 0);
+    await takeRuns(root);
+    for (const args of [["run"], ["run", "--set", "train.lr=0.5"]]) {
+      const result = await cli(root, args);
+      assert.equal(result.code, 2, result.stderr);
+      assertNoStackTrace(result.stderr);
+      assert.equal(result.stderr.trim().split("\n").length, 1, result.stderr);
+      assert.match(
+        result.stderr.trim(),
+        /^error: read-only file system taking the run lock \(.*outputs\/run\.lock\); remount it read-write/,
+      );
+    }
+    const status = await cli(root, ["status", "--set", "train.lr=0.5"]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.deepEqual(await takeRuns(root), []);
+    assert.deepEqual(await listing(), before, "nothing written under outputs/");
+    assert.equal(await Deno.readTextFile(join(root, "pipeline.lock.json")), lock);
+  } finally {
+    unmount(outputs);
+  }
+});
+
+Deno.test("outputs/ a link to a folder that is gone: one line, exit 2", async () => {
+  const root = await makeStubProject();
+  await Deno.symlink("/nonexistent/disk/outputs", join(root, "outputs"));
+  const result = await cli(root, ["run"]);
+  assert.equal(result.code, 2, result.stderr);
+  assert.equal(
+    result.stderr.trim(),
+    "error: outputs/ is a link to /nonexistent/disk/outputs, which does not exist (a disk not mounted?); mount " +
+      "it, or remove the link to use a local outputs/",
+  );
+});
+
+const NOBODY = 65534;
+
+/** Why the CLI cannot be run as another user here, or null (root with setpriv: run it as nobody). */
+function cannotSwitchUser(): string | null {
+  if (Deno.build.os !== "linux" || Deno.uid() !== 0) return "not root: running the CLI as another user needs root";
+  if (command("setpriv", "--version").code !== 0) return "no setpriv (util-linux)";
+  return null;
+}
+const SWITCH_MISSING = cannotSwitchUser();
+
+function otherUserTest(name: string, fn: () => Promise<void>) {
+  Deno.test({ name: SWITCH_MISSING ? `${name} (ignored: ${SWITCH_MISSING})` : name, ignore: !!SWITCH_MISSING, fn });
+}
+
+/** The stub's CLI run as user nobody, in a project `root` that nobody owns. */
+async function cliAsNobody(root: string, args: string[]): Promise<{ code: number; stderr: string }> {
+  const denoDir = await Deno.makeTempDir();
+  await Deno.chmod(denoDir, 0o777);
+  const output = await new Deno.Command("setpriv", {
+    args: [
+      `--reuid=${NOBODY}`,
+      `--regid=${NOBODY}`,
+      "--clear-groups",
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--config",
+      join(REPO, "deno.json"),
+      join(root, "main.ts"),
+      ...args,
+    ],
+    cwd: root,
+    env: { DENO_DIR: denoDir, HOME: denoDir },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  return { code: output.code, stderr: new TextDecoder().decode(output.stderr) };
+}
+
+otherUserTest(
+  "an unreadable file in data.path: one line naming it and its owner, exit 2, nothing written",
+  async () => {
+    const root = await makeStubProject();
+    const data = await Deno.makeTempDir();
+    await Deno.writeTextFile(join(data, "a.jpg"), "a");
+    await Deno.writeTextFile(join(data, "b.jpg"), "b");
+    await Deno.chmod(join(data, "b.jpg"), 0o600);
+    command("chown", "-R", `${NOBODY}:${NOBODY}`, root);
+    command("chown", `${NOBODY}:${NOBODY}`, data, join(data, "a.jpg"));
+    for (const args of [["run"], ["status"]]) {
+      const result = await cliAsNobody(root, [...args, "--set", `data.path=${data}`]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.equal(
+        result.stderr.trim(),
+        `error: cannot read a file data.path names: ${join(data, "b.jpg")} (permission denied: owned by uid 0 ` +
+          `(root), mode 0600; you are uid ${NOBODY}); make it readable (chmod a+r) or move it elsewhere`,
+      );
+    }
+    assert.equal(await exists(join(root, "outputs")), false, "nothing written");
+  },
+);
+
+otherUserTest("a partial cache entry owned by another user: one line naming it and its owner, exit 2", async () => {
+  const root = await makeStubProject();
+  assert.equal((await cli(root, ["run"])).code, 0);
+  const key = JSON.parse(await Deno.readTextFile(join(root, "pipeline.lock.json"))).stages.crop.key;
+  command("chown", "-R", `${NOBODY}:${NOBODY}`, root);
+  // What root's killed run of crop left behind.
+  const partial = join(root, "outputs", "cache", `.partial-${key}`);
+  await Deno.mkdir(join(partial, "out"), { recursive: true });
+  await Deno.writeTextFile(join(partial, "out", "crop.txt"), "partial");
+  await takeRuns(root);
+  const result = await cliAsNobody(root, ["run", "--from", "crop"]);
+  assert.equal(result.code, 2, result.stderr);
+  assertNoStackTrace(result.stderr);
+  const lines = errorLines(result.stderr);
+  assert.equal(lines.length, 1, result.stderr);
+  assert.match(
+    lines[0],
+    new RegExp(
+      `^error: permission denied preparing stage crop \\(${partial}.*: owned by uid 0 \\(root\\), mode 0755; ` +
+        `you are uid ${NOBODY}\\); fix its owner or permissions, or use your own outputs/$`,
+    ),
+  );
+  assert.deepEqual(await takeRuns(root), [], "no stage ran");
+});
