@@ -143,12 +143,17 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
       }
       await Promise.race(running.values());
     }
+  } catch (error) {
+    // Planning itself failed: stop what runs, and let the error through (the stat cache must not hide it).
+    abort.abort();
+    await Promise.allSettled(running.values());
+    await workspace.statCache.saveIfPossible();
+    throw error;
   } finally {
     interrupt?.removeEventListener("abort", onInterrupt);
-    if (abort.signal.aborted) await workspace.statCache.saveIfPossible(); // never hide why the run stopped
-    else await workspace.statCache.save();
   }
   if (abort.signal.aborted) {
+    await workspace.statCache.saveIfPossible(); // never hide why the run stopped
     const stopped = await settleUnfinished(workspace, unfinished);
     for (const { stage, kept, resumePoint } of stopped) {
       if (kept && !interrupt?.aborted) options.report({ kind: "kept", stage, resumePoint });
@@ -156,6 +161,7 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
     if (interrupt?.aborted && !failure) throw new Interrupted(stopped);
     throw failure;
   }
+  await workspace.statCache.save();
 
   const outcomes: StageOutcome[] = [];
   const records = new Map<string, LockStage>();
