@@ -11,6 +11,7 @@ const ENGINE_CLI = new URL("../pipeline/cli.ts", import.meta.url).href;
 const STAGE_CODE = `
 const VARIANT = 1;
 export async function run(ctx) {
+  if (ctx.params["train.ignore_sigterm"]) Deno.addSignalListener("SIGTERM", () => {});
   await Deno.writeTextFile(ctx.root + "/runs.log", ctx.name + "\\n", { append: true });
   await Deno.writeTextFile(ctx.root + "/" + ctx.name + ".pid", String(Deno.pid));
   const hog = [];
@@ -50,7 +51,7 @@ async function fillDisk(path) {
 export const STUB_PARAMS = {
   data: { seed: 1, path: "" },
   crop: { box: "celeba" },
-  train: { lr: 0.0002, sleep_ms: 0, epochs: 1, hog_mb: 0 },
+  train: { lr: 0.0002, sleep_ms: 0, epochs: 1, hog_mb: 0, ignore_sigterm: false },
   eval: { n_samples: 10 },
   render: { fill_disk: false },
 };
@@ -65,6 +66,7 @@ const STUB_SCHEMA = {
   "train.epochs": { type: "integer", min: 1, description: "epochs" },
   "eval.n_samples": { type: "integer", min: 1, description: "samples" },
   "train.hog_mb": { type: "integer", min: 0, description: "MiB of JS arrays train holds (to run out of heap)" },
+  "train.ignore_sigterm": { type: "boolean", description: "train ignores SIGTERM (a stage slow to stop)" },
   "render.fill_disk": { type: "boolean", description: "render fills the disk under outputs/" },
 };
 
@@ -76,7 +78,7 @@ const STUB_DAG = [
   {
     name: "train",
     deps: ["shard"],
-    params: ["train.lr", "train.sleep_ms", "train.epochs", "train.hog_mb"],
+    params: ["train.lr", "train.sleep_ms", "train.epochs", "train.hog_mb", "train.ignore_sigterm"],
     resumable: true,
     memory: ["train.hog_mb", "eval.n_samples"],
   },
