@@ -42,7 +42,7 @@ export function freeBytes(path: string): number | null {
 }
 
 /** The path an OS error names (`...: writefile '/x'`, `copy '/a' -> '/b'`: the last one), if any. */
-function errorPath(error: unknown): string | null {
+export function errorPath(error: unknown): string | null {
   const quoted = [...String((error as Error)?.message ?? "").matchAll(/'([^']+)'/g)];
   return quoted.length ? quoted[quoted.length - 1][1] : null;
 }

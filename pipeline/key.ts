@@ -5,7 +5,7 @@
  */
 import { join, resolve } from "node:path";
 import { UserError } from "./errors.ts";
-import { isPermissionFault, unreadable } from "./faults.ts";
+import { errorPath, isPermissionFault, unreadable } from "./faults.ts";
 import { fingerprintCode } from "./codehash.ts";
 import { canonicalJson, sha256 } from "./hash.ts";
 import { listFiles } from "./fsutil.ts";
@@ -67,7 +67,11 @@ async function externalDigests(context: FactsContext, stage: StageDecl): Promise
         `${key}: '${value}' not found (resolved to ${path}); set ${key} to an existing file or folder`,
       );
     }
-    const files = info.isDirectory ? await listFiles(path) : [""];
+    const files = info.isDirectory
+      ? await listFiles(path).catch((error) => {
+        throw isPermissionFault(error) ? unreadable(`a folder ${key} names:`, errorPath(error) ?? path) : error;
+      })
+      : [""];
     const entries: string[] = [];
     for (const file of files) {
       const filePath = file ? join(path, file) : path;

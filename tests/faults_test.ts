@@ -395,7 +395,7 @@ async function cliAsNobody(root: string, args: string[]): Promise<{ code: number
 }
 
 otherUserTest(
-  "an unreadable file in data.path: one line naming it and its owner, exit 2, nothing written",
+  "an unreadable file or folder in data.path: one line naming it and its owner, exit 2, nothing written",
   async () => {
     const root = await makeStubProject();
     const data = await Deno.makeTempDir();
@@ -413,6 +413,14 @@ otherUserTest(
           `(root), mode 0600; you are uid ${NOBODY}); make it readable (chmod a+r) or move it elsewhere`,
       );
     }
+    await Deno.remove(join(data, "b.jpg"));
+    await Deno.mkdir(join(data, "private"), { mode: 0o700 });
+    const folder = await cliAsNobody(root, ["status", "--set", `data.path=${data}`]);
+    assert.equal(folder.code, 2, folder.stderr);
+    assert.match(
+      folder.stderr.trim(),
+      new RegExp(`^error: cannot read a folder data\\.path names: ${join(data, "private")} \\(permission denied: `),
+    );
     assert.equal(await exists(join(root, "outputs")), false, "nothing written");
   },
 );
