@@ -4,5 +4,6 @@ import { dirname } from "node:path";
 import { main } from "./pipeline/cli.ts";
 import { dag } from "./stages/dag.ts";
 import { schema } from "./stages/params_schema.ts";
+import { experiments } from "./stages/experiments.ts";
 
-Deno.exit(await main({ root: dirname(fileURLToPath(import.meta.url)), dag, schema }, Deno.args));
+Deno.exit(await main({ root: dirname(fileURLToPath(import.meta.url)), dag, schema, experiments }, Deno.args));

@@ -25,13 +25,16 @@ import { verifyCommand } from "./verify.ts";
 import { compareCommand } from "./compare.ts";
 import { gcCommand } from "./gc.ts";
 import { checkParams, checkSchemaCoversDag, describeParams, type ParamSchema } from "./schema.ts";
-import type { StageDecl } from "./types.ts";
+import type { ExperimentsDecl, StageDecl } from "./types.ts";
+import { experimentsCommand } from "./experiments/command.ts";
 
 export interface Project {
   root: string;
   dag: StageDecl[];
   /** every param's type, range or choices and meaning; checked before any stage runs */
   schema?: ParamSchema;
+  /** how experiments (`exp`) use the machine and what experiments.html shows across them */
+  experiments?: ExperimentsDecl;
 }
 
 const USAGE = `usage: main.ts COMMAND [options]
@@ -42,6 +45,7 @@ const USAGE = `usage: main.ts COMMAND [options]
   compare  [REV...] [--json]                               params and metrics across git revisions
   gc       [--dry-run] [--keep-commits N]                  drop cache entries no recent lock uses
   params                                                   every param: default, what it accepts, meaning
+  exp      run|start|show|apply|rm ...                     experiments: sweeps, a queue, a leaderboard (exp --help)
 common: --params FILE (default params.json), --set key=value (repeatable)`;
 
 /**
@@ -70,6 +74,7 @@ export async function loadParams(root: string, paramsFile: string | undefined, s
 export async function main(project: Project, argv: string[]): Promise<number> {
   const log = (line: string) => console.error(line);
   try {
+    if (argv[0] === "exp") return await experimentsCommand(project, argv.slice(1), log);
     const { values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
@@ -123,7 +128,9 @@ export async function main(project: Project, argv: string[]): Promise<number> {
       case "gc":
         return await gcCommand(workspace, Boolean(values["dry-run"]), Number(values["keep-commits"] ?? 20), log);
       default:
-        throw new UserError(`unknown command '${command}'; commands: run, status, dag, verify, compare, gc, params`);
+        throw new UserError(
+          `unknown command '${command}'; commands: run, status, dag, verify, compare, gc, params, exp`,
+        );
     }
   } catch (error) {
     if (error instanceof UserError) {
@@ -272,7 +279,8 @@ function stageFailedLine(workspace: Workspace, error: StageFailed): string | nul
   return `pipeline stopped: stage ${stage} failed (its partial output is not in the cache)`;
 }
 
-function eventLine(event: RunEvent): string {
+/** A run event in words (the pipeline's and each experiment's). */
+export function eventLine(event: RunEvent): string {
   const name = event.stage.padEnd(9);
   switch (event.kind) {
     case "cached":

@@ -128,7 +128,7 @@ function metricRows(sides: Side[]): Record<string, MetricRow> {
   return rows;
 }
 
-function formatNumber(value: number | null, signed = false): string {
+export function formatNumber(value: number | null, signed = false): string {
   if (value === null) return "-";
   const text = Math.abs(value) >= 1000 || (Math.abs(value) < 0.001 && value !== 0)
     ? value.toExponential(3)

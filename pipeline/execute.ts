@@ -39,8 +39,14 @@ export interface ExecuteContext {
 
 /** A stage's job ended with a non-zero exit code (errors.ts says what the runner's codes mean). */
 export class StageFailed extends Error {
-  constructor(readonly stage: string, readonly exitCode: number, readonly wallSeconds: number) {
-    super(`stage ${stage} failed`);
+  constructor(
+    readonly stage: string,
+    readonly exitCode: number,
+    readonly wallSeconds: number,
+    /** the stage's own one-line error, when it left one */
+    readonly detail?: string,
+  ) {
+    super(`stage ${stage} failed${detail ? `: ${detail}` : ""}`);
   }
 }
 
@@ -78,6 +84,7 @@ export async function executeStage(
     outDir,
     resumed,
     environmentFile: join(partial, "environment.json"),
+    errorFile: join(partial, "error.txt"),
     logFile: join(context.outputsDir, "logs", `${stage.name}-${key.slice(0, 12)}.log`),
     resumePointFile: join(partial, RESUME_POINT_FILE),
   };
@@ -91,7 +98,11 @@ export async function executeStage(
   const started = performance.now();
   const code = await context.executor.run(job, jobFile, context.signal);
   const wallSeconds = Math.round((performance.now() - started) / 10) / 100;
-  if (code !== 0) throw new StageFailed(stage.name, code, wallSeconds);
+  if (code !== 0) {
+    const detail = await Deno.readTextFile(job.errorFile).catch(() => undefined);
+    await removeIfExists(job.errorFile).catch(() => {});
+    throw new StageFailed(stage.name, code, wallSeconds, detail);
+  }
 
   const environment = { ...identity.runtime, ...JSON.parse(await Deno.readTextFile(job.environmentFile)) };
   const metrics = stage.metrics ? JSON.parse(await Deno.readTextFile(join(outDir, stage.metrics))) : undefined;

@@ -19,9 +19,14 @@ export async function fsyncDir(path: string): Promise<void> {
 /** What marks a temporary file of writeFileAtomic (`NAME.tmp-PID`): left only by a killed process. */
 export const TEMP_MARK = ".tmp-";
 
-/** `path`'s temporary name for this process. */
+let tempCounter = 0;
+
+/**
+ * A temporary name for `path`, unique per call and not only per process: concurrent runs in one
+ * process (experiments) may write the same file (the stat cache) at the same time.
+ */
 export function tempPath(path: string): string {
-  return `${path}${TEMP_MARK}${Deno.pid}`;
+  return `${path}${TEMP_MARK}${Deno.pid}-${++tempCounter}`;
 }
 
 /**

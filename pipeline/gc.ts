@@ -4,10 +4,12 @@ import { formatBytes, removeIfExists, treeBytes } from "./fsutil.ts";
 import { acquireRunLock } from "./runlock.ts";
 import type { LockFile } from "./lock.ts";
 import type { Workspace } from "./workspace.ts";
+import { experimentKeys } from "./experiments/records.ts";
 
 /**
- * Cache entries (and partial dirs of killed runs) that neither the working tree's lock nor the
- * lock of any of the last `keepCommits` commits refers to. `--dry-run` only lists them.
+ * Cache entries (and partial dirs of killed runs) that neither the working tree's lock, nor the
+ * lock of any of the last `keepCommits` commits, nor an experiment record (experiments/) refers
+ * to. `--dry-run` only lists them.
  */
 export async function gcCommand(
   workspace: Workspace,
@@ -28,7 +30,7 @@ export async function gcCommand(
     const verb = dryRun ? "would free" : "freed";
     console.log(
       `${candidates.length} entries, ${verb} ${formatBytes(total)}; kept ${referenced.size} keys referenced by the ` +
-        `working tree and the last ${keepCommits} commits`,
+        `working tree, the last ${keepCommits} commits and the experiments`,
     );
     return 0;
   } finally {
@@ -46,7 +48,7 @@ async function referencedKeys(workspace: Workspace, keepCommits: number): Promis
       locks.push(text ? JSON.parse(text) : null);
     } catch { /* a damaged lock in history protects nothing */ }
   }
-  const keys = new Set<string>();
+  const keys = await experimentKeys(workspace.root);
   for (const lock of locks) for (const stage of Object.values(lock?.stages ?? {})) keys.add(stage.key);
   return keys;
 }

@@ -32,7 +32,26 @@ export interface RunOptions {
   interrupt?: AbortSignal;
   /** the stages' facts when the caller gathered them already (before taking the run lock) */
   facts?: Record<string, StageFacts>;
+  /**
+   * "project" (default): the run writes pipeline.lock.json and outputs/latest. "caller": it
+   * writes neither and only returns its outcomes; an experiment keeps them in its own record, so
+   * experiments running at once never race for the project's lock and links.
+   */
+  record?: "project" | "caller";
+  /**
+   * Where concurrent runs in this process (experiments) meet on a key: it calls `execute` for the
+   * first run of a key and hands the others that run's result, so two runs never build the same
+   * partial dir; `signal` is the asking run's own cancellation.
+   */
+  share?: ShareStage;
 }
+
+export type StageResult = Awaited<ReturnType<typeof executeStage>>;
+export type ShareStage = (
+  key: string,
+  signal: AbortSignal,
+  execute: () => Promise<StageResult>,
+) => Promise<StageResult>;
 
 /** A stage that was running when the run stopped: its partial output kept (resumable) or removed. */
 export interface StoppedStage {
@@ -83,6 +102,8 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
   interrupt?.addEventListener("abort", onInterrupt, { once: true });
   let failure: unknown = null;
   let current: Plan;
+  /** stages whose job this run started (with `share`, another run may be running one it waits for) */
+  const startedHere = new Set<string>();
 
   const start = async (decision: Extract<Decision, { action: "run" }>, inputs: Record<string, string>) => {
     const stage = stageByName(workspace.dag, decision.stage);
@@ -95,10 +116,13 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
       cache: workspace.cache,
       executor: options.executor,
       signal: abort.signal,
-      started: (resumed: boolean) =>
-        options.report({ kind: "start", stage: stage.name, key: decision.key, reasons: decision.reasons, resumed }),
+      started: (resumed: boolean) => {
+        startedHere.add(stage.name);
+        options.report({ kind: "start", stage: stage.name, key: decision.key, reasons: decision.reasons, resumed });
+      },
     };
-    const job = executeStage(context, { stage, key: decision.key, identity: decision.identity }, inputs).then(
+    const execute = () => executeStage(context, { stage, key: decision.key, identity: decision.identity }, inputs);
+    const job = (options.share ? options.share(decision.key, abort.signal, execute) : execute()).then(
       (result) => {
         unfinished.delete(stage.name);
         ran.set(stage.name, result.record);
@@ -154,6 +178,8 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
   }
   if (abort.signal.aborted) {
     await workspace.statCache.saveIfPossible(); // never hide why the run stopped
+    // A shared stage this run only waited for is the partial output of the run executing it.
+    for (const name of unfinished.keys()) if (options.share && !startedHere.has(name)) unfinished.delete(name);
     const stopped = await settleUnfinished(workspace, unfinished);
     for (const { stage, kept, resumePoint } of stopped) {
       if (kept && !interrupt?.aborted) options.report({ kind: "kept", stage, resumePoint });
@@ -177,9 +203,11 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
       wallSeconds: decision.action === "ran" ? wallSeconds.get(decision.stage) : decision.run?.wall_s,
     });
   }
-  await writeLock(workspace.lockPath, workspace.dag, workspace.paramsFile, records);
-  const latest = join(workspace.outputsDir, "latest");
-  await faultsAsLines("updating outputs/latest", latest, () => publishLatest(workspace, latest, outcomes));
+  if ((options.record ?? "project") === "project") {
+    await writeLock(workspace.lockPath, workspace.dag, workspace.paramsFile, records);
+    const latest = join(workspace.outputsDir, "latest");
+    await faultsAsLines("updating outputs/latest", latest, () => publishLatest(workspace, latest, outcomes));
+  }
   return outcomes;
 }
 

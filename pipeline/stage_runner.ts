@@ -26,6 +26,8 @@ export interface StageJob {
   logFile: string;
   /** where a resumable stage's last resume point (StageContext.resumePoint) is kept */
   resumePointFile: string;
+  /** where a failing stage leaves its one-line error, for whoever records the failure (experiments) */
+  errorFile: string;
 }
 
 /** Set by an executor whose pipe carries the runner's stderr to a terminal: redraw progress in place. */
@@ -108,13 +110,17 @@ function interactiveTerminal(): boolean {
  * engine names the memory params of a stage out of memory, the runner everything it can see.
  */
 async function explainFailure(job: StageJob, error: unknown): Promise<number> {
+  const say = async (line: string) => {
+    console.error(`error: ${line}`);
+    await Deno.writeTextFile(job.errorFile, line).catch(() => {});
+  };
   if (error instanceof UserError) {
-    console.error(`error: ${job.name}: ${error.message}`);
+    await say(`${job.name}: ${error.message}`);
     return EXIT_USER_ERROR;
   }
   const fault = environmentFault(error, `in stage ${job.name}`, job.outDir);
   if (fault instanceof EnvironmentFault) {
-    console.error(`error: ${job.name}: ${fault.message}`);
+    await say(`${job.name}: ${fault.message}`);
     return EXIT_ENVIRONMENT;
   }
   const message = error instanceof Error ? error.message : String(error);
@@ -127,6 +133,6 @@ async function explainFailure(job: StageJob, error: unknown): Promise<number> {
   } catch (logError) {
     details = `its details could not be written to ${job.logFile}: ${(logError as Error).message}`;
   }
-  console.error(`error: ${job.name} failed: ${message.split("\n")[0]} (${details})`);
+  await say(`${job.name} failed: ${message.split("\n")[0]} (${details})`);
   return EXIT_FAILED;
 }

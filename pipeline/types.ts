@@ -68,3 +68,28 @@ export interface MetricsFile {
   better?: Record<string, "lower" | "higher">;
   [other: string]: unknown;
 }
+
+/** What a project declares about its experiments (`exp`); everything is optional. */
+export interface ExperimentsDecl {
+  /** cores one experiment with these params keeps busy (its heaviest stage): sets the default `-j` */
+  coresPerRun?(params: FlatParams): number;
+  /**
+   * module (relative to the project root) exporting `figures: ExperimentFigures`: plots across
+   * experiments for outputs/experiments.html, e.g. curves overlaid
+   */
+  figures?: string;
+}
+
+/** A finished experiment's stage outputs (stage -> its output directory in the cache). */
+export interface ExperimentOutputs {
+  name: string;
+  outputs: Record<string, string>;
+}
+
+/** A figure of experiments.html: `html` is markup the project made (an inline SVG, say). */
+export interface Figure {
+  title: string;
+  html: string;
+}
+
+export type ExperimentFigures = (experiments: ExperimentOutputs[]) => Promise<Figure[]>;

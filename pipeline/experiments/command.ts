@@ -1,0 +1,288 @@
+/**
+ * `exp`: sweeps of params overlays run through the normal DAG. run (queue and run, or --queue
+ * only), start (run the queue), show (leaderboard, experiments.html), apply (an experiment's
+ * params into a params file), rm. Every experiment is checked against the params schema before
+ * any is queued.
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { UserError } from "../errors.ts";
+import { writeFileAtomic } from "../fsutil.ts";
+import { acquireRunLock } from "../runlock.ts";
+import { type FlatParams, overlayParams, readParamsFile } from "../params.ts";
+import { checkParams, checkSchemaCoversDag } from "../schema.ts";
+import { Workspace } from "../workspace.ts";
+import { loadParams, type Project } from "../cli.ts";
+import { type Axis, gridOverlays, parseAxis, randomOverlays } from "./spec.ts";
+import {
+  checkName,
+  type ExperimentRecord,
+  listRecords,
+  queueRecords,
+  readRecord,
+  removeRecord,
+  requireRecord,
+} from "./records.ts";
+import { runExperiments } from "./runner.ts";
+import { experimentsPage, formatLeaderboard, leaderboard } from "./show.ts";
+
+export const EXP_USAGE = `usage: main.ts exp COMMAND [options]
+  run    --set key=v1,v2,... [--set ...] [--params FILE] [--grid | --random N --seed S]
+         [--name PREFIX] [-j N] [--queue]     queue experiments and run them (--queue: only queue)
+         values: a list (v1,v2), or with --random a range (lo..hi, log:lo..hi)
+  start  [-j N]                               run the queue (also what a killed runner left)
+  show   [--sort METRIC] [--json]             the leaderboard; writes outputs/experiments.html
+  apply  NAME [--to FILE]                     write NAME's params into FILE (default params.json)
+  rm     NAME...                              remove experiment records`;
+
+export async function experimentsCommand(project: Project, argv: string[], log: (line: string) => void) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      params: { type: "string" },
+      set: { type: "string", multiple: true },
+      grid: { type: "boolean" },
+      random: { type: "string" },
+      seed: { type: "string" },
+      name: { type: "string" },
+      jobs: { type: "string", short: "j" },
+      queue: { type: "boolean" },
+      sort: { type: "string" },
+      json: { type: "boolean" },
+      to: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const [command, ...names] = positionals;
+  if (values.help || !command) {
+    console.log(EXP_USAGE);
+    return values.help ? 0 : 2;
+  }
+  const jobs = values.jobs === undefined ? undefined : wholeNumber("-j", values.jobs);
+  switch (command) {
+    case "run":
+      return await runCommand(project, values, jobs, log);
+    case "start":
+      return await startCommand(project, jobs, log);
+    case "show":
+      return await showCommand(project, values.sort, Boolean(values.json), log);
+    case "apply":
+      return await applyCommand(project, names, values.to ?? "params.json", log);
+    case "rm":
+      return await rmCommand(project, names, log);
+    default:
+      throw new UserError(`unknown exp command '${command}'; commands: run, start, show, apply, rm`);
+  }
+}
+
+function wholeNumber(option: string, text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < 1) throw new UserError(`${option} must be a whole number >= 1, got ${text}`);
+  return value;
+}
+
+interface RunValues {
+  params?: string;
+  set?: string[];
+  grid?: boolean;
+  random?: string;
+  seed?: string;
+  name?: string;
+  queue?: boolean;
+}
+
+/** Expand, check every experiment's params, queue them; unless --queue, run them. */
+async function runCommand(project: Project, values: RunValues, jobs: number | undefined, log: (line: string) => void) {
+  if (!values.set?.length) throw new UserError("exp run needs at least one --set key=v1,v2,...");
+  if (values.grid && values.random !== undefined) throw new UserError("--grid and --random exclude each other");
+  if (values.seed !== undefined && values.random === undefined) throw new UserError("--seed goes with --random N");
+  const prefix = values.name ?? "exp";
+  checkName(prefix, "--name");
+  const base = await loadParams(project.root, values.params, []);
+  if (project.schema) checkSchemaCoversDag(project.schema, project.dag, base.defaults);
+  const numeric = (key: string) =>
+    project.schema?.[key]
+      ? ["number", "integer"].includes(project.schema[key].type)
+      : typeof base.params[key] === "number";
+  const axes = values.set.map((argument) => parseAxis(argument, numeric));
+  const overlays = values.random === undefined ? gridOverlays(axes) : randomOverlays(
+    axes,
+    wholeNumber("--random", values.random),
+    values.seed === undefined ? 0 : wholeNumberOrZero("--seed", values.seed),
+    (key) => project.schema?.[key]?.type === "integer",
+  );
+  const experiments = overlays.map((overlay) => ({ overlay, params: checked(project, base, axes, overlay) }));
+
+  // Take the run lock before queueing: a busy project queues nothing.
+  const runLock = values.queue ? null : await acquireRunLock(outputsDir(project), "exp run", log);
+  try {
+    const queuedAt = new Date().toISOString();
+    const records = await queueRecords(
+      project.root,
+      prefix,
+      experiments.map(({ overlay, params }) => ({
+        version: 1,
+        status: "queued",
+        params_file: base.source,
+        overlay,
+        params,
+        queued_at: queuedAt,
+      })),
+    );
+    for (const record of records) log(`queued ${record.name}: ${describeOverlay(record.overlay)}`);
+    if (values.queue) {
+      log(`${records.length} queued; run them with \`deno task exp start\``);
+      return 0;
+    }
+    const names = records.map((record) => record.name);
+    return await runQueue(project, names, jobs, log);
+  } finally {
+    await runLock?.release();
+  }
+}
+
+function wholeNumberOrZero(option: string, text: string): number {
+  return text === "0" ? 0 : wholeNumber(option, text);
+}
+
+/** An experiment's params, checked as a plain run with these --set values would be. */
+function checked(
+  project: Project,
+  base: { params: FlatParams; origin: Record<string, string> },
+  axes: Axis[],
+  overlay: FlatParams,
+): FlatParams {
+  let params = base.params;
+  const origin = { ...base.origin };
+  for (const axis of axes) {
+    const source = `--set ${axis.argument}`;
+    params = overlayParams(params, { [axis.key]: overlay[axis.key] }, source);
+    origin[axis.key] = axis.kind === "range" ? `${source} (drew ${JSON.stringify(overlay[axis.key])})` : source;
+  }
+  if (project.schema) checkParams(project.schema, params, origin);
+  return params;
+}
+
+function describeOverlay(overlay: FlatParams): string {
+  return Object.entries(overlay).map(([key, value]) => `${key}=${JSON.stringify(value)}`).join(" ");
+}
+
+function outputsDir(project: Project): string {
+  return join(project.root, "outputs");
+}
+
+async function startCommand(project: Project, jobs: number | undefined, log: (line: string) => void) {
+  const runLock = await acquireRunLock(outputsDir(project), "exp start", log);
+  try {
+    // Holding the run lock, no other runner is alive: "running" records are what a killed one left.
+    const pending = (await listRecords(project.root)).filter((r) => r.status === "queued" || r.status === "running");
+    if (!pending.length) {
+      log("the queue is empty: queue experiments with `deno task exp run --queue --set key=v1,v2`");
+      return 0;
+    }
+    return await runQueue(project, pending.map((record) => record.name), jobs, log);
+  } finally {
+    await runLock.release();
+  }
+}
+
+/** Run the named experiments (skipping any removed or finished meanwhile), `jobs` at a time. */
+async function runQueue(project: Project, names: string[], jobs: number | undefined, log: (line: string) => void) {
+  const records = (await Promise.all(names.map((name) => readRecord(project.root, name))))
+    .filter((record): record is ExperimentRecord => record !== null);
+  const cores = navigator.hardwareConcurrency || 1;
+  const perRun = Math.max(1, ...records.map((record) => project.experiments?.coresPerRun?.(record.params) ?? 1));
+  const slots = jobs ?? Math.max(1, Math.floor(cores / perRun));
+  const parallel = Math.min(slots, records.length);
+  log(
+    `running ${records.length} experiment(s), ${parallel} at a time${
+      jobs === undefined ? ` (default -j ${slots}: ${cores} cores, ${perRun} per experiment)` : ""
+    }`,
+  );
+  const workspace = await Workspace.open({ root: project.root, dag: project.dag, params: {}, paramsFile: "" });
+  await workspace.cache.sweepTrash();
+  const queue = [...names];
+  const counts = await runExperiments({
+    root: project.root,
+    dag: project.dag,
+    jobs: parallel,
+    log,
+    async next() {
+      while (queue.length) {
+        const record = await readRecord(project.root, queue.shift()!);
+        if (record && (record.status === "queued" || record.status === "running")) return record;
+      }
+      return null;
+    },
+  });
+  log(`${counts.done} done, ${counts.failed} failed; see \`deno task exp show\``);
+  return counts.failed ? 1 : 0;
+}
+
+async function showCommand(project: Project, sort: string | undefined, asJson: boolean, log: (line: string) => void) {
+  const records = await listRecords(project.root);
+  const board = leaderboard(records, sort);
+  console.log(asJson ? JSON.stringify(board, null, 2) : formatLeaderboard(board));
+  const workspace = await Workspace.open({ root: project.root, dag: project.dag, params: {}, paramsFile: "" });
+  const pagePath = join(workspace.outputsDir, "experiments.html");
+  const page = await experimentsPage(board, records, {
+    root: project.root,
+    dag: workspace.dag,
+    cache: workspace.cache,
+    pageDir: workspace.outputsDir,
+    figures: project.experiments?.figures,
+  });
+  await writeFileAtomic(pagePath, page.html);
+  if (!asJson) {
+    for (const line of page.missing) log(`missing: ${line}`);
+    log(`wrote ${workspace.relative(pagePath)}`);
+  }
+  return 0;
+}
+
+/**
+ * Write an experiment's params into a params file: into params.json (the defaults) every param;
+ * into another file only those that differ from params.json, like the profiles in params/.
+ */
+async function applyCommand(project: Project, names: string[], target: string, log: (line: string) => void) {
+  if (names.length !== 1) throw new UserError("exp apply takes one experiment name, e.g. exp apply exp-3");
+  const record = await requireRecord(project.root, names[0]);
+  if (record.status !== "done") {
+    log(`note: ${record.name} is ${record.status}: its params are written, its artifacts may not be in the cache`);
+  }
+  const defaults = await readParamsFile(join(project.root, "params.json"), "params.json");
+  overlayParams(defaults, record.params, `experiments/${record.name}.json`);
+  const written: FlatParams = {};
+  for (const key of Object.keys(defaults)) {
+    if (target === "params.json" || JSON.stringify(record.params[key]) !== JSON.stringify(defaults[key])) {
+      written[key] = record.params[key];
+    }
+  }
+  await writeFileAtomic(join(project.root, target), JSON.stringify(nest(written), null, 2) + "\n");
+  const how = target === "params.json" ? "deno task pipeline" : `deno task pipeline --params ${target}`;
+  log(`wrote ${record.name}'s params into ${target}; \`${how}\` restores its artifacts from the cache`);
+  return 0;
+}
+
+/** {"train.lr": 1} -> {"train": {"lr": 1}}, the shape of params files. */
+function nest(flat: FlatParams): Record<string, unknown> {
+  const nested: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(flat)) {
+    const parts = key.split(".");
+    let node = nested;
+    for (const part of parts.slice(0, -1)) node = (node[part] ??= {}) as Record<string, unknown>;
+    node[parts.at(-1)!] = value;
+  }
+  return nested;
+}
+
+async function rmCommand(project: Project, names: string[], log: (line: string) => void) {
+  if (!names.length) throw new UserError("exp rm takes one or more experiment names");
+  for (const name of names) await requireRecord(project.root, name);
+  for (const name of names) {
+    await removeRecord(project.root, name);
+    log(`removed ${name} (its artifacts stay in the cache until \`deno task gc\`)`);
+  }
+  return 0;
+}

@@ -1,0 +1,213 @@
+/**
+ * The leaderboard: one row per experiment with the params that vary across them and every metric
+ * beside its floor (the reference the metrics file names, e.g. real vs real), best marked; as
+ * text, as JSON, and as outputs/experiments.html with each experiment's preview images, links to
+ * its published files and the project's figures across experiments.
+ */
+import { join, relative } from "node:path";
+import { pathToFileURL } from "node:url";
+import { encodeBase64 } from "../base64.ts";
+import { formatNumber } from "../compare.ts";
+import { UserError } from "../errors.ts";
+import { escapeHtml } from "../html.ts";
+import type { ParamValue } from "../params.ts";
+import type { ExperimentFigures, ExperimentOutputs, StageDecl } from "../types.ts";
+import type { Cache } from "../cache.ts";
+import type { ExperimentRecord, Status } from "./records.ts";
+
+export interface MetricCell {
+  value: number;
+  floor: number | null;
+  best: boolean;
+}
+
+export interface Row {
+  name: string;
+  status: Status;
+  params: Record<string, ParamValue>;
+  metrics: Record<string, MetricCell>;
+  wall_s: number | null;
+  commit: string | null;
+  error: string | null;
+}
+
+export interface Leaderboard {
+  /** params whose value differs between experiments, or that an experiment sets */
+  params: string[];
+  metrics: { name: string; better: "lower" | "higher" | null; floor: number | null }[];
+  rows: Row[];
+}
+
+export function leaderboard(records: ExperimentRecord[], sort?: string): Leaderboard {
+  const params = [...new Set(records.flatMap((record) => Object.keys(record.params)))].filter((key) =>
+    records.some((record) => key in record.overlay) ||
+    new Set(records.map((record) => JSON.stringify(record.params[key]))).size > 1
+  ).sort();
+  const names = [...new Set(records.flatMap((record) => Object.keys(record.metrics?.values ?? {})))];
+  const metrics = names.map((name) => {
+    const better = records.map((record) => record.metrics?.better?.[name]).find(Boolean) ?? null;
+    const floors = new Set(records.flatMap((record) => record.metrics?.floor?.[name] ?? []));
+    return { name, better, floor: floors.size === 1 ? [...floors][0] : null };
+  });
+  const rows: Row[] = records.map((record) => ({
+    name: record.name,
+    status: record.status,
+    params: Object.fromEntries(params.map((key) => [key, record.params[key]])),
+    metrics: Object.fromEntries(
+      Object.entries(record.metrics?.values ?? {}).map((
+        [name, value],
+      ) => [name, { value, floor: record.metrics?.floor?.[name] ?? null, best: false }]),
+    ),
+    wall_s: record.wall_s ?? null,
+    commit: record.commit ?? null,
+    error: record.error ?? null,
+  }));
+  for (const { name, better } of metrics) {
+    const cells = rows.flatMap((row) => row.metrics[name] ? [row.metrics[name]] : []);
+    if (!better || new Set(cells.map((cell) => cell.value)).size < 2) continue;
+    const best = better === "lower"
+      ? Math.min(...cells.map((cell) => cell.value))
+      : Math.max(...cells.map((cell) => cell.value));
+    for (const cell of cells) cell.best = cell.value === best;
+  }
+  if (sort) {
+    const metric = metrics.find((candidate) => candidate.name === sort);
+    if (!metric) {
+      throw new UserError(
+        `--sort ${sort}: no such metric; metrics: ${names.join(", ") || "(none recorded yet)"}`,
+      );
+    }
+    const sign = metric.better === "higher" ? -1 : 1;
+    const value = (row: Row) => row.metrics[sort]?.value;
+    rows.sort((a, b) => value(a) === undefined ? 1 : value(b) === undefined ? -1 : sign * (value(a)! - value(b)!));
+  }
+  return { params, metrics, rows };
+}
+
+/** The table as text: a row per experiment, then the floor and the better direction of each metric. */
+export function formatLeaderboard(board: Leaderboard): string {
+  const header = ["experiment", "status", ...board.params, ...board.metrics.map((m) => m.name), "wall_s"];
+  const padding = ["", "", ...board.params.map(() => "")];
+  const rows = board.rows.map((row) => [
+    row.name,
+    row.status,
+    ...board.params.map((key) => JSON.stringify(row.params[key]) ?? "-"),
+    ...board.metrics.map((m) => {
+      const cell = row.metrics[m.name];
+      return cell ? `${formatNumber(cell.value)}${cell.best ? " *" : ""}` : "-";
+    }),
+    row.wall_s === null ? "-" : String(row.wall_s),
+  ]);
+  const floor = ["floor", ...padding.slice(1), ...board.metrics.map((m) => formatNumber(m.floor)), ""];
+  const better = ["better", ...padding.slice(1), ...board.metrics.map((m) => m.better ?? "-"), ""];
+  const table = [header, ...rows, ...(board.metrics.length ? [floor, better] : [])];
+  const widths = header.map((_, column) => Math.max(...table.map((cells) => cells[column].length)));
+  const lines = table.map((cells) => cells.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
+  lines.push("* best of its column; floor: the metric's reference value (- where experiments differ)");
+  for (const row of board.rows) if (row.error) lines.push(`${row.name}: ${row.error}`);
+  return lines.join("\n");
+}
+
+/** outputs/experiments.html: the table, each experiment's preview images and links, the project's figures. */
+export async function experimentsPage(
+  board: Leaderboard,
+  records: ExperimentRecord[],
+  context: { root: string; dag: StageDecl[]; cache: Cache; pageDir: string; figures?: string },
+): Promise<{ html: string; missing: string[] }> {
+  const missing: string[] = [];
+  const cards: string[] = [];
+  const present: ExperimentOutputs[] = [];
+  for (const row of board.rows) {
+    const record = records.find((candidate) => candidate.name === row.name)!;
+    const outputs: Record<string, string> = {};
+    const parts: string[] = [];
+    for (const stage of context.dag) {
+      const entry = record.stages?.[stage.name];
+      if (!entry) continue;
+      const dir = context.cache.outDir(entry.key);
+      if (!(await isDirectory(dir))) {
+        missing.push(`${row.name}: ${stage.name} is not in the cache (gc'd or made elsewhere)`);
+        continue;
+      }
+      outputs[stage.name] = dir;
+      if (stage.preview) {
+        const png = await Deno.readFile(join(dir, stage.preview)).catch(() => null);
+        if (png) {
+          parts.push(
+            `<img alt="${escapeHtml(`${row.name} ${stage.preview}`)}" src="data:image/png;base64,${
+              encodeBase64(png)
+            }">`,
+          );
+        }
+      }
+      for (const file of stage.publish ?? []) {
+        const href = relative(context.pageDir, join(dir, file)).split("\\").join("/");
+        parts.push(`<a href="${escapeHtml(href)}">${escapeHtml(file)}</a>`);
+      }
+    }
+    if (Object.keys(outputs).length) present.push({ name: row.name, outputs });
+    const params = board.params.map((key) => `${key}=${JSON.stringify(row.params[key])}`).join(" ");
+    const note = row.error ? `<p class="error">${escapeHtml(row.error)}</p>` : "";
+    cards.push(
+      `<figure><figcaption><b>${escapeHtml(row.name)}</b> ${escapeHtml(row.status)}<br><code>${
+        escapeHtml(params)
+      }</code></figcaption>${note}${parts.join(" ")}</figure>`,
+    );
+  }
+  let figures = "";
+  if (context.figures && present.length) {
+    const module = await import(pathToFileURL(join(context.root, context.figures)).href);
+    const made = await (module.figures as ExperimentFigures)(present);
+    figures = made.map((figure) => `<section><h2>${escapeHtml(figure.title)}</h2>${figure.html}</section>`).join("\n");
+  }
+  const html = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>experiments</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
+td.best{font-weight:bold;background:#e6f4e6}tr.reference td{color:#666;font-style:italic}
+.cards{display:flex;flex-wrap:wrap;gap:1.5em}figure{margin:0;max-width:380px}
+img{image-rendering:pixelated;max-width:100%;border:1px solid #ccc;display:block;margin:4px 0}.error{color:#a00}
+</style></head><body>
+<h1>Experiments</h1>
+${tableHtml(board)}
+<p>Bold: best of its column. Floor: the metric's reference value (e.g. real vs real).</p>
+<section><h2>Samples</h2><div class="cards">${cards.join("\n")}</div></section>
+${figures}
+</body></html>
+`;
+  return { html, missing };
+}
+
+function tableHtml(board: Leaderboard): string {
+  const cell = (text: string, best = false) => `<td${best ? ' class="best"' : ""}>${escapeHtml(text)}</td>`;
+  const head = ["experiment", "status", ...board.params, ...board.metrics.map((m) => m.name), "wall s"]
+    .map((text) => `<th>${escapeHtml(text)}</th>`).join("");
+  const rows = board.rows.map((row) =>
+    `<tr>${cell(row.name)}${cell(row.status)}${
+      board.params.map((key) => cell(JSON.stringify(row.params[key]) ?? "-")).join("")
+    }${
+      board.metrics.map((m) => {
+        const value = row.metrics[m.name];
+        return value ? cell(formatNumber(value.value), value.best) : cell("-");
+      }).join("")
+    }${cell(row.wall_s === null ? "-" : String(row.wall_s))}</tr>`
+  );
+  // status and params columns are empty on the reference rows
+  const blank = "<td></td>".repeat(1 + board.params.length);
+  const reference = (label: string, values: string[]) =>
+    `<tr class="reference">${cell(label)}${blank}${values.map((value) => cell(value)).join("")}<td></td></tr>`;
+  if (board.metrics.length) {
+    rows.push(reference("floor", board.metrics.map((m) => formatNumber(m.floor))));
+    rows.push(reference("better", board.metrics.map((m) => m.better ?? "-")));
+  }
+  return `<table><tr>${head}</tr>\n${rows.join("\n")}</table>`;
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}

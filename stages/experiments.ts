@@ -1,0 +1,85 @@
+/**
+ * What facegan declares about its experiments (`deno task exp`): how many cores one experiment
+ * keeps busy (sets the default -j), and the figures experiments.html overlays across experiments:
+ * the training losses and the per-epoch SWD beside its real-vs-real floor. Importing this file
+ * loads no plotting code: `figures` loads it when the page is made.
+ */
+import { join } from "node:path";
+import type { ExperimentFigures, ExperimentsDecl } from "../pipeline/types.ts";
+import type { MetricsFile } from "../pipeline/types.ts";
+import type { Series } from "../data/plot.ts";
+
+export const experiments: ExperimentsDecl = {
+  // Training is the heavy stage: native oneDNN (what auto picks on a CPU machine) and tfjs-node
+  // use every core, wasm and cpu one thread, webgpu mostly the GPU.
+  coresPerRun(params) {
+    const backend = params["train.backend"];
+    return backend === "wasm" || backend === "cpu" || backend === "webgpu" ? 1 : navigator.hardwareConcurrency || 1;
+  },
+  figures: "stages/experiments.ts",
+};
+
+const PALETTE = [0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b, 0xe377c2, 0x7f7f7f, 0xbcbd22, 0x17becf];
+/** Half way to white: D's curve beside G's in the same hue. */
+const lighter = (color: number) =>
+  [16, 8, 0].reduce((sum, shift) => sum + ((((color >> shift) & 0xff) + 0xff) >> 1 << shift), 0);
+/** At most this many points per curve: the mean of each run of steps. */
+const POINTS = 200;
+
+export const figures: ExperimentFigures = async (runs) => {
+  const { plotSvg } = await import("../data/plot.ts");
+  const { readLosses, readTrainingSummary } = await import("../data/training_log.ts");
+  const losses: Series[] = [];
+  const swd: Series[] = [];
+  let floor: number | undefined;
+  for (const [i, run] of runs.entries()) {
+    const color = PALETTE[i % PALETTE.length];
+    if (run.outputs.train) {
+      const rows = await readLosses(run.outputs.train);
+      const perEpoch = (await readTrainingSummary(run.outputs.train)).steps_per_epoch;
+      const bucket = Math.max(1, Math.ceil(rows.length / POINTS));
+      const curve = (value: (row: typeof rows[number]) => number): [number, number][] => {
+        const points: [number, number][] = [];
+        for (let start = 0; start < rows.length; start += bucket) {
+          const part = rows.slice(start, start + bucket);
+          const mean = part.reduce((sum, row) => sum + value(row), 0) / part.length;
+          points.push([part.at(-1)!.step / perEpoch, mean]);
+        }
+        return points;
+      };
+      losses.push({ name: `${run.name} G`, color, points: curve((row) => row.g) });
+      losses.push({ name: `${run.name} D`, color: lighter(color), points: curve((row) => row.d_real + row.d_fake) });
+    }
+    if (run.outputs.evaluate) {
+      const metrics: MetricsFile & { per_epoch?: { epoch: number; swd_mean: number }[] } = JSON.parse(
+        await Deno.readTextFile(join(run.outputs.evaluate, "metrics.json")),
+      );
+      floor ??= metrics.floor?.swd_mean;
+      if (metrics.per_epoch) {
+        swd.push({ name: run.name, color, points: metrics.per_epoch.map((e) => [e.epoch, e.swd_mean]) });
+      }
+    }
+  }
+  if (floor !== undefined && swd.length) {
+    const epochs = swd.flatMap((series) => series.points.map(([epoch]) => epoch));
+    swd.push({
+      name: "real vs real",
+      color: 0x999999,
+      points: [[Math.min(...epochs), floor], [Math.max(...epochs), floor]],
+    });
+  }
+  const made = [];
+  if (losses.length) {
+    made.push({
+      title: "Training losses (G; D = D real + D fake; mean per run of steps)",
+      html: plotSvg({ title: "training losses", xLabel: "epoch", yLabel: "loss", series: losses }),
+    });
+  }
+  if (swd.length) {
+    made.push({
+      title: "SWD per epoch (lower is better; grey: the real-vs-real floor)",
+      html: plotSvg({ title: "SWD per epoch", xLabel: "epoch", yLabel: "SWD", series: swd }),
+    });
+  }
+  return made;
+};
