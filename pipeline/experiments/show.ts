@@ -120,7 +120,8 @@ export async function experimentsPage(
   for (const row of board.rows) {
     const record = records.find((candidate) => candidate.name === row.name)!;
     const outputs: Record<string, string> = {};
-    const parts: string[] = [];
+    const images: string[] = [];
+    const links: string[] = [];
     for (const stage of context.dag) {
       const entry = record.stages?.[stage.name];
       if (!entry) continue;
@@ -133,7 +134,7 @@ export async function experimentsPage(
       if (stage.preview) {
         const png = await Deno.readFile(join(dir, stage.preview)).catch(() => null);
         if (png) {
-          parts.push(
+          images.push(
             `<img alt="${escapeHtml(`${row.name} ${stage.preview}`)}" src="data:image/png;base64,${
               encodeBase64(png)
             }">`,
@@ -142,7 +143,7 @@ export async function experimentsPage(
       }
       for (const file of stage.publish ?? []) {
         const href = relative(context.pageDir, join(dir, file)).split("\\").join("/");
-        parts.push(`<a href="${escapeHtml(href)}">${escapeHtml(file)}</a>`);
+        links.push(`<a href="${escapeHtml(href)}">${escapeHtml(file)}</a>`);
       }
     }
     if (Object.keys(outputs).length) present.push({ name: row.name, outputs });
@@ -151,7 +152,7 @@ export async function experimentsPage(
     cards.push(
       `<figure><figcaption><b>${escapeHtml(row.name)}</b> ${escapeHtml(row.status)}<br><code>${
         escapeHtml(params)
-      }</code></figcaption>${note}${parts.join(" ")}</figure>`,
+      }</code></figcaption>${note}${images.join("")}${links.join(" ")}</figure>`,
     );
   }
   let figures = "";
