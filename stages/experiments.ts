@@ -10,11 +10,12 @@ import type { MetricsFile } from "../pipeline/types.ts";
 import type { Series } from "../data/plot.ts";
 
 export const experiments: ExperimentsDecl = {
-  // Training is the heavy stage: native oneDNN (what auto picks on a CPU machine) and tfjs-node
-  // use every core, wasm and cpu one thread, webgpu mostly the GPU.
+  // The heavy stages are train and evaluate: on native oneDNN (what auto picks on a CPU machine)
+  // and tfjs-node they use every core; on wasm and cpu one thread; on webgpu mostly the GPU.
   coresPerRun(params) {
-    const backend = params["train.backend"];
-    return backend === "wasm" || backend === "cpu" || backend === "webgpu" ? 1 : navigator.hardwareConcurrency || 1;
+    const light = ["wasm", "cpu", "webgpu"];
+    const heavy = [params["train.backend"], params["eval.backend"]].some((backend) => !light.includes(String(backend)));
+    return heavy ? navigator.hardwareConcurrency || 1 : 1;
   },
   figures: "stages/experiments.ts",
 };
