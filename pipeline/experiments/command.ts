@@ -55,10 +55,11 @@ export async function experimentsCommand(project: Project, argv: string[], log: 
     },
   });
   const [command, ...names] = positionals;
-  if (values.help || !command) {
+  if (values.help) {
     console.log(EXP_USAGE);
-    return values.help ? 0 : 2;
+    return 0;
   }
+  if (!command) throw new UserError("exp needs a command: run, start, show, apply or rm (see exp --help)");
   const jobs = values.jobs === undefined ? undefined : wholeNumber("-j", values.jobs);
   switch (command) {
     case "run":

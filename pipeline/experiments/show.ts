@@ -86,6 +86,7 @@ export function leaderboard(records: ExperimentRecord[], sort?: string): Leaderb
 
 /** The table as text: a row per experiment, then the floor and the better direction of each metric. */
 export function formatLeaderboard(board: Leaderboard): string {
+  if (!board.rows.length) return "no experiments recorded yet: `deno task exp run --set key=v1,v2`";
   const header = ["experiment", "status", ...board.params, ...board.metrics.map((m) => m.name), "wall_s"];
   const padding = ["", "", ...board.params.map(() => "")];
   const rows = board.rows.map((row) => [
