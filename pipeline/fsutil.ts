@@ -16,7 +16,7 @@ export async function fsyncDir(path: string): Promise<void> {
   await dir.sync();
 }
 
-/** What marks a temporary file of writeFileAtomic (`NAME.tmp-PID`): left only by a killed process. */
+/** What marks a temporary file of writeFileAtomic (`NAME.tmp-PID-N`): left only by a killed process. */
 export const TEMP_MARK = ".tmp-";
 
 let tempCounter = 0;
