@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { canonicalJson, sha256 } from "./hash.ts";
 import {
   exists,
@@ -11,6 +11,7 @@ import {
   writeFileAtomic,
 } from "./fsutil.ts";
 import { isPermissionFault } from "./faults.ts";
+import { hostId, type Lease, type LeaseHolder, readHolder, waitForLease, whyDead } from "./lease.ts";
 import type { StageOutput } from "./lock.ts";
 import type { StatCache } from "./statcache.ts";
 
@@ -36,11 +37,12 @@ export interface RunInfo {
   metrics?: unknown;
 }
 
-/** A key as the cache holds it: a usable artifact, a damaged entry, or nothing. */
+/** A key as the cache holds it: a usable artifact, a damaged entry, or nothing; or as a remote cache has it. */
 export type EntryState =
   | { state: "ok"; output: StageOutput; run: RunInfo | null }
   | { state: "damaged"; detail: string }
-  | { state: "absent" };
+  | { state: "absent" }
+  | { state: "remote"; output: StageOutput; run: RunInfo | null };
 
 /** A directory of the cache: a finished entry, or the partial one of a run in progress or killed. */
 export interface CacheEntry {
@@ -49,15 +51,55 @@ export interface CacheEntry {
   partial: boolean;
 }
 
-const KEY = /^[0-9a-f]{64}$/;
+/** a key and a sha256 alike: 64 hex digits */
+const HEX64 = /^[0-9a-f]{64}$/;
 const PARTIAL_PREFIX = ".partial-";
 const RUN_FILE = "run.json";
+const CLAIMS_DIR = ".claims";
+/** In a partial dir being filled from another copy of the entry: that copy's manifest. */
+const ADOPTING_FILE = "adopting.json";
+
+/** A stage's output as the lock records it, from its manifest and run record. */
+export function entryOutput(manifest: Manifest, run: RunInfo | null): StageOutput {
+  return {
+    output: manifest.output,
+    files: manifest.files.length,
+    bytes: manifest.bytes,
+    environment: run?.environment ?? {},
+    ...(run?.metrics !== undefined ? { metrics: run.metrics } : {}),
+  };
+}
+
+/**
+ * Why a manifest is not one promote() could have written, or null: relative paths in listFiles'
+ * order, each with a sha256 and a size, and the output hash of exactly that list.
+ */
+export function manifestProblem(manifest: Manifest): string | null {
+  if (!Array.isArray(manifest?.files)) return "no file list";
+  let previous = "";
+  for (const file of manifest.files) {
+    const path = file?.path;
+    if (typeof path !== "string" || path.split("/").some((part) => ["", ".", ".."].includes(part))) {
+      return `file path ${JSON.stringify(path)} is not a plain relative path`;
+    }
+    if (path <= previous) return `file ${path} out of order`;
+    if (!HEX64.test(file.sha256) || !Number.isSafeInteger(file.size) || file.size < 0) {
+      return `file ${path} has no valid sha256 and size`;
+    }
+    previous = path;
+  }
+  if (manifest.output !== sha256(canonicalJson(manifest.files))) return "its output hash is not that of its files";
+  if (manifest.bytes !== manifest.files.reduce((sum, file) => sum + file.size, 0)) return "its size is not its files'";
+  return null;
+}
 
 /**
  * The content-addressed cache, the only module that knows its layout: `<cacheDir>/<key>/out/`
  * holds a stage's artifact, `<key>/manifest.json` every file's sha256 and size, `<key>/run.json`
  * the run's record (RunInfo). An entry only ever appears under its final name complete: it is
- * built in `.partial-<key>/`, fsynced, then renamed.
+ * built in `.partial-<key>/`, fsynced, then renamed (atomic on one filesystem, also when several
+ * hosts share the cache). `.claims/<key>` is the lease of the process building a key: only its
+ * holder touches `.partial-<key>/`, so two hosts never build the same key at once.
  */
 export class Cache {
   constructor(readonly dir: string, private readonly statCache: StatCache) {}
@@ -84,8 +126,10 @@ export class Cache {
   }
 
   /**
-   * The entry's manifest if every file is present with its recorded hash, else why not.
-   * Unchanged files are checked through the stat cache; `rehash` forces reading every byte.
+   * The entry's manifest if every file is present with its recorded hash, else why not. Files are
+   * checked through this host's stat cache: a file this host has not hashed yet (one another host
+   * wrote into a shared cache) is read and hashed, an unchanged one it already verified costs a
+   * stat; `rehash` forces reading every byte.
    */
   async check(key: string, rehash = false): Promise<{ manifest: Manifest | null; problems: string[] }> {
     const manifest = await this.readManifest(key);
@@ -93,6 +137,8 @@ export class Cache {
       const present = await exists(this.entryDir(key));
       return { manifest: null, problems: present ? ["manifest.json missing or unreadable"] : ["not in cache"] };
     }
+    const damaged = manifestProblem(manifest);
+    if (damaged) return { manifest: null, problems: [`manifest.json: ${damaged}`] };
     if (rehash) this.statCache.forget(this.outDir(key));
     const problems: string[] = [];
     const listed = new Set(manifest.files.map((file) => file.path));
@@ -122,14 +168,7 @@ export class Cache {
         : { state: "damaged", detail: problems.join(", ") };
     }
     const run = await this.runInfo(key);
-    const output: StageOutput = {
-      output: manifest.output,
-      files: manifest.files.length,
-      bytes: manifest.bytes,
-      environment: run?.environment ?? {},
-      ...(run?.metrics !== undefined ? { metrics: run.metrics } : {}),
-    };
-    return { state: "ok", output, run };
+    return { state: "ok", output: entryOutput(manifest, run), run };
   }
 
   async runInfo(key: string): Promise<RunInfo | null> {
@@ -164,7 +203,7 @@ export class Cache {
     const final = this.entryDir(key);
     if (await exists(final)) {
       // A forced re-run of an existing key: move the old entry aside first, never half-replace it.
-      const trash = join(this.dir, `.trash-${key}-${Deno.pid}`);
+      const trash = join(this.dir, `.trash-${key}-${hostId()}-${Deno.pid}`);
       await Deno.rename(final, trash);
       try {
         await Deno.rename(partial, final);
@@ -184,6 +223,68 @@ export class Cache {
     return manifest;
   }
 
+  /**
+   * Claim `key` before building it: waits while another process (on any host sharing the cache)
+   * holds the claim, and takes over a dead holder's (`tookOver` says why it was judged dead).
+   */
+  async claim(
+    key: string,
+    command: string,
+    waiting: (holder: LeaseHolder) => void,
+    signal?: AbortSignal,
+  ): Promise<{ lease: Lease; tookOver?: string }> {
+    await Deno.mkdir(join(this.dir, CLAIMS_DIR), { recursive: true });
+    return await waitForLease(join(this.dir, CLAIMS_DIR, key), command, waiting, signal);
+  }
+
+  /** The live holder of `key`'s claim, or null (none, or a dead one). */
+  async claimHolder(key: string): Promise<LeaseHolder | null> {
+    const holder = await readHolder(join(this.dir, CLAIMS_DIR, key));
+    return holder && !whyDead(holder) ? holder : null;
+  }
+
+  /**
+   * Fill the partial dir of `key` from another copy of its entry (a remote cache), under the
+   * caller's claim: `fetch` writes one file's verified bytes to `temp`. A pull cut short resumes:
+   * files already fetched for the same manifest and still matching are kept; a partial dir left
+   * by anything else is started afresh. Promoted only once every file is there.
+   */
+  async adopt(
+    key: string,
+    manifest: Manifest,
+    run: RunInfo | null,
+    fetch: (file: ManifestFile, temp: string) => Promise<void>,
+  ): Promise<Manifest> {
+    const damaged = manifestProblem(manifest);
+    if (damaged) throw new Error(`manifest of ${key}: ${damaged}`);
+    const partial = this.partialDir(key);
+    const out = join(partial, "out");
+    const marker = join(partial, ADOPTING_FILE);
+    const expected = JSON.stringify(manifest);
+    if (await Deno.readTextFile(marker).catch(() => "") !== expected) {
+      await removeIfExists(partial);
+      await writeFileAtomic(marker, expected);
+    }
+    await Deno.mkdir(out, { recursive: true });
+    for (const file of manifest.files) {
+      const path = join(out, file.path);
+      const have = await this.statCache.hash(path).catch(() => null);
+      if (have?.sha256 === file.sha256 && have.size === file.size) continue;
+      const temp = join(partial, "incoming");
+      await fetch(file, temp);
+      await Deno.mkdir(dirname(path), { recursive: true });
+      await Deno.rename(temp, path);
+      this.statCache.remember(path, file.sha256);
+    }
+    const present = await listFiles(out);
+    if (present.join("\n") !== manifest.files.map((file) => file.path).join("\n")) {
+      throw new Error(`${partial}: holds files its manifest does not list`);
+    }
+    await Deno.remove(marker);
+    if (run) await this.writeRunInfo(key, run);
+    return await this.promote(key);
+  }
+
   /** Every entry on disk, finished and partial, by name. */
   async entries(): Promise<CacheEntry[]> {
     const entries: CacheEntry[] = [];
@@ -192,7 +293,7 @@ export class Cache {
         if (!entry.isDirectory) continue;
         const partial = entry.name.startsWith(PARTIAL_PREFIX);
         const key = partial ? entry.name.slice(PARTIAL_PREFIX.length) : entry.name;
-        if (KEY.test(key)) entries.push({ key, path: join(this.dir, entry.name), partial });
+        if (HEX64.test(key)) entries.push({ key, path: join(this.dir, entry.name), partial });
       }
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;

@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import {
+  EXIT_BUSY,
   EXIT_ENVIRONMENT,
   EXIT_FAILED,
   EXIT_HEAP_LIMIT,
@@ -16,6 +17,9 @@ import { formatBytes } from "./fsutil.ts";
 import { type FlatParams, overlayParams, parseSetArgument, readParamsFile } from "./params.ts";
 import { renderDag, stageByName } from "./dag.ts";
 import { acquireRunLock, BusyError } from "./runlock.ts";
+import { LeaseLost } from "./lease.ts";
+import { RemoteCache } from "./remote.ts";
+import { describeHolder, pullCommand, pushCommand } from "./transfer.ts";
 import { Interrupted, type RunEvent, runPipeline, StaleUpstream, type StoppedStage } from "./run.ts";
 import { StageFailed } from "./execute.ts";
 import { localExecutor, STAGE_V8_FLAGS } from "./executors/local.ts";
@@ -46,7 +50,11 @@ const USAGE = `usage: main.ts COMMAND [options]
   gc       [--dry-run] [--keep-commits N]                  drop cache entries no recent lock uses
   params                                                   every param: default, what it accepts, meaning
   exp      run|start|show|apply|rm ...                     experiments: sweeps, a queue, a leaderboard (exp --help)
-common: --params FILE (default params.json), --set key=value (repeatable)`;
+  push     [STAGE...]                                      send cache entries to the remote cache
+  pull     [STAGE...]                                      fetch cache entries from the remote cache
+common: --params FILE (default params.json), --set key=value (repeatable)
+environment: FACEGAN_CACHE (a cache shared by hosts), FACEGAN_REMOTE (http URL of a remote cache) with
+  FACEGAN_REMOTE_TOKEN or FACEGAN_REMOTE_BASIC, FACEGAN_HOST_ID, FACEGAN_LEASE_S`;
 
 /**
  * Load params: the defaults in params.json, then --params FILE over them, then each --set.
@@ -107,7 +115,13 @@ export async function main(project: Project, argv: string[]): Promise<number> {
       console.log(describeParams(project.schema, defaults, project.dag));
       return 0;
     }
-    const workspace = await Workspace.open({ root: project.root, dag: project.dag, params, paramsFile: source });
+    const workspace = await Workspace.open({
+      root: project.root,
+      dag: project.dag,
+      params,
+      paramsFile: source,
+      remote: RemoteCache.fromEnv(log),
+    });
     switch (command) {
       case "run":
         return await runCommand(
@@ -127,9 +141,13 @@ export async function main(project: Project, argv: string[]): Promise<number> {
         return await compareCommand(workspace, rest, Boolean(values.json));
       case "gc":
         return await gcCommand(workspace, Boolean(values["dry-run"]), Number(values["keep-commits"] ?? 20), log);
+      case "push":
+        return await pushCommand(workspace, rest, log);
+      case "pull":
+        return await pullCommand(workspace, rest, log);
       default:
         throw new UserError(
-          `unknown command '${command}'; commands: run, status, dag, verify, compare, gc, params, exp`,
+          `unknown command '${command}'; commands: run, status, dag, verify, compare, gc, params, exp, push, pull`,
         );
     }
   } catch (error) {
@@ -144,6 +162,10 @@ export async function main(project: Project, argv: string[]): Promise<number> {
     if (error instanceof BusyError) {
       console.error(`busy: ${error.message}`);
       return error.exitCode;
+    }
+    if (error instanceof LeaseLost) {
+      console.error(`stopped: ${error.message}; another process now holds it`);
+      return EXIT_BUSY;
     }
     if (error instanceof StaleUpstream) {
       console.error(
@@ -169,6 +191,8 @@ async function runCommand(workspace: Workspace, selection: Selection, dryRun: bo
     for (const decision of plan.decisions) {
       if (decision.action === "cached") {
         log(`✓ ${decision.stage.padEnd(9)} cached   ${decision.record.key.slice(0, 12)}`);
+      } else if (decision.action === "pull") {
+        log(`⇣ ${decision.stage.padEnd(9)} would pull ${decision.record.key.slice(0, 12)} from the remote cache`);
       } else if (decision.action !== "ran") log(`• ${decision.stage.padEnd(9)} would run: ${words(decision.reasons)}`);
     }
     return 0;
@@ -205,6 +229,7 @@ async function runCommand(workspace: Workspace, selection: Selection, dryRun: bo
       report: (event) => log(eventLine(event)),
       interrupt: interrupt.signal,
       facts,
+      signal: lock.lost,
     });
     const ran = outcomes.filter((outcome) => outcome.action === "ran").length;
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
@@ -301,6 +326,14 @@ export function eventLine(event: RunEvent): string {
       return `  ${event.stage}'s partial output kept${
         event.resumePoint ? ` (${event.resumePoint})` : ""
       }: the next run resumes from it`;
+    case "waiting":
+      return `… ${name} waiting: ${describeHolder(event.holder)} holds the claim on ${event.key.slice(0, 12)}`;
+    case "took-over":
+      return `⚠ ${name} taking over the claim on ${event.key.slice(0, 12)}: ${event.why}`;
+    case "reused":
+      return `✓ ${name} cached   ${event.key.slice(0, 12)} (made meanwhile by another process)`;
+    case "pulled":
+      return `⇣ ${name} pulled   ${event.key.slice(0, 12)} from the remote cache (${event.files} files)`;
   }
 }
 
@@ -318,6 +351,8 @@ async function statusCommand(workspace: Workspace): Promise<number> {
     if (decision.action === "cached") {
       const made = decision.run ? `  made in ${decision.run.wall_s}s` : "";
       console.log(`${name}  fresh  ${decision.record.key.slice(0, 12)}${made}`);
+    } else if (decision.action === "pull") {
+      console.log(`${name}  remote ${decision.record.key.slice(0, 12)}  on the remote cache: the next run pulls it`);
     } else if (decision.action !== "ran") {
       const key = decision.action === "run" ? decision.key.slice(0, 12) : "?".repeat(12);
       console.log(`${name}  stale  ${key}  ${words(decision.reasons)}`);
@@ -352,7 +387,11 @@ export function describeReason(reason: Reason): string {
     case "runtime":
       return `${reason.name}: ${reason.before ?? "-"} -> ${reason.after ?? "-"}`;
     case "input":
-      return reason.change === "remade" ? `input ${reason.stage} will be re-made` : `input ${reason.stage} changed`;
+      return reason.change === "remade"
+        ? `input ${reason.stage} will be re-made`
+        : reason.change === "pulled"
+        ? `input ${reason.stage} will be pulled from the remote cache`
+        : `input ${reason.stage} changed`;
     case "missing":
       return "artifact not in cache";
     case "damaged":

@@ -1,12 +1,13 @@
 /**
- * Execution of one planned stage: prepare its partial dir and job.json, hand the job to an
- * executor (where it runs: today a local child process), then record the run and promote the
- * partial dir into the cache. Where a stage runs never changes its key.
+ * Execution of one planned stage: claim its key, prepare its partial dir and job.json, hand the
+ * job to an executor (where it runs: today a local child process), then record the run and
+ * promote the partial dir into the cache. Where a stage runs never changes its key.
  */
 import { join } from "node:path";
 import { faultsAsLines } from "./faults.ts";
 import { exists, removeIfExists, removeTempFiles, writeFileAtomic } from "./fsutil.ts";
-import type { Cache } from "./cache.ts";
+import { type Cache, entryOutput, type RunInfo } from "./cache.ts";
+import type { LeaseHolder } from "./lease.ts";
 import type { LockStage, StageIdentity } from "./lock.ts";
 import type { StageJob } from "./stage_runner.ts";
 import type { StageDecl } from "./types.ts";
@@ -25,6 +26,8 @@ export interface PlannedStage {
   stage: StageDecl;
   key: string;
   identity: StageIdentity;
+  /** run it even if another process makes the key while this one waits for its claim (--from) */
+  forced?: boolean;
 }
 
 export interface ExecuteContext {
@@ -35,6 +38,12 @@ export interface ExecuteContext {
   signal: AbortSignal;
   /** called when the job starts (`resumed`: it continues a killed attempt's partial output) */
   started(resumed: boolean): void;
+  /** another process (on any host sharing the cache) is building the key: told once, with who */
+  waiting?(holder: LeaseHolder): void;
+  /** a dead holder's claim on the key was taken over, and why it was judged dead */
+  tookOver?(why: string): void;
+  /** written into the key's claim: who builds it */
+  command?: string;
 }
 
 /** A stage's job ended with a non-zero exit code (errors.ts says what the runner's codes mean). */
@@ -57,11 +66,44 @@ export async function readResumePoint(cache: Cache, key: string): Promise<string
   return await Deno.readTextFile(join(cache.partialDir(key), RESUME_POINT_FILE)).catch(() => null);
 }
 
-/** Run a planned stage; its artifact ends in the cache under its key. Returns its lock entry and wall time. */
+/**
+ * Run a planned stage; its artifact ends in the cache under its key. Returns its lock entry and
+ * wall time; `reused` when another process made the key while this one waited for its claim.
+ * A run that stops unfinished settles its partial dir (kept for a resumable stage, less its temp
+ * files; else removed) while it still holds the claim: after, the dir may be another host's.
+ */
 export async function executeStage(
   context: ExecuteContext,
   planned: PlannedStage,
   inputs: Record<string, string>,
+): Promise<{ record: LockStage; wallSeconds: number; reused?: boolean }> {
+  const { stage, key, identity } = planned;
+  const { lease, tookOver } = await context.cache.claim(
+    key,
+    context.command ?? stage.name,
+    (holder) => context.waiting?.(holder),
+    context.signal,
+  );
+  try {
+    if (tookOver) context.tookOver?.(tookOver);
+    const made = planned.forced ? null : await context.cache.state(key);
+    if (made?.state === "ok") return { record: { key, ...identity, ...made.output }, wallSeconds: 0, reused: true };
+    try {
+      return await runClaimed(context, planned, inputs, lease.lost);
+    } catch (error) {
+      await context.cache.settlePartial(key, Boolean(stage.resumable)).catch(() => {});
+      throw error;
+    }
+  } finally {
+    await lease.release();
+  }
+}
+
+async function runClaimed(
+  context: ExecuteContext,
+  planned: PlannedStage,
+  inputs: Record<string, string>,
+  claimLost: AbortSignal,
 ): Promise<{ record: LockStage; wallSeconds: number }> {
   const { stage, key, identity } = planned;
   const partial = context.cache.partialDir(key);
@@ -96,8 +138,11 @@ export async function executeStage(
   );
   const ranAt = new Date().toISOString();
   const started = performance.now();
-  const code = await context.executor.run(job, jobFile, context.signal);
+  // A claim taken over by another host (this one stalled past its lease) stops the job: two
+  // hosts must never write one partial dir.
+  const code = await context.executor.run(job, jobFile, AbortSignal.any([context.signal, claimLost]));
   const wallSeconds = Math.round((performance.now() - started) / 10) / 100;
+  claimLost.throwIfAborted();
   if (code !== 0) {
     const detail = await Deno.readTextFile(job.errorFile).catch(() => undefined);
     await removeIfExists(job.errorFile).catch(() => {});
@@ -106,21 +151,14 @@ export async function executeStage(
 
   const environment = { ...identity.runtime, ...JSON.parse(await Deno.readTextFile(job.environmentFile)) };
   const metrics = stage.metrics ? JSON.parse(await Deno.readTextFile(join(outDir, stage.metrics))) : undefined;
+  const run: RunInfo = { wall_s: wallSeconds, ran_at: ranAt, environment, metrics };
   const manifest = await faultsAsLines(`storing stage ${stage.name}'s output in the cache`, partial, async () => {
     await Deno.remove(job.environmentFile);
     await Deno.remove(jobFile);
     await removeIfExists(job.resumePointFile);
-    await context.cache.writeRunInfo(key, { wall_s: wallSeconds, ran_at: ranAt, environment, metrics });
+    await context.cache.writeRunInfo(key, run);
+    claimLost.throwIfAborted();
     return await context.cache.promote(key);
   });
-  const record: LockStage = {
-    key,
-    ...identity,
-    output: manifest.output,
-    files: manifest.files.length,
-    bytes: manifest.bytes,
-    environment,
-    ...(metrics !== undefined ? { metrics } : {}),
-  };
-  return { record, wallSeconds };
+  return { record: { key, ...identity, ...entryOutput(manifest, run) }, wallSeconds };
 }

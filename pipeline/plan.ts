@@ -28,7 +28,7 @@ export type Reason =
   | { kind: "library"; name: string; before?: string; after?: string }
   | { kind: "data"; key: string }
   | { kind: "runtime"; name: string; before?: string; after?: string }
-  | { kind: "input"; stage: string; change: "changed" | "remade" }
+  | { kind: "input"; stage: string; change: "changed" | "remade" | "pulled" }
   | { kind: "missing" }
   | { kind: "damaged"; detail: string }
   | { kind: "forced" };
@@ -36,6 +36,8 @@ export type Reason =
 export type Decision =
   /** its key is in the cache and checks out: restore it */
   | { stage: string; action: "cached"; record: LockStage; run: RunInfo | null }
+  /** its key is not usable from the local cache but a remote cache has it: download it */
+  | { stage: string; action: "pull"; record: LockStage; run: RunInfo | null }
   /** ran in this session */
   | { stage: string; action: "ran"; record: LockStage }
   /** its key is known and not usable from the cache; `outside`: not in the selection (only read by it) */
@@ -115,15 +117,23 @@ export function plan(input: PlanInput): Plan {
     const key = stageKey(stage.name, identity);
     const entry = input.cache(key);
     if (!entry) lookups.push(key);
-    if (entry?.state === "ok" && !forced.has(stage.name)) {
+    if ((entry?.state === "ok" || entry?.state === "remote") && !forced.has(stage.name)) {
       const record: LockStage = { key, ...identity, ...entry.output };
-      decided.set(stage.name, { stage: stage.name, action: "cached", record, run: entry.run });
+      const action = entry.state === "ok" ? "cached" : "pull";
+      decided.set(stage.name, { stage: stage.name, action, record, run: entry.run });
       continue;
     }
     const reasons: Reason[] = forced.has(stage.name) ? [{ kind: "forced" }] : [];
     reasons.push(...(previous ? changes(previous, identity) : [{ kind: "new" } as const]));
     if (!reasons.length) {
       reasons.push(entry?.state === "damaged" ? { kind: "damaged", detail: entry.detail } : { kind: "missing" });
+    }
+    // An input still to be pulled is known (its key and output) but not on disk yet.
+    const pulling = upstream.filter((decision) => decision.action === "pull").map((decision) => decision.stage);
+    if (pulling.length) {
+      reasons.push(...pulling.map((name) => ({ kind: "input", stage: name, change: "pulled" }) as const));
+      decided.set(stage.name, { stage: stage.name, action: "wait", reasons });
+      continue;
     }
     decided.set(stage.name, {
       stage: stage.name,

@@ -8,9 +8,11 @@ import { stageByName } from "./dag.ts";
 import { removeIfExists, tempPath, treeBytes, writeFileAtomic } from "./fsutil.ts";
 import { executeStage, type Executor, readResumePoint, StageFailed } from "./execute.ts";
 import { faultsAsLines, freeBytes } from "./faults.ts";
+import type { LeaseHolder } from "./lease.ts";
 import { type LockStage, writeLock } from "./lock.ts";
 import type { Decision, Plan, Reason, Selection } from "./plan.ts";
 import type { StageFacts } from "./key.ts";
+import { pullEntry } from "./transfer.ts";
 import type { Workspace } from "./workspace.ts";
 
 /** What a run reports as it goes; the CLI puts it into words. */
@@ -22,7 +24,13 @@ export type RunEvent =
   /** before it runs: it wrote `needed` bytes last time (the lock), more than is free where it writes */
   | { kind: "low-space"; stage: string; needed: number; free: number; dir: string }
   /** a resumable stage that stopped unfinished: its partial output stays for the next run */
-  | { kind: "kept"; stage: string; resumePoint: string | null };
+  | { kind: "kept"; stage: string; resumePoint: string | null }
+  /** another process holds the key's claim (it is building or pulling it) */
+  | { kind: "waiting"; stage: string; key: string; holder: LeaseHolder }
+  | { kind: "took-over"; stage: string; key: string; why: string }
+  /** made by another process while this one waited for the claim */
+  | { kind: "reused"; stage: string; key: string }
+  | { kind: "pulled"; stage: string; key: string; files: number };
 
 export interface RunOptions {
   selection: Selection;
@@ -38,6 +46,8 @@ export interface RunOptions {
    * experiments running at once never race for the project's lock and links.
    */
   record?: "project" | "caller";
+  /** aborted when the run must stop (it lost its run lock): the reason is the run's error */
+  signal?: AbortSignal;
   /**
    * Where concurrent runs in this process (experiments) meet on a key: it calls `execute` for the
    * first run of a key and hands the others that run's result, so two runs never build the same
@@ -102,8 +112,29 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
   interrupt?.addEventListener("abort", onInterrupt, { once: true });
   let failure: unknown = null;
   let current: Plan;
-  /** stages whose job this run started (with `share`, another run may be running one it waits for) */
+  /**
+   * stages whose job this run started (with `share`, another run may be running one it waits
+   * for; with a shared cache, another process may hold the key's claim)
+   */
   const startedHere = new Set<string>();
+  const stop = (error: unknown) => {
+    failure ??= error;
+    abort.abort();
+  };
+  const onLost = () => stop(options.signal!.reason);
+  options.signal?.addEventListener("abort", onLost, { once: true });
+  const claimEvents = (stage: string, key: string) => ({
+    command: `pipeline ${stage} in ${workspace.root}`,
+    waiting: (holder: LeaseHolder) => options.report({ kind: "waiting", stage, key, holder }),
+    tookOver: (why: string) => options.report({ kind: "took-over", stage, key, why }),
+  });
+  /** The key is in the cache now (made by another process, or pulled): the next plan finds it. */
+  const madeElsewhere = (stage: string, key: string, event: RunEvent) => {
+    unfinished.delete(stage);
+    workspace.forget(key);
+    reported.add(stage);
+    options.report(event);
+  };
 
   const start = async (decision: Extract<Decision, { action: "run" }>, inputs: Record<string, string>) => {
     const stage = stageByName(workspace.dag, decision.stage);
@@ -120,10 +151,16 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
         startedHere.add(stage.name);
         options.report({ kind: "start", stage: stage.name, key: decision.key, reasons: decision.reasons, resumed });
       },
+      ...claimEvents(stage.name, decision.key),
     };
-    const execute = () => executeStage(context, { stage, key: decision.key, identity: decision.identity }, inputs);
+    const forced = decision.reasons.some((reason) => reason.kind === "forced");
+    const planned = { stage, key: decision.key, identity: decision.identity, forced };
+    const execute = () => executeStage(context, planned, inputs);
     const job = (options.share ? options.share(decision.key, abort.signal, execute) : execute()).then(
       (result) => {
+        if (result.reused) {
+          return madeElsewhere(stage.name, decision.key, { kind: "reused", stage: stage.name, key: decision.key });
+        }
         unfinished.delete(stage.name);
         ran.set(stage.name, result.record);
         wallSeconds.set(stage.name, result.wallSeconds);
@@ -134,8 +171,7 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
         // A stage failing after the run was stopped was cancelled: not a failure of its own.
         if (abort.signal.aborted) return;
         // The first failure ends the run: stages still running are cancelled.
-        failure ??= error;
-        abort.abort();
+        stop(error);
         if (error instanceof StageFailed) {
           const { wallSeconds, exitCode } = error;
           options.report({ kind: "failed", stage: stage.name, wallSeconds, exitCode });
@@ -143,6 +179,18 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
       },
     ).finally(() => running.delete(stage.name));
     running.set(stage.name, job);
+  };
+
+  const pull = (decision: Extract<Decision, { action: "pull" }>) => {
+    const { stage, record: { key } } = decision;
+    const hooks = { ...claimEvents(stage, key), signal: abort.signal };
+    const job = pullEntry(workspace.cache, workspace.remote!, key, stage, hooks).then(
+      ({ manifest }) => madeElsewhere(stage, key, { kind: "pulled", stage, key, files: manifest.files.length }),
+      (error) => {
+        if (!abort.signal.aborted) stop(error);
+      },
+    ).finally(() => running.delete(stage));
+    running.set(stage, job);
   };
 
   try {
@@ -153,10 +201,11 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
           reported.add(decision.stage);
           options.report({ kind: "cached", stage: decision.stage, key: decision.record.key });
         }
-        if (decision.action !== "run" || running.has(decision.stage) || abort.signal.aborted) continue;
+        if (running.has(decision.stage) || abort.signal.aborted) continue;
+        if (decision.action === "pull") pull(decision);
+        if (decision.action !== "run") continue;
         if (decision.outside) {
-          failure ??= new StaleUpstream(decision.stage, decision.reasons);
-          abort.abort();
+          stop(new StaleUpstream(decision.stage, decision.reasons));
           break;
         }
         await start(decision, inputDirs(workspace, current, decision.stage));
@@ -175,11 +224,13 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
     throw error;
   } finally {
     interrupt?.removeEventListener("abort", onInterrupt);
+    options.signal?.removeEventListener("abort", onLost);
   }
   if (abort.signal.aborted) {
     await workspace.statCache.saveIfPossible(); // never hide why the run stopped
-    // A shared stage this run only waited for is the partial output of the run executing it.
-    for (const name of unfinished.keys()) if (options.share && !startedHere.has(name)) unfinished.delete(name);
+    // A stage this run only waited for (a shared stage, a claim another process holds) is the
+    // partial output of the run executing it.
+    for (const name of unfinished.keys()) if (!startedHere.has(name)) unfinished.delete(name);
     const stopped = await settleUnfinished(workspace, unfinished);
     for (const { stage, kept, resumePoint } of stopped) {
       if (kept && !interrupt?.aborted) options.report({ kind: "kept", stage, resumePoint });
@@ -212,14 +263,13 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
 }
 
 /**
- * The partial output of each stage stopped unfinished: a resumable stage's kept (less its temp
- * files) for the next run to continue, any other's removed.
+ * Each stage stopped unfinished: a resumable stage's partial output is kept for the next run to
+ * continue, any other's removed (executeStage settled it while it held the key's claim).
  */
 async function settleUnfinished(workspace: Workspace, unfinished: Map<string, string>): Promise<StoppedStage[]> {
   const stopped: StoppedStage[] = [];
   for (const [name, key] of unfinished) {
     const kept = Boolean(stageByName(workspace.dag, name).resumable);
-    await workspace.cache.settlePartial(key, kept).catch(() => {});
     stopped.push({ stage: name, kept, resumePoint: kept ? await readResumePoint(workspace.cache, key) : null });
   }
   return stopped;

@@ -45,6 +45,13 @@ export class StatCache {
     return { sha256, size: info.size };
   }
 
+  /** Record the sha256 of a file just written from bytes already hashed on the way (a download). */
+  remember(path: string, sha256: string): void {
+    const info = Deno.statSync(path);
+    this.entries[path] = { size: info.size, mtimeMs: info.mtime?.getTime() ?? 0, ino: info.ino ?? 0, sha256 };
+    this.dirty = true;
+  }
+
   forget(prefix: string): void {
     for (const path of Object.keys(this.entries)) {
       if (path.startsWith(prefix)) {

@@ -17,7 +17,8 @@ export async function run(ctx) {
   const hog = [];
   for (let mb = 0; mb < (ctx.params["train.hog_mb"] ?? 0); mb++) hog.push(new Array(131072).fill(mb + 0.5));
   if (ctx.params["render.fill_disk"]) await fillDisk(ctx.root + "/outputs/filler");
-  const sleep = ctx.params["train.sleep_ms"] ?? 0;
+  // STUB_SLEEP_MS_<stage>: a sleep that is not a param (not in the key), for tests of concurrent runs.
+  const sleep = Number(Deno.env.get("STUB_SLEEP_MS_" + ctx.name) ?? ctx.params["train.sleep_ms"] ?? 0);
   let text = ctx.name + " " + JSON.stringify(ctx.params) + " variant " + VARIANT + "\\n";
   for (const [name, dir] of Object.entries(ctx.inputs)) {
     text += await Deno.readTextFile(dir + "/" + name + ".txt");
@@ -111,8 +112,13 @@ Deno.exit(await main({ root: ${JSON.stringify(root)}, dag, schema }, Deno.args))
 }
 
 /** Run the stub project's CLI as a real subprocess. */
-export function cli(root: string, args: string[]): Promise<CommandResult> {
-  return run(root, ["run", "-A", "--config", join(REPO, "deno.json"), join(root, "main.ts"), ...args]);
+export function cli(root: string, args: string[], env: Record<string, string> = {}): Promise<CommandResult> {
+  return run(root, cliArgs(root, args), env);
+}
+
+/** The deno arguments of a stub CLI run (to spawn it by hand). */
+export function cliArgs(root: string, args: string[]): string[] {
+  return ["run", "-A", "--config", join(REPO, "deno.json"), join(root, "main.ts"), ...args];
 }
 
 /** Stage names appended to runs.log since the last call (which empties it). */
