@@ -122,3 +122,26 @@ Deno.test("--only: an upstream stage outside the selection that must run is mark
   const first = plan({ facts: facts(), lock, selection: {}, dag: DAG, cache: () => undefined });
   assert.deepEqual(first.lookups, [lock.stages.a.key], "the view knows nothing yet: a's key is asked for first");
 });
+
+Deno.test("a key only the remote cache has: pull (forced: run); a stage that must run waits for its inputs' pulls", () => {
+  const { lock, entries } = ranWith(facts());
+  const remote = new Map(entries);
+  for (const name of ["a", "b"]) {
+    const entry = entries.get(lock.stages[name].key)!;
+    if (entry.state === "ok") remote.set(lock.stages[name].key, { ...entry, state: "remote" });
+  }
+  remote.delete(lock.stages.c.key);
+  const decisions = planAll({ facts: facts(), lock, selection: {} }, remote);
+  assert.equal(decisions.a.action, "pull");
+  assert.equal(decisions.b.action, "pull");
+  assert.deepEqual(decisions.b.action === "pull" && decisions.b.record, lock.stages.b, "its key and output known");
+  assert.equal(decisions.c.action, "wait");
+  assert.deepEqual(reasons(decisions.c), [
+    { kind: "missing" },
+    { kind: "input", stage: "b", change: "pulled" },
+    { kind: "input", stage: "a", change: "pulled" },
+  ]);
+  const forced = planAll({ facts: facts(), lock, selection: { from: "b" } }, remote);
+  assert.equal(forced.a.action, "pull");
+  assert.equal(forced.b.action, "wait", "forced to run, after a is pulled");
+});
