@@ -24,7 +24,7 @@ import { Interrupted, type RunEvent, runPipeline, StaleUpstream, type StoppedSta
 import { StageFailed } from "./execute.ts";
 import { localExecutor, STAGE_V8_FLAGS } from "./executors/local.ts";
 import type { Reason, Selection } from "./plan.ts";
-import { Workspace } from "./workspace.ts";
+import { CACHE_ENV, Workspace } from "./workspace.ts";
 import { verifyCommand } from "./verify.ts";
 import { compareCommand } from "./compare.ts";
 import { gcCommand } from "./gc.ts";
@@ -140,6 +140,12 @@ export async function main(project: Project, argv: string[]): Promise<number> {
       case "compare":
         return await compareCommand(workspace, rest, Boolean(values.json));
       case "gc":
+        if (Deno.env.get(CACHE_ENV)) {
+          throw new UserError(
+            `gc knows only this clone's locks, so in a cache shared through ${CACHE_ENV} it would remove ` +
+              `entries other clones use; unset ${CACHE_ENV} to collect this clone's own outputs/cache`,
+          );
+        }
         return await gcCommand(workspace, Boolean(values["dry-run"]), Number(values["keep-commits"] ?? 20), log);
       case "push":
         return await pushCommand(workspace, rest, log);

@@ -56,7 +56,10 @@ async function referencedKeys(workspace: Workspace, keepCommits: number): Promis
 async function unreferencedEntries(workspace: Workspace, referenced: Set<string>) {
   const entries: { path: string; bytes: number }[] = [];
   for (const entry of await workspace.cache.entries()) {
-    if (!referenced.has(entry.key)) entries.push({ path: entry.path, bytes: await treeBytes(entry.path) });
+    if (referenced.has(entry.key)) continue;
+    // A partial dir whose key is claimed is being filled right now (a pull, a run).
+    if (entry.partial && await workspace.cache.claimHolder(entry.key)) continue;
+    entries.push({ path: entry.path, bytes: await treeBytes(entry.path) });
   }
   return entries;
 }
