@@ -98,7 +98,7 @@ Deno.test("a run lock held by a SIGKILLed run on another host: busy until its le
   // One project whose outputs/ two hosts share (a project on a shared filesystem).
   const cache = await Deno.makeTempDir({ prefix: "facegan-shared-" });
   const root = await makeStubProject();
-  const lease = 8;
+  const lease = 10;
   const holder = spawn(root, ["run"], host("a", cache, lease, { STUB_SLEEP_MS_train: "60000" }));
   await waitFor(async () => await partialWith(cache, "train.txt") !== null, 30_000, "train to start on host a");
   holder.kill("SIGKILL");
