@@ -212,13 +212,18 @@ async function createWithContent(path: string, content: string): Promise<boolean
     return true;
   } catch (error) {
     if (error instanceof Deno.errors.AlreadyExists) return false;
+    // A full or read-only disk: name the lease, not its temp file, in what the caller reports.
+    if (error instanceof Error) error.message = error.message.replaceAll(temp, path);
     throw error;
   } finally {
     await Deno.remove(temp).catch(() => {});
   }
 }
 
-/** Whether `pid` runs on this host and is not this process (which never waits for itself: a lease with its pid is a dead predecessor's). */
+/**
+ * Whether `pid` runs on this host and is not this process: this process never waits for itself,
+ * so a lease with its pid is a dead predecessor's (pids are reused, in containers often at once).
+ */
 function isOtherLiveProcess(pid: number): boolean {
   if (pid === Deno.pid) return false;
   try {
