@@ -25,6 +25,8 @@ export class LeaseLost extends Error {}
 export const HOST_ENV = "FACEGAN_HOST_ID";
 export const LEASE_ENV = "FACEGAN_LEASE_S";
 const DEFAULT_LEASE_S = 60;
+/** tokens of the leases this process holds (concurrent runs in one process: experiments) */
+const heldHere = new Set<string>();
 
 /** This host's name in leases: the hostname, or FACEGAN_HOST_ID (two "hosts" on one machine in tests). */
 export function hostId(): string {
@@ -47,6 +49,7 @@ export class Lease {
 
   constructor(readonly path: string, private holder: LeaseHolder, private readonly periodMs: number) {
     this.timer = setInterval(() => this.renew(), periodMs / 3);
+    heldHere.add(holder.token);
   }
 
   get lost(): AbortSignal {
@@ -83,18 +86,21 @@ export class Lease {
 
   private lose(why: string): void {
     clearInterval(this.timer);
+    heldHere.delete(this.holder.token);
     this.lostController.abort(new LeaseLost(`lost ${this.path}: ${why}`));
   }
 
   /** Stop renewing and remove the file if it is still ours. */
   async release(): Promise<void> {
     clearInterval(this.timer);
+    heldHere.delete(this.holder.token);
     if ((await readHolder(this.path))?.token === this.holder.token) await Deno.remove(this.path).catch(() => {});
   }
 
   /** release(), for an exit that cannot wait (a second Ctrl-C). */
   releaseSync(): void {
     clearInterval(this.timer);
+    heldHere.delete(this.holder.token);
     try {
       if (JSON.parse(Deno.readTextFileSync(this.path)).token === this.holder.token) Deno.removeSync(this.path);
     } catch { /* gone or not ours */ }
@@ -190,9 +196,11 @@ export async function readHolder(path: string): Promise<LeaseHolder | null | und
 /** Why a holder is dead, or null while it is alive. */
 export function whyDead(holder: LeaseHolder | null): string | null {
   if (!holder) return "it was empty or damaged";
-  if (holder.host === hostId() && !isOtherLiveProcess(holder.pid)) {
-    return `its holder (pid ${holder.pid}, started ${holder.started}) is no longer running`;
-  }
+  const gone = `its holder (pid ${holder.pid}, started ${holder.started}) is no longer running`;
+  // This pid: a lease of this process (concurrent runs in it), or a dead predecessor's (pids are
+  // reused, in containers often at once).
+  if (holder.host === hostId() && holder.pid === Deno.pid) return heldHere.has(holder.token) ? null : gone;
+  if (holder.host === hostId() && !isAlive(holder.pid)) return gone;
   if (!(Date.parse(holder.expires) > Date.now())) {
     return `its holder (pid ${holder.pid} on host ${holder.host}) let its lease expire at ${holder.expires}`;
   }
@@ -220,12 +228,8 @@ async function createWithContent(path: string, content: string): Promise<boolean
   }
 }
 
-/**
- * Whether `pid` runs on this host and is not this process: this process never waits for itself,
- * so a lease with its pid is a dead predecessor's (pids are reused, in containers often at once).
- */
-function isOtherLiveProcess(pid: number): boolean {
-  if (pid === Deno.pid) return false;
+/** Whether `pid` runs on this host. */
+function isAlive(pid: number): boolean {
   try {
     Deno.statSync(`/proc/${pid}`);
     return true;
