@@ -21,8 +21,9 @@ import { LeaseLost } from "./lease.ts";
 import { RemoteCache } from "./remote.ts";
 import { describeHolder, pullCommand, pushCommand } from "./transfer.ts";
 import { Interrupted, type RunEvent, runPipeline, StaleUpstream, type StoppedStage } from "./run.ts";
-import { StageFailed } from "./execute.ts";
-import { localExecutor, STAGE_V8_FLAGS } from "./executors/local.ts";
+import { type Executor, StageFailed } from "./execute.ts";
+import { chooseExecutor } from "./executors/choose.ts";
+import { STAGE_V8_FLAGS } from "./stage_runner.ts";
 import type { Reason, Selection } from "./plan.ts";
 import { CACHE_ENV, Workspace } from "./workspace.ts";
 import { verifyCommand } from "./verify.ts";
@@ -43,6 +44,8 @@ export interface Project {
 
 const USAGE = `usage: main.ts COMMAND [options]
   run      [--from S] [--only S] [--until S] [--dry-run]   bring stages up to date
+           [--executor [STAGE=]local|slurm] [--slurm-config FILE]   where stages run (default local;
+           repeatable or a comma list; Slurm's sbatch options from FILE, default slurm.json)
   status                                                   fresh/stale per stage and why
   dag                                                      the DAG as text and Mermaid
   verify   [STAGE...] [--cache]                            recompute and compare with the lock
@@ -96,6 +99,8 @@ export async function main(project: Project, argv: string[]): Promise<number> {
         cache: { type: "boolean" },
         json: { type: "boolean" },
         "keep-commits": { type: "string" },
+        executor: { type: "string", multiple: true },
+        "slurm-config": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -105,6 +110,7 @@ export async function main(project: Project, argv: string[]): Promise<number> {
       return 0;
     }
     for (const name of [values.from, values.only, values.until]) if (name) stageByName(project.dag, name);
+    const executor = await chooseExecutor(project.root, project.dag, values.executor ?? [], values["slurm-config"]);
     const { params, source, defaults, origin } = await loadParams(project.root, values.params, values.set ?? []);
     if (project.schema) {
       checkSchemaCoversDag(project.schema, project.dag, defaults);
@@ -128,6 +134,7 @@ export async function main(project: Project, argv: string[]): Promise<number> {
           workspace,
           { from: values.from, only: values.only, until: values.until },
           Boolean(values["dry-run"]),
+          executor,
           log,
         );
       case "status":
@@ -189,7 +196,13 @@ export async function main(project: Project, argv: string[]): Promise<number> {
   }
 }
 
-async function runCommand(workspace: Workspace, selection: Selection, dryRun: boolean, log: (line: string) => void) {
+async function runCommand(
+  workspace: Workspace,
+  selection: Selection,
+  dryRun: boolean,
+  executor: Executor,
+  log: (line: string) => void,
+) {
   const started = performance.now();
   if (dryRun) {
     const plan = await workspace.plan({ facts: await workspace.facts(), lock: await workspace.readLock(), selection });
@@ -231,7 +244,7 @@ async function runCommand(workspace: Workspace, selection: Selection, dryRun: bo
     await workspace.cache.sweepTrash();
     const outcomes = await runPipeline(workspace, {
       selection,
-      executor: localExecutor,
+      executor,
       report: (event) => log(eventLine(event)),
       interrupt: interrupt.signal,
       facts,

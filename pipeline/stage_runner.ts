@@ -2,9 +2,10 @@
  * Child-process entry that runs one stage: `deno run -A pipeline/stage_runner.ts JOB.json`.
  * Each stage runs in its own process so that independent stages truly run in parallel, a
  * stage's memory and tensor backend die with it, and a crash cannot corrupt the engine.
+ * With `--detached` (a batch job on a cluster node) it does not watch the engine through stdin.
  */
 import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OUT_OF_MEMORY, EXIT_USER_ERROR, UserError } from "./errors.ts";
 import { EnvironmentFault, environmentFault } from "./faults.ts";
 import { writeFileAtomic } from "./fsutil.ts";
@@ -35,6 +36,40 @@ export const STDERR_IS_TERMINAL = "PIPELINE_STDERR_IS_TERMINAL";
 
 /** A JS allocation the runtime refused (the V8 heap limit itself ends the process instead). */
 const ALLOCATION_FAILED = /allocation failed|out of memory|Maximum memory size exceeded|could not allocate/i;
+
+/**
+ * Test hook (and a way to raise a stage's heap limit): V8 flags for every stage process, e.g.
+ * `PIPELINE_STAGE_V8_FLAGS=--max-old-space-size=64`.
+ */
+export const STAGE_V8_FLAGS = "PIPELINE_STAGE_V8_FLAGS";
+
+const RUNNER = fileURLToPath(import.meta.url);
+
+/**
+ * Deno's arguments that run the job in `jobFile` (the executable is Deno itself). `detached`: the
+ * runner is not the engine's child (a cluster job), so it must not exit when its stdin is closed.
+ */
+export function runnerArgs(root: string, jobFile: string, detached: boolean): string[] {
+  const v8Flags = Deno.env.get(STAGE_V8_FLAGS);
+  return [
+    "run",
+    "-A",
+    ...configArgs(root),
+    ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
+    RUNNER,
+    jobFile,
+    ...(detached ? ["--detached"] : []),
+  ];
+}
+
+function configArgs(root: string): string[] {
+  try {
+    Deno.statSync(join(root, "deno.json"));
+    return ["--config", join(root, "deno.json")];
+  } catch {
+    return [];
+  }
+}
 
 function makeContext(job: StageJob, environment: Record<string, string | number | boolean>): StageContext {
   const interactive = interactiveTerminal();
@@ -86,7 +121,7 @@ async function exitWithParent() {
 
 if (import.meta.main) {
   const job: StageJob = JSON.parse(await Deno.readTextFile(Deno.args[0]));
-  exitWithParent();
+  if (!Deno.args.includes("--detached")) exitWithParent();
   const environment: Record<string, string | number | boolean> = {};
   try {
     const module = await import(pathToFileURL(resolve(job.root, job.module)).href);

@@ -1,17 +1,7 @@
 /** The local executor: the stage's job runs in a child process of this machine (pipeline/stage_runner.ts). */
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { EXIT_HEAP_LIMIT } from "../errors.ts";
 import type { Executor } from "../execute.ts";
-import { STDERR_IS_TERMINAL } from "../stage_runner.ts";
-
-const RUNNER = fileURLToPath(new URL("../stage_runner.ts", import.meta.url));
-
-/**
- * Test hook (and a way to raise a stage's heap limit): V8 flags for every stage process, e.g.
- * `PIPELINE_STAGE_V8_FLAGS=--max-old-space-size=64`.
- */
-export const STAGE_V8_FLAGS = "PIPELINE_STAGE_V8_FLAGS";
+import { runnerArgs, STDERR_IS_TERMINAL } from "../stage_runner.ts";
 
 /** What V8 prints when a process reaches its heap limit: a report of many lines, then it traps. */
 const HEAP_REPORT = /\n?<--- Last few GCs --->|\n?#\n# Fatal (JavaScript|process) out of memory/;
@@ -20,9 +10,8 @@ const STOP_GRACE_MS = 5_000;
 
 export const localExecutor: Executor = {
   async run(job, jobFile, signal) {
-    const v8Flags = Deno.env.get(STAGE_V8_FLAGS);
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", ...configArgs(job.root), ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []), RUNNER, jobFile],
+      args: runnerArgs(job.root, jobFile, false),
       cwd: job.root,
       env: Deno.stderr.isTerminal() ? { [STDERR_IS_TERMINAL]: "1" } : {},
       // Its own process group: Ctrl-C reaches only the engine, which stops the whole group.
@@ -73,13 +62,4 @@ async function forwardStderr(stream: ReadableStream<Uint8Array>): Promise<boolea
     while (bytes.length) bytes = bytes.subarray(await Deno.stderr.write(bytes));
   }
   return heapLimit;
-}
-
-function configArgs(root: string): string[] {
-  try {
-    Deno.statSync(join(root, "deno.json"));
-    return ["--config", join(root, "deno.json")];
-  } catch {
-    return [];
-  }
 }
