@@ -1,13 +1,15 @@
 /**
- * Decoding a photo's bytes to pixels, with imagescript's codecs.
+ * Decoding a photo's bytes to pixels: JPEGs with libjpeg-turbo (data/turbojpeg.ts, scaled in the
+ * DCT domain) where the library loads, else with imagescript's codecs.
  *
- * RGB JPEGs (all of CelebA) go straight to imagescript's wasm JPEG decoder, one instance kept per
- * thread: imagescript's own `decode()` builds a fresh WebAssembly instance for every image, which
- * was 1.0-1.5 ms of the 1.3-1.8 ms it took per 89x109 CelebA photo (same pixels either way).
+ * imagescript: RGB JPEGs (all of CelebA) go straight to its wasm JPEG decoder, one instance kept
+ * per thread: imagescript's own `decode()` builds a fresh WebAssembly instance for every image,
+ * which was 1.0-1.5 ms of the 1.3-1.8 ms it took per 89x109 CelebA photo (same pixels either way).
  * Everything else (PNG, grayscale or CMYK JPEG) goes through `decode()`.
  */
 import { decode, Image } from "imagescript";
 import jpegCodec from "imagescript/wasm/node/jpeg.js";
+import { type ScaleNeed, TurboJpeg, TurboJpegUnavailable } from "./turbojpeg.ts";
 
 export interface DecodedPhoto {
   pixels: Uint8Array | Uint8ClampedArray;
@@ -15,6 +17,11 @@ export interface DecodedPhoto {
   height: number;
   /** 3 (RGB) or 4 (RGBA) */
   channels: number;
+  /** decoded size / the file's own size (below 1 when decoded scaled in the DCT domain) */
+  scale: number;
+  /** the file's own size */
+  fileWidth: number;
+  fileHeight: number;
 }
 
 interface JpegFrame {
@@ -26,6 +33,8 @@ interface JpegFrame {
 }
 
 const JPEG_RGB = 1;
+/** imagescript's version (deno.json pins it): the fallback decoder's name in the lock. */
+export const IMAGESCRIPT_DECODER = "imagescript 1.3.1";
 
 let jpegDecoder: { decode(bytes: Uint8Array): JpegFrame } | null = null;
 
@@ -33,8 +42,38 @@ function isJpeg(bytes: Uint8Array): boolean {
   return bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff;
 }
 
-/** Decode a still image; throws with the codec's message when the bytes are not one. */
-export async function decodePhoto(bytes: Uint8Array): Promise<DecodedPhoto> {
+/** libjpeg-turbo if it loads (one per thread), else null and why not. */
+export function loadTurboJpeg(): { turbo: TurboJpeg | null; why: string } {
+  try {
+    return { turbo: new TurboJpeg(), why: "" };
+  } catch (error) {
+    if (!(error instanceof TurboJpegUnavailable)) throw error;
+    return { turbo: null, why: error.message };
+  }
+}
+
+/**
+ * Decode a still image; throws with the codec's message when the bytes are not one. With
+ * `turbo`, a JPEG is decoded by libjpeg-turbo, scaled down as far as `need` allows; CMYK JPEGs and
+ * other formats go to imagescript at full size.
+ */
+export async function decodePhoto(
+  bytes: Uint8Array,
+  turbo?: TurboJpeg | null,
+  need?: ScaleNeed,
+): Promise<DecodedPhoto> {
+  if (isJpeg(bytes) && turbo) {
+    let decoded = null;
+    try {
+      decoded = turbo.decode(bytes, need);
+    } catch (error) {
+      if (!/CMYK/.test((error as Error).message)) throw error;
+    }
+    if (decoded) {
+      const { pixels, width, height, scale, jpegWidth, jpegHeight } = decoded;
+      return { pixels, width, height, channels: 3, scale, fileWidth: jpegWidth, fileHeight: jpegHeight };
+    }
+  }
   if (isJpeg(bytes)) {
     jpegDecoder ??= await jpegCodec.init();
     let frame: JpegFrame;
@@ -46,10 +85,12 @@ export async function decodePhoto(bytes: Uint8Array): Promise<DecodedPhoto> {
       throw error;
     }
     if (frame.format === JPEG_RGB) {
-      return { pixels: frame.buffer, width: frame.width, height: frame.height, channels: 3 };
+      const { width, height } = frame;
+      return { pixels: frame.buffer, width, height, channels: 3, scale: 1, fileWidth: width, fileHeight: height };
     }
   }
   const image = await decode(bytes);
   if (!(image instanceof Image)) throw new Error("animated image, not a photo");
-  return { pixels: image.bitmap, width: image.width, height: image.height, channels: 4 };
+  const { width, height } = image;
+  return { pixels: image.bitmap, width, height, channels: 4, scale: 1, fileWidth: width, fileHeight: height };
 }

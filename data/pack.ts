@@ -2,7 +2,7 @@
  * "Packs": the binary format the data stages hand to each other. A pack is an index
  * `<prefix>.json` and files `<prefix>-00000.bin`, each holding `count` images as raw uint8 RGB,
  * row-major HWC, back to back; every image in a pack has the same width and height. Raw pixels
- * make crop -> resize -> shard -> train cost no encoding, and a reader can seek to any image.
+ * make crop -> shard -> train cost no encoding, and a reader can seek to any image.
  */
 import { join } from "node:path";
 import { createHash } from "node:crypto";
@@ -35,13 +35,16 @@ export class PackWriter {
   private readonly names: string[] = [];
   private readonly buffer = new Uint8Array(WRITE_BUFFER_BYTES);
   private buffered = 0;
+  private fileBytes = 0;
 
+  /** `onFile`: told each finished file's name, sha256 and size (hashed as written, never re-read) */
   constructor(
     private readonly dir: string,
     readonly width: number,
     readonly height: number,
     private readonly prefix = "pack",
     private readonly imagesPerFile = 4096,
+    private readonly onFile: (file: string, sha256: string, size: number) => void = () => {},
   ) {}
 
   get count(): number {
@@ -64,6 +67,7 @@ export class PackWriter {
       this.buffered += pixels.length;
     }
     this.hash.update(pixels);
+    this.fileBytes += pixels.length;
     this.names.push(name);
     this.inFile++;
     if (this.inFile === this.imagesPerFile) await this.closeFile();
@@ -86,9 +90,11 @@ export class PackWriter {
     const current = this.files[this.files.length - 1];
     current.count = this.inFile;
     current.sha256 = this.hash.digest("hex");
+    this.onFile(current.file, current.sha256, this.fileBytes);
     this.file = null;
     this.hash = createHash("sha256");
     this.inFile = 0;
+    this.fileBytes = 0;
   }
 
   /** Close the last file and write index.json (plus any extra fields the stage wants recorded). */
@@ -138,19 +144,20 @@ export class PackReader {
     this.imageBytes = index.width * index.height * 3;
   }
 
-  async read(position: number, into: Uint8Array = new Uint8Array(this.imageBytes)): Promise<Uint8Array> {
+  /** Synchronous: shard reads every image this way, and each async call costs more than its copying. */
+  read(position: number, into: Uint8Array = new Uint8Array(this.imageBytes)): Uint8Array {
     let offset = position;
     for (const file of this.index.files) {
       if (offset < file.count) {
         let handle = this.handles.get(file.file);
         if (!handle) {
-          handle = await Deno.open(join(this.dir, file.file), { read: true });
+          handle = Deno.openSync(join(this.dir, file.file), { read: true });
           this.handles.set(file.file, handle);
         }
-        await handle.seek(offset * this.imageBytes, Deno.SeekMode.Start);
+        handle.seekSync(offset * this.imageBytes, Deno.SeekMode.Start);
         let filled = 0;
         while (filled < this.imageBytes) {
-          const n = await handle.read(into.subarray(filled));
+          const n = handle.readSync(into.subarray(filled));
           if (n === null) throw new Error(`pack file ${file.file} is truncated`);
           filled += n;
         }

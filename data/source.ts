@@ -1,8 +1,25 @@
-/** Reading the download stage's output: a folder `images/` or a `source.zip`, as named entries. */
+/**
+ * The download stage's output, as named entries: a folder `images/` (synthetic faces), a
+ * `source.zip` (an http(s) download or a local zip), or `source.json`, a reference to a local
+ * folder: its path and every file's size and sha256, read in place, never copied. A referenced
+ * file's bytes are checked against that sha256 when it is read (data/decode_worker.ts).
+ */
+import { createHash } from "node:crypto";
 import { extname, join } from "node:path";
 import { ZipReader } from "./zip.ts";
+import type { ExternalData } from "../pipeline/external.ts";
 
 export const IMAGE_EXTENSIONS = new Set([".jpg", ".jpeg", ".png"]);
+
+const REFERENCE_FILE = "source.json";
+const REFERENCE_FORMAT = "facegan-folder-reference-1";
+
+/** A file an entry can be read from directly, with what its bytes must be (for references). */
+export interface SourceFile {
+  path: string;
+  size?: number;
+  sha256?: string;
+}
 
 export interface RawSource {
   /** image entries, sorted by name */
@@ -10,7 +27,20 @@ export interface RawSource {
   /** entries that are not images by extension (listed in the crop report) */
   ignored: string[];
   read(name: string): Promise<Uint8Array>;
+  /** where an entry lies as a plain file (folders and references; not zip entries) */
+  file?(name: string): SourceFile;
   close(): void;
+}
+
+function isImage(name: string): boolean {
+  return IMAGE_EXTENSIONS.has(extname(name).toLowerCase());
+}
+
+/** Write the reference to a local folder, as the engine listed and hashed it. */
+export async function writeFolderReference(outDir: string, data: ExternalData): Promise<{ images: number }> {
+  const reference = { format: REFERENCE_FORMAT, folder: data.path, files: data.files };
+  await Deno.writeTextFile(join(outDir, REFERENCE_FILE), JSON.stringify(reference));
+  return { images: data.files.filter(([name]) => isImage(name)).length };
 }
 
 export async function openRawSource(dir: string): Promise<RawSource> {
@@ -21,10 +51,37 @@ export async function openRawSource(dir: string): Promise<RawSource> {
     const byName = new Map(zip.entries.map((entry) => [entry.name, entry]));
     const all = [...byName.keys()].sort();
     return {
-      names: all.filter((name) => IMAGE_EXTENSIONS.has(extname(name).toLowerCase())),
-      ignored: all.filter((name) => !IMAGE_EXTENSIONS.has(extname(name).toLowerCase())),
+      names: all.filter(isImage),
+      ignored: all.filter((name) => !isImage(name)),
       read: (name) => zip.read(byName.get(name)!),
       close: () => zip.close(),
+    };
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  try {
+    const reference = JSON.parse(await Deno.readTextFile(join(dir, REFERENCE_FILE)));
+    if (reference.format !== REFERENCE_FORMAT) throw new Error(`${REFERENCE_FILE}: unknown format ${reference.format}`);
+    const byName = new Map<string, SourceFile>(
+      (reference.files as ExternalData["files"]).map(([name, size, sha256]) => [
+        name,
+        { path: join(reference.folder, name), size, sha256 },
+      ]),
+    );
+    const all = [...byName.keys()].sort();
+    const file = (name: string) => byName.get(name)!;
+    return {
+      names: all.filter(isImage),
+      ignored: all.filter((name) => !isImage(name)),
+      read: async (name) => {
+        const bytes = await Deno.readFile(file(name).path);
+        if (createHash("sha256").update(bytes).digest("hex") !== file(name).sha256) {
+          throw new Error(`${file(name).path} changed after the pipeline hashed it`);
+        }
+        return bytes;
+      },
+      file,
+      close: () => {},
     };
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
@@ -34,9 +91,10 @@ export async function openRawSource(dir: string): Promise<RawSource> {
   for await (const entry of Deno.readDir(images)) if (entry.isFile) all.push(entry.name);
   all.sort();
   return {
-    names: all.filter((name) => IMAGE_EXTENSIONS.has(extname(name).toLowerCase())),
-    ignored: all.filter((name) => !IMAGE_EXTENSIONS.has(extname(name).toLowerCase())),
+    names: all.filter(isImage),
+    ignored: all.filter((name) => !isImage(name)),
     read: (name) => Deno.readFile(join(images, name)),
+    file: (name) => ({ path: join(images, name) }),
     close: () => {},
   };
 }

@@ -1,6 +1,6 @@
 /**
  * The embedded default dataset: seeded, procedurally drawn faces in CelebA's aligned geometry
- * (178x218, eyes level near y=112, face centred), so crop and resize do the same work as on the
+ * (178x218, eyes level near y=112, face centred), so crop does the same work as on the
  * real photos and the whole pipeline runs on a fresh machine with no network. Each face varies in
  * skin tone, lighting direction, head size and position, hair colour and style, eye colour,
  * brows, nose and mouth shape, background and clothes. Same seed and index -> the same pixels.

@@ -14,6 +14,7 @@ import { isPermissionFault } from "./faults.ts";
 import { hostId, type Lease, type LeaseHolder, readHolder, waitForLease, whyDead } from "./lease.ts";
 import type { StageOutput } from "./lock.ts";
 import type { StatCache } from "./statcache.ts";
+import type { ExternalData } from "./external.ts";
 
 export interface ManifestFile {
   path: string;
@@ -34,6 +35,8 @@ export interface RunInfo {
   /** ISO 8601 UTC */
   ran_at: string;
   environment: Record<string, string | number | boolean>;
+  /** the stage process's peak resident memory, where known */
+  peak_rss_mb?: number;
   metrics?: unknown;
 }
 
@@ -92,6 +95,10 @@ export function manifestProblem(manifest: Manifest): string | null {
   if (manifest.bytes !== manifest.files.reduce((sum, file) => sum + file.size, 0)) return "its size is not its files'";
   return null;
 }
+/** the local data the stage's params named when it ran (pipeline/external.ts), beside its artifact */
+const EXTERNAL_FILE = "external.json";
+/** what the stage's process reports besides its environment (stage_runner.ts's RunnerReport) */
+const REPORT_FILE = "report.json";
 
 /**
  * The content-addressed cache, the only module that knows its layout: `<cacheDir>/<key>/out/`
@@ -179,19 +186,43 @@ export class Cache {
     }
   }
 
+  /** Where a run's job finds the listings of its local data (kept with the entry). */
+  externalFile(key: string): string {
+    return join(this.partialDir(key), EXTERNAL_FILE);
+  }
+
+  /** Where a run's job reports what it measured and the hashes of the files it wrote. */
+  reportFile(key: string): string {
+    return join(this.partialDir(key), REPORT_FILE);
+  }
+
+  /** The listings of the local data an entry was made from, if it had any. */
+  async externalData(key: string): Promise<Record<string, ExternalData> | null> {
+    try {
+      return JSON.parse(await Deno.readTextFile(join(this.entryDir(key), EXTERNAL_FILE)));
+    } catch {
+      return null;
+    }
+  }
+
   /** Record how the run went, in the partial dir (promoted with the artifact). */
   async writeRunInfo(key: string, info: RunInfo): Promise<void> {
     await writeFileAtomic(join(this.partialDir(key), RUN_FILE), JSON.stringify(info));
   }
 
-  /** Hash every file of a finished partial dir, fsync it and rename it to its final name. */
-  async promote(key: string): Promise<Manifest> {
+  /**
+   * Hash every file of a finished partial dir, fsync it and rename it to its final name. Files
+   * the stage hashed as it wrote them (`written`, by path in out/) are not read again.
+   */
+  async promote(key: string, written: Record<string, { sha256: string; size: number }> = {}): Promise<Manifest> {
     const partial = this.partialDir(key);
     const out = join(partial, "out");
     await fsyncTree(out);
     const files: ManifestFile[] = [];
     for (const path of await listFiles(out)) {
-      const { sha256: hash, size } = await this.statCache.hash(join(out, path));
+      const full = join(out, path);
+      if (written[path]) this.statCache.remember(full, written[path].sha256, written[path].size);
+      const { sha256: hash, size } = await this.statCache.hash(full);
       files.push({ path, sha256: hash, size });
     }
     const manifest: Manifest = {
@@ -268,7 +299,10 @@ export class Cache {
     await Deno.mkdir(out, { recursive: true });
     for (const file of manifest.files) {
       const path = join(out, file.path);
-      const have = await this.statCache.hash(path).catch(() => null);
+      let have = null;
+      try {
+        have = this.statCache.hash(path);
+      } catch { /* not fetched yet */ }
       if (have?.sha256 === file.sha256 && have.size === file.size) continue;
       const temp = join(partial, "incoming");
       await fetch(file, temp);

@@ -205,14 +205,19 @@ async function runCommand(
 ) {
   const started = performance.now();
   if (dryRun) {
-    const plan = await workspace.plan({ facts: await workspace.facts(), lock: await workspace.readLock(), selection });
+    const lock = await workspace.readLock();
+    const plan = await workspace.plan({ facts: await workspace.facts(), lock, selection });
     await workspace.statCache.saveIfPossible();
+    for (const check of checkLines(workspace)) log(check);
     for (const decision of plan.decisions) {
       if (decision.action === "cached") {
         log(`✓ ${decision.stage.padEnd(9)} cached   ${decision.record.key.slice(0, 12)}`);
       } else if (decision.action === "pull") {
         log(`⇣ ${decision.stage.padEnd(9)} would pull ${decision.record.key.slice(0, 12)} from the remote cache`);
-      } else if (decision.action !== "ran") log(`• ${decision.stage.padEnd(9)} would run: ${words(decision.reasons)}`);
+      } else if (decision.action !== "ran") {
+        const reasons = await workspace.namingChangedFiles(decision.stage, decision.reasons, lock);
+        log(`• ${decision.stage.padEnd(9)} would run: ${words(reasons)}`);
+      }
     }
     return 0;
   }
@@ -325,6 +330,7 @@ function stageFailedLine(workspace: Workspace, error: StageFailed): string | nul
 
 /** A run event in words (the pipeline's and each experiment's). */
 export function eventLine(event: RunEvent): string {
+  if (event.kind === "checked") return checkLine(event.param, event.files, event.rehashed, event.seconds);
   const name = event.stage.padEnd(9);
   switch (event.kind) {
     case "cached":
@@ -356,14 +362,24 @@ export function eventLine(event: RunEvent): string {
   }
 }
 
+function checkLine(param: string, files: number, rehashed: number, seconds: number): string {
+  return `  ${param}: ${files.toLocaleString("en-US")} files checked in ${seconds.toFixed(2)}s (${
+    rehashed.toLocaleString("en-US")
+  } re-hashed)`;
+}
+
+function checkLines(workspace: Workspace): string[] {
+  return workspace.externalChecks().map(({ key, files, rehashed, seconds }) =>
+    checkLine(key, files, rehashed, seconds)
+  );
+}
+
 /** Each stage fresh or stale and why; a fresh one with the wall time its cache entry took to make. */
 async function statusCommand(workspace: Workspace): Promise<number> {
-  const plan = await workspace.plan({
-    facts: await workspace.facts(),
-    lock: await workspace.readLock(),
-    selection: {},
-  });
+  const lock = await workspace.readLock();
+  const plan = await workspace.plan({ facts: await workspace.facts(), lock, selection: {} });
   await workspace.statCache.saveIfPossible();
+  for (const check of checkLines(workspace)) console.log(check);
   const width = Math.max(...plan.decisions.map((decision) => decision.stage.length));
   for (const decision of plan.decisions) {
     const name = decision.stage.padEnd(width);
@@ -374,7 +390,8 @@ async function statusCommand(workspace: Workspace): Promise<number> {
       console.log(`${name}  remote ${decision.record.key.slice(0, 12)}  on the remote cache: the next run pulls it`);
     } else if (decision.action !== "ran") {
       const key = decision.action === "run" ? decision.key.slice(0, 12) : "?".repeat(12);
-      console.log(`${name}  stale  ${key}  ${words(decision.reasons)}`);
+      const reasons = await workspace.namingChangedFiles(decision.stage, decision.reasons, lock);
+      console.log(`${name}  stale  ${key}  ${words(reasons)}`);
     }
   }
   return 0;
@@ -401,8 +418,11 @@ export function describeReason(reason: Reason): string {
         : `code ${reason.file} changed`;
     case "library":
       return `library ${reason.name}: ${reason.before ?? "-"} -> ${reason.after ?? "-"}`;
-    case "data":
-      return `data named by ${reason.key} changed`;
+    case "data": {
+      const files = reason.files ?? [];
+      const shown = files.slice(0, 5).join(", ") + (files.length > 5 ? `, ... (${files.length} files)` : "");
+      return `data named by ${reason.key} changed${files.length ? `: ${shown}` : ""}`;
+    }
     case "runtime":
       return `${reason.name}: ${reason.before ?? "-"} -> ${reason.after ?? "-"}`;
     case "input":

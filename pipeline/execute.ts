@@ -9,8 +9,9 @@ import { exists, removeIfExists, removeTempFiles, writeFileAtomic } from "./fsut
 import { type Cache, entryOutput, type RunInfo } from "./cache.ts";
 import type { LeaseHolder } from "./lease.ts";
 import type { LockStage, StageIdentity } from "./lock.ts";
-import type { StageJob } from "./stage_runner.ts";
+import type { RunnerReport, StageJob } from "./stage_runner.ts";
 import type { StageDecl } from "./types.ts";
+import type { ExternalData } from "./external.ts";
 
 /**
  * Runs a stage's job somewhere and reports its exit code. The job reads its inputs and writes
@@ -28,6 +29,8 @@ export interface PlannedStage {
   identity: StageIdentity;
   /** run it even if another process makes the key while this one waits for its claim (--from) */
   forced?: boolean;
+  /** the local data its params name, as hashed into its key (handed to the job, kept with the entry) */
+  external?: Record<string, ExternalData>;
 }
 
 export interface ExecuteContext {
@@ -76,7 +79,7 @@ export async function executeStage(
   context: ExecuteContext,
   planned: PlannedStage,
   inputs: Record<string, string>,
-): Promise<{ record: LockStage; wallSeconds: number; reused?: boolean }> {
+): Promise<{ record: LockStage; wallSeconds: number; reused?: boolean; peakRssMb?: number | null }> {
   const { stage, key, identity } = planned;
   const { lease, tookOver } = await context.cache.claim(
     key,
@@ -104,15 +107,17 @@ async function runClaimed(
   planned: PlannedStage,
   inputs: Record<string, string>,
   claimLost: AbortSignal,
-): Promise<{ record: LockStage; wallSeconds: number }> {
-  const { stage, key, identity } = planned;
+): Promise<{ record: LockStage; wallSeconds: number; peakRssMb: number | null }> {
+  const { stage, key, identity, external } = planned;
   const partial = context.cache.partialDir(key);
   const outDir = join(partial, "out");
   const resumed = Boolean(stage.resumable) && await exists(outDir);
+  const externalFile = context.cache.externalFile(key);
   await faultsAsLines(`preparing stage ${stage.name}`, partial, async () => {
     if (!resumed) await removeIfExists(partial);
     else await removeTempFiles(partial); // of writes a killed attempt cut short
     await Deno.mkdir(outDir, { recursive: true });
+    if (external) await writeFileAtomic(externalFile, JSON.stringify(external));
   });
   context.started(resumed);
 
@@ -127,6 +132,8 @@ async function runClaimed(
     resumed,
     environmentFile: join(partial, "environment.json"),
     errorFile: join(partial, "error.txt"),
+    ...(external ? { externalFile } : {}),
+    reportFile: context.cache.reportFile(key),
     logFile: join(context.outputsDir, "logs", `${stage.name}-${key.slice(0, 12)}.log`),
     resumePointFile: join(partial, RESUME_POINT_FILE),
   };
@@ -151,14 +158,23 @@ async function runClaimed(
 
   const environment = { ...identity.runtime, ...JSON.parse(await Deno.readTextFile(job.environmentFile)) };
   const metrics = stage.metrics ? JSON.parse(await Deno.readTextFile(join(outDir, stage.metrics))) : undefined;
-  const run: RunInfo = { wall_s: wallSeconds, ran_at: ranAt, environment, metrics };
+  const report: RunnerReport = JSON.parse(await Deno.readTextFile(job.reportFile));
+  const peak = report.peak_rss_mb;
+  const run: RunInfo = {
+    wall_s: wallSeconds,
+    ran_at: ranAt,
+    environment,
+    ...(peak !== null ? { peak_rss_mb: peak } : {}),
+    metrics,
+  };
   const manifest = await faultsAsLines(`storing stage ${stage.name}'s output in the cache`, partial, async () => {
     await Deno.remove(job.environmentFile);
+    await Deno.remove(job.reportFile);
     await Deno.remove(jobFile);
     await removeIfExists(job.resumePointFile);
     await context.cache.writeRunInfo(key, run);
     claimLost.throwIfAborted();
-    return await context.cache.promote(key);
+    return await context.cache.promote(key, report.written);
   });
-  return { record: { key, ...identity, ...entryOutput(manifest, run) }, wallSeconds };
+  return { record: { key, ...identity, ...entryOutput(manifest, run) }, wallSeconds, peakRssMb: peak };
 }

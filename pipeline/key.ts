@@ -3,12 +3,11 @@
  * the lock entry is the one source of truth for what a key is made of. Here too: gathering the
  * facts that go into an identity (code hashes, local data digests).
  */
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { UserError } from "./errors.ts";
-import { errorPath, isPermissionFault, unreadable } from "./faults.ts";
 import { fingerprintCode } from "./codehash.ts";
 import { canonicalJson, sha256 } from "./hash.ts";
-import { listFiles } from "./fsutil.ts";
+import { type ExternalRead, readExternal } from "./external.ts";
 import { type FlatParams, pickParams } from "./params.ts";
 import type { StatCache } from "./statcache.ts";
 import type { StageIdentity } from "./lock.ts";
@@ -40,47 +39,46 @@ export interface FactsContext {
   statCache: StatCache;
 }
 
-/** Hash a stage's code and the local data its params name (stat cache: cheap when unchanged). */
-export async function stageFacts(context: FactsContext, stage: StageDecl): Promise<StageFacts> {
+/** The local data a param names, as checked for this run (digest, cost, listing on demand). */
+export interface ExternalCheck extends ExternalRead {
+  key: string;
+}
+
+/**
+ * Hash a stage's code and the local data its params name (stat cache: cheap when unchanged).
+ * `checks`: the listings of that data, for the stage's job and for saying what changed.
+ */
+export async function stageFacts(
+  context: FactsContext,
+  stage: StageDecl,
+): Promise<{ facts: StageFacts; checks: ExternalCheck[] }> {
   const code = await fingerprintCode(context.root, [stage.module], context.importMap, context.statCache);
-  const external = await externalDigests(context, stage);
-  return {
+  const checks = await externalChecks(context, stage);
+  const external = Object.fromEntries(checks.map((check) => [check.key, check.digest]));
+  const facts = {
     params: pickParams(context.params, stage.params),
     code: code.files,
     libraries: code.libraries,
-    ...(Object.keys(external).length ? { external } : {}),
+    ...(checks.length ? { external } : {}),
     runtime: runtimeEnvironment(),
   };
+  return { facts, checks };
 }
 
-async function externalDigests(context: FactsContext, stage: StageDecl): Promise<Record<string, string>> {
-  const digests: Record<string, string> = {};
+async function externalChecks(context: FactsContext, stage: StageDecl): Promise<ExternalCheck[]> {
+  const checks: ExternalCheck[] = [];
   for (const key of stage.external ?? []) {
     const value = context.params[key];
     if (typeof value !== "string" || value === "") continue;
     const path = resolve(context.root, value);
-    let info: Deno.FileInfo;
     try {
-      info = await Deno.stat(path);
+      await Deno.stat(path);
     } catch {
       throw new UserError(
         `${key}: '${value}' not found (resolved to ${path}); set ${key} to an existing file or folder`,
       );
     }
-    const files = info.isDirectory
-      ? await listFiles(path).catch((error) => {
-        throw isPermissionFault(error) ? unreadable(`a folder ${key} names:`, errorPath(error) ?? path) : error;
-      })
-      : [""];
-    const entries: string[] = [];
-    for (const file of files) {
-      const filePath = file ? join(path, file) : path;
-      const hashed = await context.statCache.hash(filePath).catch((error) => {
-        throw isPermissionFault(error) ? unreadable(`a file ${key} names:`, filePath) : error;
-      });
-      entries.push(`${file} ${hashed.sha256}`);
-    }
-    digests[key] = sha256(entries.join("\n"));
+    checks.push({ key, ...await readExternal(path, context.statCache, key) });
   }
-  return digests;
+  return checks;
 }

@@ -26,7 +26,8 @@ export type Reason =
   | { kind: "param"; key: string; before?: ParamValue; after?: ParamValue }
   | { kind: "code"; file: string; change: "changed" | "added" | "removed" }
   | { kind: "library"; name: string; before?: string; after?: string }
-  | { kind: "data"; key: string }
+  /** `files`: which files changed, where the previous listing is known (named by the workspace) */
+  | { kind: "data"; key: string; files?: string[] }
   | { kind: "runtime"; name: string; before?: string; after?: string }
   | { kind: "input"; stage: string; change: "changed" | "remade" | "pulled" }
   | { kind: "missing" }

@@ -30,7 +30,9 @@ export type RunEvent =
   | { kind: "took-over"; stage: string; key: string; why: string }
   /** made by another process while this one waited for the claim */
   | { kind: "reused"; stage: string; key: string }
-  | { kind: "pulled"; stage: string; key: string; files: number };
+  | { kind: "pulled"; stage: string; key: string; files: number }
+  /** the local data a param names was checked for changes (one stat per file, re-hashing the changed) */
+  | { kind: "checked"; param: string; files: number; rehashed: number; seconds: number };
 
 export interface RunOptions {
   selection: Selection;
@@ -93,15 +95,22 @@ export interface StageOutcome {
   reasons: Reason[];
   /** this run's wall time, or the cached entry's */
   wallSeconds?: number;
+  /** the stage process's peak resident memory in this run or the cached entry's, where known */
+  peakRssMb?: number | null;
 }
 
 /** Bring the selected stages up to date. Returns one outcome per selected stage, in DAG order. */
 export async function runPipeline(workspace: Workspace, options: RunOptions): Promise<StageOutcome[]> {
   const lock = await workspace.readLock();
   const facts = options.facts ?? await workspace.facts();
+  for (const check of workspace.externalChecks()) {
+    const { key: param, files, rehashed, seconds } = check;
+    options.report({ kind: "checked", param, files, rehashed, seconds });
+  }
   const ran = new Map<string, LockStage>();
   const reasons = new Map<string, Reason[]>();
   const wallSeconds = new Map<string, number>();
+  const peakRss = new Map<string, number | null>();
   const running = new Map<string, Promise<void>>();
   const reported = new Set<string>();
   /** stages started and not (yet) finished, with their keys */
@@ -154,7 +163,8 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
       ...claimEvents(stage.name, decision.key),
     };
     const forced = decision.reasons.some((reason) => reason.kind === "forced");
-    const planned = { stage, key: decision.key, identity: decision.identity, forced };
+    const external = workspace.externalData(stage.name);
+    const planned = { stage, key: decision.key, identity: decision.identity, forced, external };
     const execute = () => executeStage(context, planned, inputs);
     const job = (options.share ? options.share(decision.key, abort.signal, execute) : execute()).then(
       (result) => {
@@ -164,6 +174,7 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
         unfinished.delete(stage.name);
         ran.set(stage.name, result.record);
         wallSeconds.set(stage.name, result.wallSeconds);
+        peakRss.set(stage.name, result.peakRssMb ?? null);
         const files = result.record.files;
         options.report({ kind: "ran", stage: stage.name, key: decision.key, wallSeconds: result.wallSeconds, files });
       },
@@ -208,7 +219,8 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
           stop(new StaleUpstream(decision.stage, decision.reasons));
           break;
         }
-        await start(decision, inputDirs(workspace, current, decision.stage));
+        const reasons = await workspace.namingChangedFiles(decision.stage, decision.reasons, lock);
+        await start({ ...decision, reasons }, inputDirs(workspace, current, decision.stage));
       }
       if (!running.size || abort.signal.aborted) {
         await Promise.allSettled(running.values());
@@ -252,6 +264,7 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
       record: decision.record,
       reasons: reasons.get(decision.stage) ?? [],
       wallSeconds: decision.action === "ran" ? wallSeconds.get(decision.stage) : decision.run?.wall_s,
+      peakRssMb: decision.action === "ran" ? peakRss.get(decision.stage) : decision.run?.peak_rss_mb,
     });
   }
   if ((options.record ?? "project") === "project") {
@@ -334,6 +347,7 @@ async function publishLatest(workspace: Workspace, latest: string, outcomes: Sta
       key: outcome.record.key,
       output: outcome.record.output,
       wall_s: outcome.wallSeconds ?? null,
+      peak_rss_mb: outcome.peakRssMb ?? null,
       reasons: outcome.reasons,
     }])),
   };

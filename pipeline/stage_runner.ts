@@ -12,6 +12,14 @@ import { writeFileAtomic } from "./fsutil.ts";
 import type { FlatParams, ParamValue } from "./params.ts";
 import type { StageContext, StageRun } from "./types.ts";
 
+/** What the runner reports besides the environment: volatile measurements and written files' hashes. */
+export interface RunnerReport {
+  /** files of outDir the stage hashed as it wrote them: path relative to outDir -> sha256, size */
+  written: Record<string, { sha256: string; size: number }>;
+  /** the process's peak resident memory (Linux: VmHWM), or null where unknown */
+  peak_rss_mb: number | null;
+}
+
 export interface StageJob {
   name: string;
   root: string;
@@ -23,6 +31,10 @@ export interface StageJob {
   resumed: boolean;
   /** where the runner writes the environment facts the stage recorded */
   environmentFile: string;
+  /** the listings of the local data its params name (ExternalData by param), if any */
+  externalFile?: string;
+  /** where the runner writes its RunnerReport */
+  reportFile: string;
   /** full error text (with stack) for a crash, so the terminal gets one line */
   logFile: string;
   /** where a resumable stage's last resume point (StageContext.resumePoint) is kept */
@@ -71,7 +83,11 @@ function configArgs(root: string): string[] {
   }
 }
 
-function makeContext(job: StageJob, environment: Record<string, string | number | boolean>): StageContext {
+function makeContext(
+  job: StageJob,
+  environment: Record<string, string | number | boolean>,
+  written: Record<string, { sha256: string; size: number }>,
+): StageContext {
   const interactive = interactiveTerminal();
   const encoder = new TextEncoder();
   let lastProgress = 0;
@@ -95,6 +111,14 @@ function makeContext(job: StageJob, environment: Record<string, string | number 
     async resumePoint(description) {
       await writeFileAtomic(job.resumePointFile, description);
     },
+    async external(key) {
+      const data = job.externalFile ? JSON.parse(await Deno.readTextFile(job.externalFile))[key] : undefined;
+      if (!data) throw new Error(`stage ${job.name} asks for the data of '${key}', which it does not declare external`);
+      return data;
+    },
+    recordWritten(path, sha256, size) {
+      written[path] = { sha256, size };
+    },
     log(line) {
       if (interactive) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
       console.error(`  ${job.name}: ${line}`);
@@ -111,6 +135,16 @@ function makeContext(job: StageJob, environment: Record<string, string | number 
   };
 }
 
+/** Peak resident memory of this process (workers included), from /proc; null elsewhere. */
+function peakRssMb(): number | null {
+  try {
+    const match = Deno.readTextFileSync("/proc/self/status").match(/^VmHWM:\s+(\d+) kB/m);
+    return match ? Math.round(Number(match[1]) / 1024) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Exit when the engine dies (its end of our stdin closes), so a SIGKILLed run leaves no orphan. */
 async function exitWithParent() {
   try {
@@ -123,11 +157,14 @@ if (import.meta.main) {
   const job: StageJob = JSON.parse(await Deno.readTextFile(Deno.args[0]));
   if (!Deno.args.includes("--detached")) exitWithParent();
   const environment: Record<string, string | number | boolean> = {};
+  const written: Record<string, { sha256: string; size: number }> = {};
   try {
     const module = await import(pathToFileURL(resolve(job.root, job.module)).href);
     const run = module.run as StageRun;
     if (typeof run !== "function") throw new Error(`${job.module} does not export run(ctx)`);
-    await run(makeContext(job, environment));
+    await run(makeContext(job, environment, written));
+    const report: RunnerReport = { written, peak_rss_mb: peakRssMb() };
+    await writeFileAtomic(job.reportFile, JSON.stringify(report));
     await writeFileAtomic(job.environmentFile, JSON.stringify(environment));
     Deno.exit(0);
   } catch (error) {

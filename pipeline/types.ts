@@ -1,4 +1,5 @@
 import type { FlatParams, ParamValue } from "./params.ts";
+import type { ExternalData } from "./external.ts";
 
 /** One stage of the DAG, as declared by the project (pure data: loading it imports no stage code). */
 export interface StageDecl {
@@ -51,6 +52,17 @@ export interface StageContext {
    * ("epoch 4 of 9"). Shown when the run is interrupted or fails.
    */
   resumePoint(description: string): Promise<void>;
+  /**
+   * The local data an `external` param names, exactly as hashed into this stage's key: its path
+   * and every file's size and sha256. A stage may refer to those files instead of copying them,
+   * as long as it checks their bytes against these hashes when it reads them.
+   */
+  external(key: string): Promise<ExternalData>;
+  /**
+   * A file of `outDir` (path relative to it) that the stage hashed as it wrote it: the engine
+   * takes this sha256 instead of reading the file again.
+   */
+  recordWritten(path: string, sha256: string, size: number): void;
   log(line: string): void;
   /** a transient status line (redrawn in place on a terminal) */
   progress(line: string): void;

@@ -89,7 +89,8 @@ async function verifyStages(
         signal: new AbortController().signal,
         started: () => {},
       };
-      const { record } = await executeStage(context, { stage, key, identity }, inputDirs);
+      const external = scratch.externalData(stage.name);
+      const { record } = await executeStage(context, { stage, key, identity, external }, inputDirs);
       if (record.output === recorded.output) {
         console.log(`${stage.name.padEnd(9)} reproducible  ${recorded.output.slice(0, 12)}`);
       } else {

@@ -1,14 +1,15 @@
 import { join, relative, resolve } from "node:path";
 import { Cache, type EntryState } from "./cache.ts";
 import { readImportMap } from "./codehash.ts";
-import { type StageFacts, stageFacts } from "./key.ts";
+import { type ExternalCheck, type StageFacts, stageFacts } from "./key.ts";
+import { externalChanges, type ExternalData } from "./external.ts";
 import { hostId } from "./lease.ts";
 import type { FlatParams } from "./params.ts";
 import type { RemoteCache } from "./remote.ts";
 import { StatCache } from "./statcache.ts";
 import { topologicalOrder } from "./dag.ts";
 import { type LockFile, readLock } from "./lock.ts";
-import { type Plan, plan, type PlanInput } from "./plan.ts";
+import { type Plan, plan, type PlanInput, type Reason } from "./plan.ts";
 import type { StageDecl } from "./types.ts";
 
 export interface WorkspaceOptions {
@@ -39,6 +40,8 @@ export class Workspace {
   private importMap: Record<string, string> = {};
   /** what the cache said about each key looked up so far */
   private readonly seen = new Map<string, EntryState>();
+  /** per stage, the local data its params name, as last hashed by facts() */
+  private readonly checks = new Map<string, ExternalCheck[]>();
 
   private constructor(options: WorkspaceOptions) {
     this.root = options.root;
@@ -75,8 +78,41 @@ export class Workspace {
   async facts(): Promise<Record<string, StageFacts>> {
     const context = { root: this.root, params: this.params, importMap: this.importMap, statCache: this.statCache };
     const facts: Record<string, StageFacts> = {};
-    for (const stage of this.dag) facts[stage.name] = await stageFacts(context, stage);
+    for (const stage of this.dag) {
+      const found = await stageFacts(context, stage);
+      facts[stage.name] = found.facts;
+      this.checks.set(stage.name, found.checks);
+    }
     return facts;
+  }
+
+  /** How each param's local data was checked by the last facts(): for a line saying what it cost. */
+  externalChecks(): ExternalCheck[] {
+    return [...this.checks.values()].flat();
+  }
+
+  /** The listings of the local data a stage's params name (handed to its job), if any. */
+  externalData(stage: string): Record<string, ExternalData> | undefined {
+    const checks = this.checks.get(stage) ?? [];
+    return checks.length ? Object.fromEntries(checks.map((check) => [check.key, check.listing()])) : undefined;
+  }
+
+  /**
+   * `reasons` with the files named for each data reason: which files of the param's data changed
+   * since the run the lock records (from the listing kept with that run's cache entry), as
+   * "+added", "-removed", "name changed"; left unnamed when that entry is gone.
+   */
+  async namingChangedFiles(stage: string, reasons: Reason[], lock: LockFile | null): Promise<Reason[]> {
+    const named: Reason[] = [];
+    for (const reason of reasons) {
+      const previous = lock?.stages[stage];
+      const now = this.checks.get(stage)?.find((check) => check.key === (reason as { key?: string }).key);
+      const before = reason.kind === "data" && previous && now
+        ? (await this.cache.externalData(previous.key))?.[reason.key]
+        : undefined;
+      named.push(before && now ? { ...reason, files: externalChanges(before, now.listing()) } as Reason : reason);
+    }
+    return named;
   }
 
   /** plan() with the cache looked up for every key it asks about, until it asks no more. */

@@ -1,14 +1,14 @@
 /**
- * download: the raw images, as `images/<name>` (synthetic faces, or a local folder's images) or
- * `source.zip` (an http(s) download or a local zip). Later stages read either form.
+ * download: the raw images, as `images/<name>` (synthetic faces), `source.zip` (an http(s) download
+ * or a local zip) or `source.json` (a reference to a local folder). data/source.ts reads each form.
  */
-import { basename, extname, join, resolve } from "node:path";
+import { extname, join } from "node:path";
 import type { StageContext } from "../pipeline/types.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { downloadFile } from "../data/http.ts";
 import { orderedMap, WorkerPool } from "../data/pool.ts";
 import type { SyntheticRequest } from "../data/synthetic_worker.ts";
-import { IMAGE_EXTENSIONS } from "../data/source.ts";
+import { writeFolderReference } from "../data/source.ts";
 
 const SOURCES = ["synthetic", "url", "path"];
 
@@ -63,33 +63,32 @@ async function url(ctx: StageContext) {
   }
 }
 
-/** Copy the images of a local folder (or the zip itself), so the cache holds what was trained on. */
+/**
+ * A local folder is referred to, not copied: `source.json` lists every file with the size and
+ * sha256 the engine hashed into this stage's key, and crop checks each file's bytes against it
+ * as it reads them. A local zip is hardlinked into the cache where the filesystem allows (same
+ * bytes, no second copy; an in-place edit of it shows as a damaged entry), else copied.
+ */
 async function localPath(ctx: StageContext) {
   const value = ctx.param<string>("data.path");
   if (!value) throw new UserError("data.source is 'path' but data.path is empty: set it to a folder or zip of images");
-  const path = resolve(ctx.root, value);
-  const info = await Deno.stat(path);
+  const data = await ctx.external("data.path");
+  const info = await Deno.stat(data.path);
   if (info.isFile) {
-    if (extname(path).toLowerCase() !== ".zip") throw new UserError(`data.path ${value} is a file but not a .zip`);
-    await Deno.copyFile(path, join(ctx.outDir, "source.zip"));
+    if (extname(data.path).toLowerCase() !== ".zip") throw new UserError(`data.path ${value} is a file but not a .zip`);
+    const target = join(ctx.outDir, "source.zip");
+    try {
+      await Deno.link(data.path, target);
+      ctx.log(`linked ${value} into the cache (hardlink: no copy)`);
+    } catch {
+      await Deno.copyFile(data.path, target);
+      ctx.log(`copied ${value} into the cache (no hardlink across filesystems)`);
+    }
     return;
   }
-  const dir = join(ctx.outDir, "images");
-  await Deno.mkdir(dir, { recursive: true });
-  const ignored: string[] = [];
-  let copied = 0;
-  const names = [];
-  for await (const entry of Deno.readDir(path)) if (entry.isFile) names.push(entry.name);
-  for (const name of names.sort()) {
-    if (!IMAGE_EXTENSIONS.has(extname(name).toLowerCase())) {
-      ignored.push(name);
-      continue;
-    }
-    await Deno.copyFile(join(path, name), join(dir, basename(name)));
-    if (++copied % 500 === 0) ctx.progress(`copied ${copied} images`);
-  }
-  await Deno.writeTextFile(join(ctx.outDir, "ignored.json"), JSON.stringify({ not_images: ignored }, null, 1));
+  const { images } = await writeFolderReference(ctx.outDir, data);
+  const others = data.files.length - images;
   ctx.log(
-    `copied ${copied} images from ${value}${ignored.length ? `, ignored ${ignored.length} non-image files` : ""}`,
+    `referred to ${images} images in ${value} (not copied)${others ? `, ignored ${others} non-image files` : ""}`,
   );
 }

@@ -34,7 +34,7 @@ export const schema: ParamSchema = {
   },
   "data.max_images": { type: "integer", min: 0, description: "use only the first N images (0: all)" },
   "data.size": { type: "integer", choices: [32, 64, 128], description: "image size in pixels (64 and 128 add layers)" },
-  "data.two_step": { type: "boolean", description: "resize via twice the size" },
+  "data.two_step": { type: "boolean", description: "crop resamples via twice the size, then halves" },
   "data.eval_fraction": { type: "number", min: 0, max: 0.9, description: "share of files held out for evaluation" },
   "data.shard_size": { type: "integer", min: 1, description: "images per binary shard" },
   "train.backend": {

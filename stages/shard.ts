@@ -25,7 +25,7 @@ export async function run(ctx: StageContext): Promise<void> {
     throw new UserError(`data.eval_fraction must be between 0 and 1, got ${fraction}`);
   }
   if (!(shardSize > 0)) throw new UserError(`data.shard_size must be positive, got ${shardSize}`);
-  const index = await readPackIndex(ctx.inputs.resize);
+  const index = await readPackIndex(ctx.inputs.crop);
   const evalPositions: number[] = [];
   const trainPositions: number[] = [];
   index.names.forEach((name, position) =>
@@ -38,7 +38,7 @@ export async function run(ctx: StageContext): Promise<void> {
     );
   }
   const order = new Rng(seed).permutation(trainPositions.length);
-  const reader = new PackReader(ctx.inputs.resize, index);
+  const reader = new PackReader(ctx.inputs.crop, index);
   try {
     for (
       const [split, positions] of [["train", Array.from(order, (i) => trainPositions[i])], [
@@ -46,8 +46,10 @@ export async function run(ctx: StageContext): Promise<void> {
         evalPositions,
       ]] as const
     ) {
-      const writer = new PackWriter(ctx.outDir, index.width, index.height, split, shardSize);
-      for (const position of positions) await writer.add(await reader.read(position), index.names[position]);
+      const writer = new PackWriter(ctx.outDir, index.width, index.height, split, shardSize, ctx.recordWritten);
+      // One buffer for every image: the writer copies what it is given.
+      const pixels = new Uint8Array(index.width * index.height * 3);
+      for (const position of positions) await writer.add(reader.read(position, pixels), index.names[position]);
       await writer.finish({ seed, eval_fraction: fraction });
     }
   } finally {

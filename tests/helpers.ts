@@ -131,3 +131,10 @@ export async function backendMissing(backend: "native" | "webgpu"): Promise<stri
     await useBackend("cpu");
   }
 }
+
+/** The files of a cache entry's artifact in a project copy. */
+export async function listCache(root: string, key: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(join(root, "outputs", "cache", key, "out"))) names.push(entry.name);
+  return names.sort();
+}

@@ -112,11 +112,11 @@ Deno.test({
     const result = await facegan(root, [
       "run",
       "--until",
-      "resize",
+      "crop",
       ...localSource(folder),
     ]);
     assert.equal(result.code, 0, result.stderr);
-    const dir = join(root, "outputs", "latest", "resize");
+    const dir = join(root, "outputs", "latest", "crop");
     const images: Uint8Array[] = [];
     for await (const { pixels } of readPackImages(dir, await readPackIndex(dir))) images.push(pixels.slice());
     const [a, b] = [images.slice(0, 200), images.slice(200, 400)];

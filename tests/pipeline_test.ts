@@ -1,4 +1,4 @@
-/** The real eight-stage pipeline end to end on the tiny profile: report, reproducibility, invalidation. */
+/** The real seven-stage pipeline end to end on the tiny profile: report, reproducibility, invalidation. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { decode, Image } from "imagescript";
@@ -6,9 +6,9 @@ import { exists, facegan, projectCopy, readLock, run } from "./helpers.ts";
 import { CHROMIUM_FLAGS, findChromium } from "./chromium.ts";
 
 const TINY = ["--params", "params/tiny.json"];
-const STAGES = ["download", "crop", "resize", "shard", "train", "export", "evaluate", "render"];
+const STAGES = ["download", "crop", "shard", "train", "export", "evaluate", "render"];
 
-Deno.test("the tiny profile runs all eight stages, reproducibly, and re-runs only evaluate and render for eval.n_samples", async (t) => {
+Deno.test("the tiny profile runs all seven stages, reproducibly, and re-runs only evaluate and render for eval.n_samples", async (t) => {
   const root = await projectCopy();
   const first = await facegan(root, ["run", ...TINY]);
   assert.equal(first.code, 0, first.stderr);
