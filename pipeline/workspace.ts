@@ -105,12 +105,14 @@ export class Workspace {
   async namingChangedFiles(stage: string, reasons: Reason[], lock: LockFile | null): Promise<Reason[]> {
     const named: Reason[] = [];
     for (const reason of reasons) {
+      if (reason.kind !== "data") {
+        named.push(reason);
+        continue;
+      }
       const previous = lock?.stages[stage];
-      const now = this.checks.get(stage)?.find((check) => check.key === (reason as { key?: string }).key);
-      const before = reason.kind === "data" && previous && now
-        ? (await this.cache.externalData(previous.key))?.[reason.key]
-        : undefined;
-      named.push(before && now ? { ...reason, files: externalChanges(before, now.listing()) } as Reason : reason);
+      const now = this.checks.get(stage)?.find((check) => check.key === reason.key);
+      const before = previous && now ? (await this.cache.externalData(previous.key))?.[reason.key] : undefined;
+      named.push(before && now ? { ...reason, files: externalChanges(before, now.listing()) } : reason);
     }
     return named;
   }
