@@ -63,7 +63,7 @@ Deno.test("exp: a 2x2 grid at -j 2 runs 4 experiments, the data stages once, two
       [0.0004, 0.3],
     ]);
     for (const r of records) {
-      assert.equal(Object.keys(r.stages).length, 8);
+      assert.equal(Object.keys(r.stages).length, 7);
       assert.equal(r.stages.train.params["train.lr"], r.overlay["train.lr"]);
       assert.equal(typeof r.metrics.values.swd_mean, "number");
       assert.equal(typeof r.metrics.floor.swd_mean, "number");
@@ -74,7 +74,7 @@ Deno.test("exp: a 2x2 grid at -j 2 runs 4 experiments, the data stages once, two
   });
 
   await t.step("the data stages ran once, shared by all four", () => {
-    for (const stage of ["download", "crop", "resize", "shard"]) {
+    for (const stage of ["download", "crop", "shard"]) {
       assert.equal(count(result.stderr, new RegExp(`▶ ${stage} `)), 1, `${stage} started once`);
       assert.equal(records.filter((r) => r.runs[stage].action === "ran").length, 1, stage);
       assert.equal(new Set(records.map((r) => r.stages[stage].key)).size, 1);
