@@ -86,7 +86,8 @@ async function localPath(ctx: StageContext) {
     }
     return;
   }
-  const { images } = await writeFolderReference(ctx.outDir, data);
+  const { images, file, sha256, size } = await writeFolderReference(ctx.outDir, data);
+  ctx.recordWritten(file, sha256, size);
   const others = data.files.length - images;
   ctx.log(
     `referred to ${images} images in ${value} (not copied)${others ? `, ignored ${others} non-image files` : ""}`,
