@@ -10,7 +10,7 @@ import { nginxMissing, startNginx } from "./nginx.ts";
 import { listFiles } from "../pipeline/fsutil.ts";
 
 const TINY = ["--params", "params/tiny.json"];
-const STAGES = ["download", "crop", "resize", "shard", "train", "export", "evaluate", "render"];
+const STAGES = ["download", "crop", "shard", "train", "export", "evaluate", "render"];
 const TOKEN = "tok-3f9c1e7ab2";
 const BASIC = "alice:pw-51d0c9";
 const missing = nginxMissing();
