@@ -11,7 +11,7 @@ import { SlurmCluster, slurmMissing } from "./slurm_cluster.ts";
 import { describeEnd, parseJob } from "../pipeline/executors/slurm.ts";
 
 const TINY = ["--params", "params/tiny.json"];
-const STAGES = ["download", "crop", "resize", "shard", "train", "export", "evaluate", "render"];
+const STAGES = ["download", "crop", "shard", "train", "export", "evaluate", "render"];
 
 /** A CLI run whose stderr can be watched while it goes. */
 class Pipeline {
