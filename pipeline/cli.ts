@@ -13,34 +13,25 @@ import {
   UserError,
 } from "./errors.ts";
 import { EnvironmentFault, faultsAsLines } from "./faults.ts";
-import { formatBytes } from "./fsutil.ts";
-import { type FlatParams, overlayParams, parseSetArgument, readParamsFile } from "./params.ts";
 import { renderDag, stageByName } from "./dag.ts";
 import { acquireRunLock, BusyError } from "./runlock.ts";
 import { LeaseLost } from "./lease.ts";
 import { RemoteCache } from "./remote.ts";
-import { describeHolder, pullCommand, pushCommand } from "./transfer.ts";
-import { Interrupted, type RunEvent, runPipeline, StaleUpstream, type StoppedStage } from "./run.ts";
+import { pullCommand, pushCommand } from "./transfer.ts";
+import { Interrupted, runPipeline, StaleUpstream, type StoppedStage } from "./run.ts";
 import { type Executor, StageFailed } from "./execute.ts";
 import { chooseExecutor } from "./executors/choose.ts";
 import { STAGE_V8_FLAGS } from "./stage_runner.ts";
-import type { Reason, Selection } from "./plan.ts";
+import type { Selection } from "./plan.ts";
 import { CACHE_ENV, Workspace } from "./workspace.ts";
 import { verifyCommand } from "./verify.ts";
 import { compareCommand } from "./compare.ts";
 import { gcCommand } from "./gc.ts";
-import { checkParams, checkSchemaCoversDag, describeParams, type ParamSchema } from "./schema.ts";
-import type { ExperimentsDecl, StageDecl } from "./types.ts";
+import { checkParams, checkSchemaCoversDag, describeParams } from "./schema.ts";
+import type { Project } from "./types.ts";
+import { checkLine, describeReason, eventLine, words } from "./words.ts";
+import { loadParams } from "./params.ts";
 import { experimentsCommand } from "./experiments/command.ts";
-
-export interface Project {
-  root: string;
-  dag: StageDecl[];
-  /** every param's type, range or choices and meaning; checked before any stage runs */
-  schema?: ParamSchema;
-  /** how experiments (`exp`) use the machine and what experiments.html shows across them */
-  experiments?: ExperimentsDecl;
-}
 
 const USAGE = `usage: main.ts COMMAND [options]
   run      [--from S] [--only S] [--until S] [--dry-run]   bring stages up to date
@@ -58,29 +49,6 @@ const USAGE = `usage: main.ts COMMAND [options]
 common: --params FILE (default params.json), --set key=value (repeatable)
 environment: FACEGAN_CACHE (a cache shared by hosts), FACEGAN_REMOTE (http URL of a remote cache) with
   FACEGAN_REMOTE_TOKEN or FACEGAN_REMOTE_BASIC, FACEGAN_HOST_ID, FACEGAN_LEASE_S`;
-
-/**
- * Load params: the defaults in params.json, then --params FILE over them, then each --set.
- * `origin` says where each key's value was last set, for error messages.
- */
-export async function loadParams(root: string, paramsFile: string | undefined, sets: string[]) {
-  const defaults = await readParamsFile(join(root, "params.json"), "params.json");
-  let params: FlatParams = defaults;
-  let source = "params.json";
-  const origin: Record<string, string> = {};
-  if (paramsFile && paramsFile !== "params.json") {
-    const overlay = await readParamsFile(join(root, paramsFile), paramsFile);
-    params = overlayParams(params, overlay, paramsFile);
-    for (const key of Object.keys(overlay)) origin[key] = paramsFile;
-    source = paramsFile;
-  }
-  for (const argument of sets) {
-    const [key, value] = parseSetArgument(argument);
-    params = overlayParams(params, { [key]: value }, `--set ${argument}`);
-    origin[key] = `--set ${argument}`;
-  }
-  return { params, source, defaults, origin };
-}
 
 export async function main(project: Project, argv: string[]): Promise<number> {
   const log = (line: string) => console.error(line);
@@ -328,46 +296,6 @@ function stageFailedLine(workspace: Workspace, error: StageFailed): string | nul
   return `pipeline stopped: stage ${stage} failed (its partial output is not in the cache)`;
 }
 
-/** A run event in words (the pipeline's and each experiment's). */
-export function eventLine(event: RunEvent): string {
-  if (event.kind === "checked") return checkLine(event.param, event.files, event.rehashed, event.seconds);
-  const name = event.stage.padEnd(9);
-  switch (event.kind) {
-    case "cached":
-      return `✓ ${name} cached   ${event.key.slice(0, 12)}`;
-    case "start":
-      return `▶ ${name} running  ${event.key.slice(0, 12)}  (${words(event.reasons)})${
-        event.resumed ? " [resuming]" : ""
-      }`;
-    case "ran":
-      return `✓ ${name} ran in ${event.wallSeconds}s  -> ${event.key.slice(0, 12)} (${event.files} files)`;
-    case "failed":
-      return `✗ ${name} failed after ${event.wallSeconds}s (exit ${event.exitCode})`;
-    case "low-space":
-      return `warning: ${event.stage} wrote ${formatBytes(event.needed)} last time but only ${
-        formatBytes(event.free)
-      } is free in ${event.dir}: it will likely run out of space (\`deno task gc\` frees some)`;
-    case "kept":
-      return `  ${event.stage}'s partial output kept${
-        event.resumePoint ? ` (${event.resumePoint})` : ""
-      }: the next run resumes from it`;
-    case "waiting":
-      return `… ${name} waiting: ${describeHolder(event.holder)} holds the claim on ${event.key.slice(0, 12)}`;
-    case "took-over":
-      return `⚠ ${name} taking over the claim on ${event.key.slice(0, 12)}: ${event.why}`;
-    case "reused":
-      return `✓ ${name} cached   ${event.key.slice(0, 12)} (made meanwhile by another process)`;
-    case "pulled":
-      return `⇣ ${name} pulled   ${event.key.slice(0, 12)} from the remote cache (${event.files} files)`;
-  }
-}
-
-function checkLine(param: string, files: number, rehashed: number, seconds: number): string {
-  return `  ${param}: ${files.toLocaleString("en-US")} files checked in ${seconds.toFixed(2)}s (${
-    rehashed.toLocaleString("en-US")
-  } re-hashed)`;
-}
-
 function checkLines(workspace: Workspace): string[] {
   return workspace.externalChecks().map(({ key, files, rehashed, seconds }) =>
     checkLine(key, files, rehashed, seconds)
@@ -395,47 +323,4 @@ async function statusCommand(workspace: Workspace): Promise<number> {
     }
   }
   return 0;
-}
-
-function words(reasons: Reason[]): string {
-  return reasons.map(describeReason).join("; ");
-}
-
-/** A reason in words: the one place reasons become text. */
-export function describeReason(reason: Reason): string {
-  switch (reason.kind) {
-    case "new":
-      return "never run (no entry in pipeline.lock.json)";
-    case "param":
-      return `param ${reason.key}: ${JSON.stringify(reason.before) ?? "(unset)"} -> ${
-        JSON.stringify(reason.after) ?? "(unset)"
-      }`;
-    case "code":
-      return reason.change === "added"
-        ? `code ${reason.file} added`
-        : reason.change === "removed"
-        ? `code ${reason.file} no longer imported`
-        : `code ${reason.file} changed`;
-    case "library":
-      return `library ${reason.name}: ${reason.before ?? "-"} -> ${reason.after ?? "-"}`;
-    case "data": {
-      const files = reason.files ?? [];
-      const shown = files.slice(0, 5).join(", ") + (files.length > 5 ? `, ... (${files.length} files)` : "");
-      return `data named by ${reason.key} changed${files.length ? `: ${shown}` : ""}`;
-    }
-    case "runtime":
-      return `${reason.name}: ${reason.before ?? "-"} -> ${reason.after ?? "-"}`;
-    case "input":
-      return reason.change === "remade"
-        ? `input ${reason.stage} will be re-made`
-        : reason.change === "pulled"
-        ? `input ${reason.stage} will be pulled from the remote cache`
-        : `input ${reason.stage} changed`;
-    case "missing":
-      return "artifact not in cache";
-    case "damaged":
-      return `cache entry damaged (${reason.detail}): recomputing`;
-    case "forced":
-      return "forced (--from)";
-  }
 }

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { UserError } from "./errors.ts";
 
 export type ParamValue = string | number | boolean | null | ParamValue[];
@@ -121,4 +122,27 @@ export function pickParams(params: FlatParams, keys: string[]): FlatParams {
   const picked: FlatParams = {};
   for (const key of [...keys].sort()) picked[key] = params[key];
   return picked;
+}
+
+/**
+ * Load params: the defaults in params.json, then --params FILE over them, then each --set.
+ * `origin` says where each key's value was last set, for error messages.
+ */
+export async function loadParams(root: string, paramsFile: string | undefined, sets: string[]) {
+  const defaults = await readParamsFile(join(root, "params.json"), "params.json");
+  let params: FlatParams = defaults;
+  let source = "params.json";
+  const origin: Record<string, string> = {};
+  if (paramsFile && paramsFile !== "params.json") {
+    const overlay = await readParamsFile(join(root, paramsFile), paramsFile);
+    params = overlayParams(params, overlay, paramsFile);
+    for (const key of Object.keys(overlay)) origin[key] = paramsFile;
+    source = paramsFile;
+  }
+  for (const argument of sets) {
+    const [key, value] = parseSetArgument(argument);
+    params = overlayParams(params, { [key]: value }, `--set ${argument}`);
+    origin[key] = `--set ${argument}`;
+  }
+  return { params, source, defaults, origin };
 }

@@ -1,5 +1,6 @@
 import type { FlatParams, ParamValue } from "./params.ts";
 import type { ExternalData } from "./external.ts";
+import type { ParamSchema } from "./schema.ts";
 
 /** One stage of the DAG, as declared by the project (pure data: loading it imports no stage code). */
 export interface StageDecl {
@@ -105,3 +106,12 @@ export interface Figure {
 }
 
 export type ExperimentFigures = (experiments: ExperimentOutputs[]) => Promise<Figure[]>;
+
+export interface Project {
+  root: string;
+  dag: StageDecl[];
+  /** every param's type, range or choices and meaning; checked before any stage runs */
+  schema?: ParamSchema;
+  /** how experiments (`exp`) use the machine and what experiments.html shows across them */
+  experiments?: ExperimentsDecl;
+}

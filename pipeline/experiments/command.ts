@@ -12,7 +12,8 @@ import { acquireRunLock } from "../runlock.ts";
 import { type FlatParams, overlayParams, readParamsFile } from "../params.ts";
 import { checkParams, checkSchemaCoversDag } from "../schema.ts";
 import { Workspace } from "../workspace.ts";
-import { loadParams, type Project } from "../cli.ts";
+import { loadParams } from "../params.ts";
+import type { Project } from "../types.ts";
 import { type Axis, gridOverlays, parseAxis, randomOverlays } from "./spec.ts";
 import {
   checkName,

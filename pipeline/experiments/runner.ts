@@ -9,7 +9,7 @@ import { git } from "../git.ts";
 import { localExecutor } from "../executors/local.ts";
 import { StageFailed } from "../execute.ts";
 import { type RunEvent, runPipeline, type ShareStage, type StageResult } from "../run.ts";
-import { eventLine } from "../cli.ts";
+import { eventLine } from "../words.ts";
 import { Workspace } from "../workspace.ts";
 import type { MetricsFile, StageDecl } from "../types.ts";
 import { type ExperimentRecord, readRecord, type StageRunRecord, writeRecord } from "./records.ts";
