@@ -18,22 +18,33 @@ import * as tf from "../tf.ts";
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type TensorInfo = tf.TensorInfo;
-type Shape4 = [number, number, number, number];
+export type Shape4 = [number, number, number, number];
 
-/** The attributes both convolution gradients carry, besides the shape of what they compute. */
-interface ConvolutionAttrs {
+/**
+ * The attributes tfjs' convolution kernels carry, besides the shape of what they compute (only
+ * Conv2D has dilations; the gradients are of undilated convolutions).
+ */
+export interface ConvolutionAttrs {
   strides: [number, number] | number;
   pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
   dimRoundingMode?: "floor" | "round" | "ceil";
   dataFormat: "NHWC" | "NCHW";
+  dilations?: [number, number] | number;
 }
 
-/** Geometry of the forward convolution a gradient belongs to. */
-function forwardInfo(attrs: ConvolutionAttrs, inputShape: Shape4, filterShape: Shape4) {
-  return tf.backend_util.computeConv2DInfo(inputShape, filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode);
+/** Geometry of the forward convolution a kernel (or a gradient) belongs to. */
+export function forwardInfo(attrs: ConvolutionAttrs, inputShape: Shape4, filterShape: Shape4) {
+  return tf.backend_util.computeConv2DInfo(
+    inputShape,
+    filterShape,
+    attrs.strides,
+    attrs.dilations ?? 1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+  );
 }
 
-export function kernel(name: string, backendName: string): tf.KernelFunc {
+function kernel(name: string, backendName: string): tf.KernelFunc {
   const config = tf.getKernel(name, backendName);
   if (!config) throw new Error(`${backendName} backend has no ${name} kernel`);
   return config.kernelFunc;

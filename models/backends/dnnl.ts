@@ -22,14 +22,14 @@ const MAX_DIMS = 12;
 
 // Enum values from dnnl_types.h (2.x).
 const F32 = 3;
-export const Tag = { any: 1, nhwc: 20, hwio: 30 } as const;
+const Tag = { any: 1, nhwc: 20, hwio: 30 } as const;
 const CPU_ENGINE = 1;
 const STREAM_DEFAULT = 0x7;
 const PROP_FORWARD_TRAINING = 64;
 const CONVOLUTION_DIRECT = 1;
 /** Elementwise functions (dnnl_alg_kind_t); relu with a slope alpha below zero is leaky ReLU. */
 export const Eltwise = { relu: 0x1f, tanh: 0x2f, logistic: 0xaf } as const;
-const QUERY_MD = { src: 129, diff_src: 130, weights: 131, diff_weights: 132, dst: 133, diff_dst: 134 } as const;
+const QUERY_MD = { weights: 131, diff_weights: 132 } as const;
 export const Arg = {
   src: 1,
   dst: 17,

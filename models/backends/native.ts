@@ -17,6 +17,7 @@
 import * as tf from "../tf.ts";
 import { type BackendInfo, BackendUnavailable } from "./common.ts";
 import { startWasm } from "./wasm.ts";
+import { type ConvolutionAttrs, forwardInfo, type Shape4 } from "./conv_gradients.ts";
 import { RELU_GRADIENT_KERNEL } from "../gradients.ts";
 import {
   Arg,
@@ -30,7 +31,6 @@ import {
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type TensorInfo = tf.TensorInfo;
-type Shape4 = [number, number, number, number];
 
 /** The parts of tfjs-wasm's backend class these kernels use. */
 interface WasmBackend {
@@ -38,14 +38,6 @@ interface WasmBackend {
   dataIdMap: { get(dataId: object): { memoryOffset: number } };
   makeOutput(shape: number[], dtype: "float32"): TensorInfo;
   incRef(dataId: object): void;
-}
-
-interface ConvolutionAttrs {
-  strides: [number, number] | number;
-  pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
-  dimRoundingMode?: "floor" | "round" | "ceil";
-  dataFormat: "NHWC" | "NCHW";
-  dilations?: [number, number] | number;
 }
 
 let dnnl: Dnnl | null = null;
@@ -68,23 +60,25 @@ export function loadDnnl(): Dnnl {
   return dnnl;
 }
 
-/** Where a tensor's bytes are in the wasm heap, taken now (the heap may have grown since the last call). */
-function region(backend: WasmBackend, tensor: TensorInfo) {
-  const heap = backend.wasm.HEAPU8;
+/** Where a float32 tensor's bytes are in the wasm heap (checked against the heap's size). */
+function place(backend: WasmBackend, tensor: TensorInfo) {
   const offset = backend.dataIdMap.get(tensor.dataId).memoryOffset;
   const bytes = tf.util.sizeFromShape(tensor.shape) * 4;
   if (tensor.dtype !== "float32") throw new Error(`native kernels take float32 tensors, got ${tensor.dtype}`);
-  if (offset + bytes > heap.byteLength) throw new Error("native kernel: tensor outside the wasm heap");
-  return { pointer: Deno.UnsafePointer.offset(Deno.UnsafePointer.of(heap)!, offset), bytes, offset };
+  if (offset + bytes > backend.wasm.HEAPU8.byteLength) throw new Error("native kernel: tensor outside the wasm heap");
+  return { offset, bytes };
+}
+
+/** A pointer to a tensor's bytes, taken now: the heap may have grown (and moved) since the last call. */
+function region(backend: WasmBackend, tensor: TensorInfo) {
+  const { offset, bytes } = place(backend, tensor);
+  return { pointer: Deno.UnsafePointer.offset(Deno.UnsafePointer.of(backend.wasm.HEAPU8)!, offset), bytes };
 }
 
 /** A float32 view of a tensor in the wasm heap, for this call only. */
 function floats(backend: WasmBackend, tensor: TensorInfo): Float32Array {
-  return new Float32Array(
-    backend.wasm.HEAPU8.buffer,
-    region(backend, tensor).offset,
-    tf.util.sizeFromShape(tensor.shape),
-  );
+  const { offset, bytes } = place(backend, tensor);
+  return new Float32Array(backend.wasm.HEAPU8.buffer, offset, bytes / 4);
 }
 
 function scratchRegion(scratch: Uint8Array) {
@@ -139,23 +133,12 @@ function convolve(
   if (!reorder.before) reorder.primitive.run({ [Arg.from]: inner, [Arg.to]: user });
 }
 
-function convInfo(attrs: ConvolutionAttrs, inputShape: Shape4, filterShape: Shape4) {
-  return tf.backend_util.computeConv2DInfo(
-    inputShape,
-    filterShape,
-    attrs.strides,
-    attrs.dilations ?? 1,
-    attrs.pad,
-    attrs.dimRoundingMode,
-  );
-}
-
 function conv2d(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
   const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
   const attrs = args.attrs as unknown as ConvolutionAttrs;
   if (attrs.dataFormat === "NCHW") return fallback(args) as TensorInfo;
   const backend = args.backend as unknown as WasmBackend;
-  const info = convInfo(attrs, x.shape as Shape4, filter.shape as Shape4);
+  const info = forwardInfo(attrs, x.shape as Shape4, filter.shape as Shape4);
   const out = backend.makeOutput(info.outShape, "float32");
   convolve(backend, "forward", info, filter, { [Arg.src]: x, [Arg.dst]: out });
   return out;
@@ -166,7 +149,7 @@ function conv2dBackpropInput(args: KernelArgs, fallback: tf.KernelFunc): TensorI
   const attrs = args.attrs as unknown as ConvolutionAttrs & { inputShape: Shape4 };
   if (attrs.dataFormat === "NCHW") return fallback(args) as TensorInfo;
   const backend = args.backend as unknown as WasmBackend;
-  const info = convInfo(attrs, attrs.inputShape, filter.shape as Shape4);
+  const info = forwardInfo(attrs, attrs.inputShape, filter.shape as Shape4);
   const out = backend.makeOutput(attrs.inputShape, "float32");
   convolve(backend, "backwardData", info, filter, { [Arg.diffSrc]: out, [Arg.diffDst]: dy });
   return out;
@@ -177,7 +160,7 @@ function conv2dBackpropFilter(args: KernelArgs, fallback: tf.KernelFunc): Tensor
   const attrs = args.attrs as unknown as ConvolutionAttrs & { filterShape: Shape4 };
   if (attrs.dataFormat === "NCHW") return fallback(args) as TensorInfo;
   const backend = args.backend as unknown as WasmBackend;
-  const info = convInfo(attrs, x.shape as Shape4, attrs.filterShape);
+  const info = forwardInfo(attrs, x.shape as Shape4, attrs.filterShape);
   const out = backend.makeOutput(attrs.filterShape, "float32");
   convolve(backend, "backwardWeights", info, out, { [Arg.src]: x, [Arg.diffDst]: dy });
   return out;
