@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import * as tf from "../models/tf.ts";
-import type { StageContext } from "../pipeline/types.ts";
+import type { MetricsFile, StageContext } from "../pipeline/types.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { BackendUnavailable, EVAL_BACKENDS, type EvalBackendName, useEvalBackend } from "../models/backend.ts";
 import { fitGaussian, frechetDistance, kernelDistance, slicedWasserstein } from "../models/metrics.ts";
@@ -17,6 +17,12 @@ import { readPackIndex, readPackPixels } from "../data/pack.ts";
 import { readGridTiles } from "../data/image_io.ts";
 import { epochSampleFiles } from "../data/training_log.ts";
 import { FaceFeatures } from "../data/face_features.ts";
+
+/** metrics.json as render and the experiments page read it. */
+export type EvaluationMetrics = MetricsFile & {
+  per_epoch?: { epoch: number; swd_mean: number; n: number }[];
+  per_epoch_floor?: { swd_mean: number; n: number };
+};
 
 export async function run(ctx: StageContext): Promise<void> {
   const count = ctx.param<number>("eval.n_samples");
@@ -64,15 +70,19 @@ export async function run(ctx: StageContext): Promise<void> {
   const detectedReal = await features.detectionRate(real, size);
 
   // Per epoch: SWD of the fixed-z sample grid train wrote at each epoch's end, vs as many real images.
+  // SWD grows as N shrinks, so these (N = the grid, 64 by default) get their own floor at that N:
+  // the final SWD's floor (N = half the held-out split) would sit far below every epoch's value.
   const perEpoch = [];
+  let perEpochFloor: EvaluationMetrics["per_epoch_floor"];
   for (const { epoch, path } of await epochSampleFiles(ctx.inputs.train)) {
     ctx.progress(`SWD of epoch ${epoch} samples`);
     const tiles = await readGridTiles(path, size);
-    perEpoch.push({
-      epoch,
-      swd_mean: slicedWasserstein(tiles, real, size, new Rng(seed + 3)).mean,
-      n: Math.min(tiles.length, real.length),
-    });
+    const n = Math.min(tiles.length, real.length);
+    perEpoch.push({ epoch, swd_mean: slicedWasserstein(tiles, real, size, new Rng(seed + 3)).mean, n });
+    perEpochFloor ??= {
+      swd_mean: slicedWasserstein(realA.slice(0, n), realB.slice(0, n), size, new Rng(seed + 3)).mean,
+      n: Math.min(n, half),
+    };
   }
 
   const swdValues = (result: typeof swd) =>
@@ -88,9 +98,9 @@ export async function run(ctx: StageContext): Promise<void> {
     face_detection_rate: detectedReal,
   };
   const better = Object.fromEntries(
-    Object.keys(values).map((name) => [name, name === "face_detection_rate" ? "higher" : "lower"]),
+    Object.keys(values).map((name) => [name, name === "face_detection_rate" ? "higher" as const : "lower" as const]),
   );
-  const metrics = {
+  const metrics: EvaluationMetrics = {
     values,
     floor,
     better,
@@ -102,6 +112,7 @@ export async function run(ctx: StageContext): Promise<void> {
     },
     n: { generated: generated.length, real: real.length, floor_halves: half },
     per_epoch: perEpoch,
+    per_epoch_floor: perEpochFloor,
     seed,
     image_size: size,
     embedding: "face-api face_recognition (128-D), images resized by face-api to 150x150",

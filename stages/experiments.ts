@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import type { ExperimentFigures, ExperimentsDecl } from "../pipeline/types.ts";
-import type { MetricsFile } from "../pipeline/types.ts";
+import type { EvaluationMetrics } from "./evaluate.ts";
 import type { Series } from "../data/plot.ts";
 
 export const experiments: ExperimentsDecl = {
@@ -52,10 +52,11 @@ export const figures: ExperimentFigures = async (runs) => {
       losses.push({ name: `${run.name} D`, color: lighter(color), points: curve((row) => row.d_real + row.d_fake) });
     }
     if (run.outputs.evaluate) {
-      const metrics: MetricsFile & { per_epoch?: { epoch: number; swd_mean: number }[] } = JSON.parse(
+      const metrics: EvaluationMetrics = JSON.parse(
         await Deno.readTextFile(join(run.outputs.evaluate, "metrics.json")),
       );
-      floor ??= metrics.floor?.swd_mean;
+      // The epochs' SWD is measured on the sample grid (N 64): its floor is at that N, not the final one's.
+      floor ??= metrics.per_epoch_floor?.swd_mean ?? metrics.floor?.swd_mean;
       if (metrics.per_epoch) {
         swd.push({ name: run.name, color, points: metrics.per_epoch.map((e) => [e.epoch, e.swd_mean]) });
       }

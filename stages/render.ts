@@ -8,6 +8,7 @@ import { Image } from "imagescript";
 import * as tf from "../models/tf.ts";
 import type { StageContext } from "../pipeline/types.ts";
 import type { MetricsFile } from "../pipeline/types.ts";
+import type { EvaluationMetrics } from "./evaluate.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { encodeBase64 } from "../pipeline/base64.ts";
 import { escapeHtml } from "../pipeline/html.ts";
@@ -91,7 +92,7 @@ export async function run(ctx: StageContext): Promise<void> {
     ],
   };
   const training = await readTrainingSummary(ctx.inputs.train);
-  const metrics: MetricsFile & { per_epoch?: { epoch: number; swd_mean: number }[] } = JSON.parse(
+  const metrics: EvaluationMetrics = JSON.parse(
     await Deno.readTextFile(join(ctx.inputs.evaluate, "metrics.json")),
   );
   const epochPlot: PlotSpec = {
@@ -109,6 +110,15 @@ export async function run(ctx: StageContext): Promise<void> {
           name: "SWD / 100",
           color: 0xd62728,
           points: metrics.per_epoch.map((e) => [e.epoch, e.swd_mean / 100] as [number, number]),
+        }]
+        : []),
+      ...(metrics.per_epoch?.length && metrics.per_epoch_floor
+        ? [{
+          name: `SWD / 100, real vs real at N ${metrics.per_epoch_floor.n}`,
+          color: 0x999999,
+          points: [metrics.per_epoch[0].epoch, metrics.per_epoch.at(-1)!.epoch].map((
+            epoch,
+          ) => [epoch, metrics.per_epoch_floor!.swd_mean / 100] as [number, number]),
         }]
         : []),
     ],

@@ -4,6 +4,9 @@ import { join } from "node:path";
 import { decode, Image } from "imagescript";
 import { exists, facegan, projectCopy, readLock, run } from "./helpers.ts";
 import { CHROMIUM_FLAGS, findChromium } from "./chromium.ts";
+import { loadParams } from "../pipeline/params.ts";
+import { checkParams } from "../pipeline/schema.ts";
+import { schema } from "../stages/params_schema.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 const STAGES = ["download", "crop", "shard", "train", "export", "evaluate", "render"];
@@ -20,6 +23,11 @@ Deno.test("the tiny profile runs all seven stages, reproducibly, and re-runs onl
     assert.equal(typeof metrics.values[name], "number", name);
     assert.equal(typeof metrics.floor[name], "number", name);
   }
+  // The per-epoch SWD (N = the sample grid) has its own real-vs-real floor at that N.
+  const full = JSON.parse(await Deno.readTextFile(join(root, "outputs", "latest", "evaluate", "metrics.json")));
+  assert.equal(full.per_epoch.length, lock.stages.train.params["train.epochs"]);
+  assert.equal(full.per_epoch_floor.n, Math.min(full.per_epoch[0].n, full.n.floor_halves));
+  assert.ok(full.per_epoch_floor.swd_mean > 0);
   assert.equal(lock.stages.train.environment.backend, "wasm");
   assert.equal(lock.stages.train.environment.threads, 1);
 
@@ -98,6 +106,20 @@ Deno.test("the tiny profile runs all seven stages, reproducibly, and re-runs onl
       assert.ok(colours.size > 50, `the grid area shows an image (${colours.size} colours), not a blank page`);
     },
   });
+});
+
+Deno.test("every profile in params/ names known params with values the schema accepts", async () => {
+  const root = join(import.meta.dirname!, "..");
+  const profiles = [...Deno.readDirSync(join(root, "params"))].map((entry) => entry.name).sort();
+  assert.ok(
+    ["celeba32.json", "sample-quality.json", "seeds-baseline.json", "tiny.json"].every((name) =>
+      profiles.includes(name)
+    ),
+  );
+  for (const name of profiles) {
+    const { params, origin } = await loadParams(root, `params/${name}`, []);
+    checkParams(schema, params, origin);
+  }
 });
 
 Deno.test("a bad param value fails with one line and exit 2 before any stage runs, with --dry-run too", async () => {
