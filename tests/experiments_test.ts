@@ -104,7 +104,7 @@ Deno.test("exp: a 2x2 grid at -j 2 runs 4 experiments, the data stages once, two
       assert.equal(board.rows[0].metrics.swd_mean.best, true);
       assert.equal(board.metrics.find((m: Record) => m.name === "swd_mean").floor, records[0].metrics.floor.swd_mean);
       const text = await facegan(root, ["exp", "show"]);
-      assert.match(text.stdout, /^experiment\s+status\s+train\.beta1\s+train\.lr\s+swd_16px/);
+      assert.match(text.stdout, /^experiment\s+status\s+swd_16px\s.*\swall_s\s+train\.beta1\s+train\.lr\n/);
       assert.match(text.stdout, /\n\s*floor\s/);
       assert.ok(text.stdout.includes(" *"));
       const page = await Deno.readTextFile(join(root, "outputs", "experiments.html"));

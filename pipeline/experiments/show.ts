@@ -84,23 +84,27 @@ export function leaderboard(records: ExperimentRecord[], sort?: string): Leaderb
   return { params, metrics, rows };
 }
 
-/** The table as text: a row per experiment, then the floor and the better direction of each metric. */
+/**
+ * The table as text: a row per experiment, then the floor and the better direction of each metric.
+ * Metrics come before the params that vary (as in `dvc exp show`): a wide sweep pushes its params, not
+ * what judges it, off the right edge of the terminal or the page.
+ */
 export function formatLeaderboard(board: Leaderboard): string {
   if (!board.rows.length) return "no experiments recorded yet: `deno task exp run --set key=v1,v2`";
-  const header = ["experiment", "status", ...board.params, ...board.metrics.map((m) => m.name), "wall_s"];
-  const padding = ["", "", ...board.params.map(() => "")];
+  const header = ["experiment", "status", ...board.metrics.map((m) => m.name), "wall_s", ...board.params];
   const rows = board.rows.map((row) => [
     row.name,
     row.status,
-    ...board.params.map((key) => JSON.stringify(row.params[key]) ?? "-"),
     ...board.metrics.map((m) => {
       const cell = row.metrics[m.name];
       return cell ? `${formatNumber(cell.value)}${cell.best ? " *" : ""}` : "-";
     }),
     row.wall_s === null ? "-" : String(row.wall_s),
+    ...board.params.map((key) => JSON.stringify(row.params[key]) ?? "-"),
   ]);
-  const floor = ["floor", ...padding.slice(1), ...board.metrics.map((m) => formatNumber(m.floor)), ""];
-  const better = ["better", ...padding.slice(1), ...board.metrics.map((m) => m.better ?? "-"), ""];
+  const reference = (label: string, values: string[]) => [label, "", ...values, "", ...board.params.map(() => "")];
+  const floor = reference("floor", board.metrics.map((m) => formatNumber(m.floor)));
+  const better = reference("better", board.metrics.map((m) => m.better ?? "-"));
   const table = [header, ...rows, ...(board.metrics.length ? [floor, better] : [])];
   const widths = header.map((_, column) => Math.max(...table.map((cells) => cells[column].length)));
   const lines = table.map((cells) => cells.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
@@ -166,7 +170,8 @@ export async function experimentsPage(
 <html lang="en"><head><meta charset="utf-8"><title>experiments</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
+.board{overflow-x:auto}table{border-collapse:collapse;margin:1em 0;font-size:.9em}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{vertical-align:bottom}td{white-space:nowrap}
 td.best{font-weight:bold;background:#e6f4e6}tr.reference td{color:#666;font-style:italic}
 .cards{display:flex;flex-wrap:wrap;gap:1.5em}figure{margin:0;max-width:380px}
 img{image-rendering:pixelated;max-width:100%;border:1px solid #ccc;display:block;margin:4px 0}.error{color:#a00}
@@ -183,27 +188,29 @@ ${figures}
 
 function tableHtml(board: Leaderboard): string {
   const cell = (text: string, best = false) => `<td${best ? ' class="best"' : ""}>${escapeHtml(text)}</td>`;
-  const head = ["experiment", "status", ...board.params, ...board.metrics.map((m) => m.name), "wall s"]
-    .map((text) => `<th>${escapeHtml(text)}</th>`).join("");
+  const head = ["experiment", "status", ...board.metrics.map((m) => m.name), "wall s", ...board.params]
+    // a long key (train.label_smoothing) may break after its dots, so a sweep over many params still fits the page
+    .map((text) => `<th>${escapeHtml(text).replaceAll(".", ".<wbr>")}</th>`).join("");
   const rows = board.rows.map((row) =>
     `<tr>${cell(row.name)}${cell(row.status)}${
-      board.params.map((key) => cell(JSON.stringify(row.params[key]) ?? "-")).join("")
-    }${
       board.metrics.map((m) => {
         const value = row.metrics[m.name];
         return value ? cell(formatNumber(value.value), value.best) : cell("-");
       }).join("")
-    }${cell(row.wall_s === null ? "-" : String(row.wall_s))}</tr>`
+    }${cell(row.wall_s === null ? "-" : String(row.wall_s))}${
+      board.params.map((key) => cell(JSON.stringify(row.params[key]) ?? "-")).join("")
+    }</tr>`
   );
-  // status and params columns are empty on the reference rows
-  const blank = "<td></td>".repeat(1 + board.params.length);
+  // the status, wall time and params columns are empty on the reference rows
   const reference = (label: string, values: string[]) =>
-    `<tr class="reference">${cell(label)}${blank}${values.map((value) => cell(value)).join("")}<td></td></tr>`;
+    `<tr class="reference">${cell(label)}<td></td>${values.map((value) => cell(value)).join("")}${
+      "<td></td>".repeat(1 + board.params.length)
+    }</tr>`;
   if (board.metrics.length) {
     rows.push(reference("floor", board.metrics.map((m) => formatNumber(m.floor))));
     rows.push(reference("better", board.metrics.map((m) => m.better ?? "-")));
   }
-  return `<table><tr>${head}</tr>\n${rows.join("\n")}</table>`;
+  return `<div class="board"><table><tr>${head}</tr>\n${rows.join("\n")}</table></div>`;
 }
 
 async function isDirectory(path: string): Promise<boolean> {
