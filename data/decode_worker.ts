@@ -5,12 +5,12 @@
  * report why the file is unusable. A file read from a referenced folder is checked against the
  * size and sha256 it had when the pipeline hashed it: different bytes are never used.
  */
-import { createHash } from "node:crypto";
 import { type DecodedPhoto, decodePhoto, loadTurboJpeg } from "./decode.ts";
 import { REFERENCE_HEIGHT, REFERENCE_WIDTH } from "./frame.ts";
 import { type Rect, resampleArea } from "./resample.ts";
 import { serve, type WorkerResponse } from "./worker_serve.ts";
 import type { TurboJpeg } from "./turbojpeg.ts";
+import { sha256 } from "../pipeline/hash.ts";
 
 export interface DecodeRequest {
   /** the photo's bytes, or (`file`) where to read them */
@@ -34,7 +34,7 @@ function read(file: NonNullable<DecodeRequest["file"]>): Uint8Array | WorkerResp
     return { ok: false, fatal: true, error: `${file.path} cannot be read (${(error as Error).message})` };
   }
   const changed = (file.size !== undefined && bytes.length !== file.size) ||
-    (file.sha256 !== undefined && createHash("sha256").update(bytes).digest("hex") !== file.sha256);
+    (file.sha256 !== undefined && sha256(bytes) !== file.sha256);
   if (changed) return { ok: false, fatal: true, error: `${file.path} changed after the pipeline hashed it` };
   return bytes;
 }

@@ -35,7 +35,6 @@ export class PackWriter {
   private readonly names: string[] = [];
   private readonly buffer = new Uint8Array(WRITE_BUFFER_BYTES);
   private buffered = 0;
-  private fileBytes = 0;
 
   /** `onFile`: told each finished file's name, sha256 and size (hashed as written, never re-read) */
   constructor(
@@ -67,7 +66,6 @@ export class PackWriter {
       this.buffered += pixels.length;
     }
     this.hash.update(pixels);
-    this.fileBytes += pixels.length;
     this.names.push(name);
     this.inFile++;
     if (this.inFile === this.imagesPerFile) await this.closeFile();
@@ -90,11 +88,10 @@ export class PackWriter {
     const current = this.files[this.files.length - 1];
     current.count = this.inFile;
     current.sha256 = this.hash.digest("hex");
-    this.onFile(current.file, current.sha256, this.fileBytes);
+    this.onFile(current.file, current.sha256, this.inFile * this.width * this.height * 3); // add() checks each image's size
     this.file = null;
     this.hash = createHash("sha256");
     this.inFile = 0;
-    this.fileBytes = 0;
   }
 
   /** Close the last file and write index.json (plus any extra fields the stage wants recorded). */

@@ -11,6 +11,12 @@ export interface Series {
   points: [number, number][];
 }
 
+/** A grey horizontal line at `y` (a floor, a target) across the x range of `series` (not empty). */
+export function referenceLine(name: string, y: number, series: Series[]): Series {
+  const xs = series.flatMap((one) => one.points.map(([x]) => x));
+  return { name, color: 0x999999, points: [[Math.min(...xs), y], [Math.max(...xs), y]] };
+}
+
 export interface PlotSpec {
   title: string;
   xLabel: string;

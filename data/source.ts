@@ -4,10 +4,10 @@
  * folder: its path and every file's size and sha256, read in place, never copied. A referenced
  * file's bytes are checked against that sha256 when it is read (data/decode_worker.ts).
  */
-import { createHash } from "node:crypto";
 import { extname, join } from "node:path";
 import { ZipReader } from "./zip.ts";
 import type { ExternalData } from "../pipeline/external.ts";
+import { sha256 } from "../pipeline/hash.ts";
 
 export const IMAGE_EXTENSIONS = new Set([".jpg", ".jpeg", ".png"]);
 
@@ -47,9 +47,8 @@ export async function writeFolderReference(
   const reference = { format: REFERENCE_FORMAT, folder: data.path, files: data.files };
   const bytes = new TextEncoder().encode(JSON.stringify(reference));
   await Deno.writeFile(join(outDir, REFERENCE_FILE), bytes);
-  const sha256 = createHash("sha256").update(bytes).digest("hex");
   const images = data.files.filter(([name]) => isImage(name)).length;
-  return { images, file: REFERENCE_FILE, sha256, size: bytes.length };
+  return { images, file: REFERENCE_FILE, sha256: sha256(bytes), size: bytes.length };
 }
 
 export async function openRawSource(dir: string): Promise<RawSource> {
@@ -72,9 +71,9 @@ export async function openRawSource(dir: string): Promise<RawSource> {
     const reference = JSON.parse(await Deno.readTextFile(join(dir, REFERENCE_FILE)));
     if (reference.format !== REFERENCE_FORMAT) throw new Error(`${REFERENCE_FILE}: unknown format ${reference.format}`);
     const byName = new Map<string, SourceFile>(
-      (reference.files as ExternalData["files"]).map(([name, size, sha256]) => [
+      (reference.files as ExternalData["files"]).map(([name, size, hash]) => [
         name,
-        { path: join(reference.folder, name), size, sha256 },
+        { path: join(reference.folder, name), size, sha256: hash },
       ]),
     );
     const all = [...byName.keys()].sort();
@@ -84,7 +83,7 @@ export async function openRawSource(dir: string): Promise<RawSource> {
       ignored: all.filter((name) => !isImage(name)),
       read: async (name) => {
         const bytes = await Deno.readFile(file(name).path);
-        if (createHash("sha256").update(bytes).digest("hex") !== file(name).sha256) {
+        if (sha256(bytes) !== file(name).sha256) {
           throw new Error(`${file(name).path} changed after the pipeline hashed it`);
         }
         return bytes;

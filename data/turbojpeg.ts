@@ -58,15 +58,14 @@ export interface ScaledJpeg {
 type Library = Deno.DynamicLibrary<typeof SYMBOLS>;
 
 export class TurboJpeg {
-  /** "libjpeg-turbo 2.1.5 (build 20230203)": decoders differ in their pixels, so this goes into the lock */
-  readonly version: string;
+  private versionText: string | undefined;
   private readonly library: Library;
   private readonly handle: Deno.PointerObject;
   private readonly denominators: number[];
   private readonly header = new Int32Array(4);
 
   /** Load the library (FACEGAN_TURBOJPEG_PATH, else Debian's soname); throws TurboJpegUnavailable. */
-  constructor(path = Deno.env.get("FACEGAN_TURBOJPEG_PATH") || DEFAULT_TURBOJPEG_PATH) {
+  constructor(private readonly path = Deno.env.get("FACEGAN_TURBOJPEG_PATH") || DEFAULT_TURBOJPEG_PATH) {
     try {
       this.library = Deno.dlopen(path, SYMBOLS);
     } catch (error) {
@@ -82,7 +81,14 @@ export class TurboJpeg {
     }
     this.handle = handle;
     this.denominators = this.scalingDenominators();
-    this.version = libraryVersion(path);
+  }
+
+  /**
+   * "libjpeg-turbo 2.1.5 (build 20230203)": decoders differ in their pixels, so this goes into the lock.
+   * Read when asked (it reads the library file), so the decode workers, which never ask, skip it.
+   */
+  get version(): string {
+    return this.versionText ??= libraryVersion(this.path);
   }
 
   /** The supported factors 1/d among the fast ones, read from the library (tjGetScalingFactors). */

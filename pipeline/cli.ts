@@ -29,7 +29,7 @@ import { compareCommand } from "./compare.ts";
 import { gcCommand } from "./gc.ts";
 import { checkParams, checkSchemaCoversDag, describeParams } from "./schema.ts";
 import type { Project } from "./types.ts";
-import { checkLine, describeReason, eventLine, words } from "./words.ts";
+import { checkLine, eventLine, words } from "./words.ts";
 import { loadParams } from "./params.ts";
 import { experimentsCommand } from "./experiments/command.ts";
 
@@ -151,7 +151,7 @@ export async function main(project: Project, argv: string[]): Promise<number> {
     if (error instanceof StaleUpstream) {
       console.error(
         `error: stage ${error.stage} is not up to date (${
-          error.reasons.map(describeReason).join("; ")
+          words(error.reasons)
         }); run \`deno task pipeline --until ${error.stage}\` first`,
       );
       return EXIT_USER_ERROR;

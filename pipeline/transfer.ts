@@ -12,6 +12,7 @@ import type { LeaseHolder } from "./lease.ts";
 import type { Decision } from "./plan.ts";
 import type { RemoteCache } from "./remote.ts";
 import type { Workspace } from "./workspace.ts";
+import { eventLine } from "./words.ts";
 
 /** Uploads or downloads at once. */
 const PARALLEL = 8;
@@ -113,17 +114,18 @@ export async function pullCommand(workspace: Workspace, names: string[], log: (l
   const remote = requireRemote(workspace);
   let pulled = 0;
   for (const decision of await selected(workspace, names)) {
-    const name = decision.stage.padEnd(9);
+    const { stage } = decision;
+    const name = stage.padEnd(9);
     if (decision.action === "cached") {
-      log(`✓ ${name} cached   ${decision.record.key.slice(0, 12)}`);
+      log(eventLine({ kind: "cached", stage, key: decision.record.key }));
     } else if (decision.action === "pull") {
       const { key } = decision.record;
       const hooks: PullHooks = {
-        command: `pull ${decision.stage} in ${workspace.root}`,
-        waiting: (holder) => log(`… ${name} waiting: ${describeHolder(holder)} holds the claim on ${key.slice(0, 12)}`),
-        tookOver: (why) => log(`⚠ ${name} taking over the claim on ${key.slice(0, 12)}: ${why}`),
+        command: `pull ${stage} in ${workspace.root}`,
+        waiting: (holder) => log(eventLine({ kind: "waiting", stage, key, holder })),
+        tookOver: (why) => log(eventLine({ kind: "took-over", stage, key, why })),
       };
-      const { manifest, reused } = await pullEntry(workspace.cache, remote, key, decision.stage, hooks);
+      const { manifest, reused } = await pullEntry(workspace.cache, remote, key, stage, hooks);
       workspace.forget(key);
       pulled++;
       log(
@@ -140,11 +142,6 @@ export async function pullCommand(workspace: Workspace, names: string[], log: (l
   await workspace.statCache.save();
   log(`${pulled} entries pulled from ${remote.url}`);
   return 0;
-}
-
-/** "pid N on host H ('command', since S)" */
-export function describeHolder(holder: LeaseHolder): string {
-  return `pid ${holder.pid} on host ${holder.host} ('${holder.command}', since ${holder.started})`;
 }
 
 function requireRemote(workspace: Workspace): RemoteCache {

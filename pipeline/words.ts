@@ -5,7 +5,7 @@
 import { formatBytes } from "./fsutil.ts";
 import type { Reason } from "./plan.ts";
 import type { RunEvent } from "./run.ts";
-import { describeHolder } from "./transfer.ts";
+import type { LeaseHolder } from "./lease.ts";
 
 /** A run event in words (the pipeline's and each experiment's). */
 export function eventLine(event: RunEvent): string {
@@ -39,6 +39,11 @@ export function eventLine(event: RunEvent): string {
     case "pulled":
       return `⇣ ${name} pulled   ${event.key.slice(0, 12)} from the remote cache (${event.files} files)`;
   }
+}
+
+/** "pid N on host H ('command', since S)" */
+function describeHolder(holder: LeaseHolder): string {
+  return `pid ${holder.pid} on host ${holder.host} ('${holder.command}', since ${holder.started})`;
 }
 
 export function checkLine(param: string, files: number, rehashed: number, seconds: number): string {

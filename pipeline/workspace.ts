@@ -27,6 +27,11 @@ export interface WorkspaceOptions {
 /** Where the cache is when not in `outputs/cache`: a folder several hosts and users share. */
 export const CACHE_ENV = "FACEGAN_CACHE";
 
+/** The project's outputs/ folder: its run lock, outputs/latest and (unless shared) the cache. */
+export function outputsDir(root: string): string {
+  return join(root, "outputs");
+}
+
 /** What the engine's commands share: the project, its params, where its cache and lock are. */
 export class Workspace {
   readonly root: string;
@@ -48,7 +53,7 @@ export class Workspace {
     this.dag = topologicalOrder(options.dag);
     this.params = options.params;
     this.paramsFile = options.paramsFile;
-    this.outputsDir = join(options.root, "outputs");
+    this.outputsDir = outputsDir(options.root);
     const shared = Deno.env.get(CACHE_ENV);
     const cacheDir = options.cacheDir ?? (shared ? resolve(options.root, shared) : join(this.outputsDir, "cache"));
     // One stat cache per host: a file another host wrote into a shared cache is hashed here

@@ -73,17 +73,17 @@ export async function run(ctx: StageContext): Promise<void> {
   // SWD grows as N shrinks, so these (N = the grid, 64 by default) get their own floor at that N:
   // the final SWD's floor (N = half the held-out split) would sit far below every epoch's value.
   const perEpoch = [];
-  let perEpochFloor: EvaluationMetrics["per_epoch_floor"];
   for (const { epoch, path } of await epochSampleFiles(ctx.inputs.train)) {
     ctx.progress(`SWD of epoch ${epoch} samples`);
     const tiles = await readGridTiles(path, size);
     const n = Math.min(tiles.length, real.length);
     perEpoch.push({ epoch, swd_mean: slicedWasserstein(tiles, real, size, new Rng(seed + 3)).mean, n });
-    perEpochFloor ??= {
-      swd_mean: slicedWasserstein(realA.slice(0, n), realB.slice(0, n), size, new Rng(seed + 3)).mean,
-      n: Math.min(n, half),
-    };
   }
+  const gridN = perEpoch[0]?.n;
+  const perEpochFloor = gridN === undefined ? undefined : {
+    swd_mean: slicedWasserstein(realA.slice(0, gridN), realB.slice(0, gridN), size, new Rng(seed + 3)).mean,
+    n: Math.min(gridN, half),
+  };
 
   const swdValues = (result: typeof swd) =>
     Object.fromEntries([

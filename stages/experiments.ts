@@ -28,7 +28,7 @@ const lighter = (color: number) =>
 const POINTS = 200;
 
 export const figures: ExperimentFigures = async (runs) => {
-  const { plotSvg } = await import("../data/plot.ts");
+  const { plotSvg, referenceLine } = await import("../data/plot.ts");
   const { readLosses, readTrainingSummary } = await import("../data/training_log.ts");
   const losses: Series[] = [];
   const swd: Series[] = [];
@@ -62,14 +62,7 @@ export const figures: ExperimentFigures = async (runs) => {
       }
     }
   }
-  if (floor !== undefined && swd.length) {
-    const epochs = swd.flatMap((series) => series.points.map(([epoch]) => epoch));
-    swd.push({
-      name: "real vs real",
-      color: 0x999999,
-      points: [[Math.min(...epochs), floor], [Math.max(...epochs), floor]],
-    });
-  }
+  if (floor !== undefined && swd.length) swd.push(referenceLine("real vs real", floor, swd));
   const made = [];
   if (losses.length) {
     made.push({

@@ -6,8 +6,7 @@
 import { join } from "node:path";
 import { Image } from "imagescript";
 import * as tf from "../models/tf.ts";
-import type { StageContext } from "../pipeline/types.ts";
-import type { MetricsFile } from "../pipeline/types.ts";
+import type { MetricsFile, StageContext } from "../pipeline/types.ts";
 import type { EvaluationMetrics } from "./evaluate.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { encodeBase64 } from "../pipeline/base64.ts";
@@ -21,7 +20,7 @@ import { readGenerator } from "../data/generator_file.ts";
 import { encodePng, gridImage, readGridTiles } from "../data/image_io.ts";
 import { epochSampleFiles, readLosses, readTrainingSummary } from "../data/training_log.ts";
 import { readPackIndex, readPackPixels } from "../data/pack.ts";
-import { plotPng, type PlotSpec, plotSvg } from "../data/plot.ts";
+import { plotPng, type PlotSpec, plotSvg, referenceLine, type Series } from "../data/plot.ts";
 
 async function sample(generator: Generator, z: Float32Array, count: number): Promise<Uint8Array> {
   const images = tf.tidy(() => generator.sample(tf.tensor2d(z, [count, generator.config.zSize])));
@@ -95,6 +94,14 @@ export async function run(ctx: StageContext): Promise<void> {
   const metrics: EvaluationMetrics = JSON.parse(
     await Deno.readTextFile(join(ctx.inputs.evaluate, "metrics.json")),
   );
+  const swd: Series[] = metrics.per_epoch?.length
+    ? [{
+      name: "SWD / 100",
+      color: 0xd62728,
+      points: metrics.per_epoch.map((e) => [e.epoch, e.swd_mean / 100] as [number, number]),
+    }]
+    : [];
+  const floor = metrics.per_epoch_floor;
   const epochPlot: PlotSpec = {
     title: "per epoch",
     xLabel: "epoch",
@@ -105,21 +112,9 @@ export async function run(ctx: StageContext): Promise<void> {
         color: 0x9467bd,
         points: training.epochs.map((e) => [e.epoch, e.diversity] as [number, number]),
       },
-      ...(metrics.per_epoch
-        ? [{
-          name: "SWD / 100",
-          color: 0xd62728,
-          points: metrics.per_epoch.map((e) => [e.epoch, e.swd_mean / 100] as [number, number]),
-        }]
-        : []),
-      ...(metrics.per_epoch?.length && metrics.per_epoch_floor
-        ? [{
-          name: `SWD / 100, real vs real at N ${metrics.per_epoch_floor.n}`,
-          color: 0x999999,
-          points: [metrics.per_epoch[0].epoch, metrics.per_epoch.at(-1)!.epoch].map((
-            epoch,
-          ) => [epoch, metrics.per_epoch_floor!.swd_mean / 100] as [number, number]),
-        }]
+      ...swd,
+      ...(swd.length && floor
+        ? [referenceLine(`SWD / 100, real vs real at N ${floor.n}`, floor.swd_mean / 100, swd)]
         : []),
     ],
   };

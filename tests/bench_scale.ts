@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { existsSync } from "node:fs";
 import { Image } from "imagescript";
 import { renderSyntheticFace, SYNTHETIC_HEIGHT, SYNTHETIC_WIDTH } from "../data/synthetic.ts";
-import { projectCopy, SHARED_CELEBA } from "./helpers.ts";
+import { localSource, projectCopy, run, SHARED_CELEBA } from "./helpers.ts";
 
 export const FULL_SCALE = 202_599;
 const DATA_STAGES = ["download", "crop", "shard"];
@@ -73,25 +73,20 @@ function treeBytes(root: string): number {
 
 async function timed(root: string, args: string[]): Promise<{ seconds: number; stderr: string }> {
   const started = performance.now();
-  const output = await new Deno.Command(Deno.execPath(), { args, cwd: root, stdout: "piped", stderr: "piped" })
-    .output();
+  const { code, stderr } = await run(root, args);
   const seconds = (performance.now() - started) / 1000;
-  const stderr = new TextDecoder().decode(output.stderr);
-  if (!output.success) throw new Error(`${args.join(" ")} failed:\n${stderr}`);
+  if (code !== 0) throw new Error(`${args.join(" ")} failed:\n${stderr}`);
   return { seconds, stderr };
 }
 
-function stageFigures(root: string): string {
+/** Each data stage's wall time and peak RSS from the last run's summary.json, and the highest peak. */
+function stageFigures(root: string): { text: string; peakRss: number } {
   const summary = JSON.parse(Deno.readTextFileSync(join(root, "outputs", "latest", "summary.json")));
-  return DATA_STAGES.map((stage) => {
+  const text = DATA_STAGES.map((stage) => {
     const { wall_s, peak_rss_mb } = summary.stages[stage];
     return `${stage} ${wall_s} s / ${peak_rss_mb} MB`;
   }).join(", ");
-}
-
-function peakRss(root: string): number {
-  const summary = JSON.parse(Deno.readTextFileSync(join(root, "outputs", "latest", "summary.json")));
-  return Math.max(...DATA_STAGES.map((stage) => summary.stages[stage].peak_rss_mb ?? Infinity));
+  return { text, peakRss: Math.max(...DATA_STAGES.map((stage) => summary.stages[stage].peak_rss_mb ?? Infinity)) };
 }
 
 const gb = (bytes: number) => (bytes / 1e9).toFixed(2);
@@ -99,25 +94,26 @@ const load = () => Deno.loadavg().map((value) => value.toFixed(2)).join(" ");
 
 export async function scale(report: (line: string) => void, count = FULL_SCALE): Promise<void> {
   const { folder, bytes, what } = await makeFolder(count);
-  const data = ["--set", "data.source=path", "--set", `data.path=${folder}`];
-  const run = (
+  const data = localSource(folder);
+  const untilShard = (
     size: number,
   ) => ["run", "-A", "main.ts", "run", "--until", "shard", ...data, "--set", `data.size=${size}`];
   const cores = navigator.hardwareConcurrency;
   report(`scale: ${count.toLocaleString("en-US")} files (${gb(bytes)} GB) made from ${what}; ${cores} cores`);
   try {
     const root = await projectCopy();
-    const cold = await timed(root, run(32));
+    const cold = await timed(root, untilShard(32));
     const cache = treeBytes(join(root, "outputs", "cache"));
+    const coldFigures = stageFigures(root);
     report(
       `scale cold --until shard at 32 px: ${cold.seconds.toFixed(1)} s = ${
         (count / cold.seconds).toFixed(0)
       } images/s ` +
-        `(goal <= 150 s at 202,599 files; load average ${load()}; stage wall / peak RSS: ${stageFigures(root)})`,
+        `(goal <= 150 s at 202,599 files; load average ${load()}; stage wall / peak RSS: ${coldFigures.text})`,
     );
     report(
       `scale cache after the cold run: ${gb(cache)} GB = ${(cache / bytes).toFixed(2)}x the folder (goal <= 1.5x); ` +
-        `peak RSS of the data stages ${peakRss(root)} MB (goal <= 1024)`,
+        `peak RSS of the data stages ${coldFigures.peakRss} MB (goal <= 1024)`,
     );
 
     const noop: number[] = [];
@@ -135,21 +131,21 @@ export async function scale(report: (line: string) => void, count = FULL_SCALE):
 
     const touched = join(folder, name(Math.ceil(count / 2)));
     Deno.writeFileSync(touched, unique(Deno.readFileSync(touched), "touched"));
-    const edit = await timed(root, run(32));
+    const edit = await timed(root, untilShard(32));
     const named = edit.stderr.match(/▶ download .*/)?.[0] ?? "(no download line)";
     report(`scale one photo rewritten: --until shard ${edit.seconds.toFixed(1)} s; ${named.trim()}`);
     Deno.writeFileSync(join(folder, name(count + 1)), unique(Deno.readFileSync(touched), "added"));
-    const add = await timed(root, run(32));
+    const add = await timed(root, untilShard(32));
     const added = add.stderr.match(/▶ download .*/)?.[0] ?? "(no download line)";
     report(`scale one photo added: --until shard ${add.seconds.toFixed(1)} s; ${added.trim()}`);
     await Deno.remove(root, { recursive: true });
 
     const fresh = await projectCopy();
-    const cold64 = await timed(fresh, run(64));
+    const cold64 = await timed(fresh, untilShard(64));
     report(
       `scale cold --until shard at 64 px: ${cold64.seconds.toFixed(1)} s = ${
         (count / cold64.seconds).toFixed(0)
-      } images/s (load average ${load()}; stage wall / peak RSS: ${stageFigures(fresh)})`,
+      } images/s (load average ${load()}; stage wall / peak RSS: ${stageFigures(fresh).text})`,
     );
     await Deno.remove(fresh, { recursive: true });
   } finally {

@@ -9,10 +9,9 @@ import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import { writeFileAtomic } from "../fsutil.ts";
 import { acquireRunLock } from "../runlock.ts";
-import { type FlatParams, overlayParams, readParamsFile } from "../params.ts";
+import { type FlatParams, loadParams, overlayParams, readParamsFile } from "../params.ts";
 import { checkParams, checkSchemaCoversDag } from "../schema.ts";
-import { Workspace } from "../workspace.ts";
-import { loadParams } from "../params.ts";
+import { outputsDir, Workspace } from "../workspace.ts";
 import type { Project } from "../types.ts";
 import { type Axis, gridOverlays, parseAxis, randomOverlays } from "./spec.ts";
 import {
@@ -27,7 +26,7 @@ import {
 import { runExperiments } from "./runner.ts";
 import { experimentsPage, formatLeaderboard, leaderboard } from "./show.ts";
 
-export const EXP_USAGE = `usage: main.ts exp COMMAND [options]
+const EXP_USAGE = `usage: main.ts exp COMMAND [options]
   run    --set key=v1,v2,... [--set ...] [--params FILE] [--grid | --random N --seed S]
          [--name PREFIX] [-j N] [--queue]     queue experiments and run them (--queue: only queue)
          values: a list (v1,v2), or with --random a range (lo..hi, log:lo..hi)
@@ -117,7 +116,7 @@ async function runCommand(project: Project, values: RunValues, jobs: number | un
   const experiments = overlays.map((overlay) => ({ overlay, params: checked(project, base, axes, overlay) }));
 
   // Take the run lock before queueing: a busy project queues nothing.
-  const runLock = values.queue ? null : await acquireRunLock(outputsDir(project), "exp run", log);
+  const runLock = values.queue ? null : await acquireRunLock(outputsDir(project.root), "exp run", log);
   try {
     const queuedAt = new Date().toISOString();
     const records = await queueRecords(
@@ -170,12 +169,8 @@ function describeOverlay(overlay: FlatParams): string {
   return Object.entries(overlay).map(([key, value]) => `${key}=${JSON.stringify(value)}`).join(" ");
 }
 
-function outputsDir(project: Project): string {
-  return join(project.root, "outputs");
-}
-
 async function startCommand(project: Project, jobs: number | undefined, log: (line: string) => void) {
-  const runLock = await acquireRunLock(outputsDir(project), "exp start", log);
+  const runLock = await acquireRunLock(outputsDir(project.root), "exp start", log);
   try {
     // Holding the run lock, no other runner is alive: "running" records are what a killed one left.
     const pending = (await listRecords(project.root)).filter((r) => r.status === "queued" || r.status === "running");

@@ -51,7 +51,7 @@ export interface ExperimentRecord {
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
-export function experimentsDir(root: string): string {
+function experimentsDir(root: string): string {
   return join(root, "experiments");
 }
 

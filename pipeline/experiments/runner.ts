@@ -137,7 +137,7 @@ function mergedMetrics(files: unknown[]): MetricsFile | undefined {
  * is dropped, and when the run failed only because its own experiment was cancelled (another of
  * its stages failed), a waiter still going runs it itself.
  */
-export function shareStages(): ShareStage {
+function shareStages(): ShareStage {
   const runs = new Map<string, { result: Promise<StageResult>; cancelled: boolean }>();
   return async (key, signal, execute) => {
     while (true) {
