@@ -85,6 +85,21 @@ export function laplacianPyramid(image: FloatImage, minSize = 16): FloatImage[] 
   return levels;
 }
 
+interface SwdOptions {
+  patchesPerImage?: number;
+  patchSize?: number;
+  directions?: number;
+}
+
+/** One set's side of an SWD, drawn once: patch positions, directions, and its sorted projections per level. */
+export interface SwdReference {
+  size: number;
+  count: number;
+  patchesPerImage: number;
+  patchSize: number;
+  levels: { size: number; positions: Int32Array; directions: Float32Array; sorted: Float32Array }[];
+}
+
 /**
  * SWD x 1e3 per pyramid level and their mean, between two sets of uint8 RGB images of the same
  * size. 128 random 7x7 patches per image per level, each set normalised per channel by its own
@@ -95,51 +110,104 @@ export function slicedWasserstein(
   setB: Uint8Array[],
   size: number,
   rng: Rng,
-  { patchesPerImage = 128, patchSize = 7, directions = 512 } = {},
+  options: SwdOptions = {},
 ): { levels: Record<string, number>; mean: number } {
   const count = Math.min(setA.length, setB.length); // equal patch counts on both sides
-  const toPyramids = (set: Uint8Array[]) =>
-    set.slice(0, count).map((pixels) =>
-      laplacianPyramid({ size, data: Float32Array.from(pixels, (v) => v / 127.5 - 1) })
-    );
-  const pyramidsA = toPyramids(setA);
-  const pyramidsB = toPyramids(setB);
-  const levels: Record<string, number> = {};
+  return slicedWassersteinTo(swdReference(setB, size, count, rng, options), setA);
+}
+
+/**
+ * The first `count` images of `set` as one side of SWDs, so that several sets compared with the same
+ * reference (each epoch's samples vs the real images) pay for its pyramids, projections and sorts
+ * once. Draws from `rng` exactly as slicedWasserstein does.
+ */
+export function swdReference(
+  set: Uint8Array[],
+  size: number,
+  count: number,
+  rng: Rng,
+  { patchesPerImage = 128, patchSize = 7, directions = 512 }: SwdOptions = {},
+): SwdReference {
+  const pyramids = toPyramids(set.slice(0, count), size);
   const dims = patchSize * patchSize * 3;
-  for (let level = 0; level < pyramidsA[0].length; level++) {
-    const levelSize = pyramidsA[0][level].size;
+  const levels = pyramids[0].map(({ size: levelSize }, level) => {
     // The same patch positions for both sets, so only content differs.
-    const positions = Array.from({ length: count * patchesPerImage }, () => [
-      rng.int(levelSize - patchSize + 1),
-      rng.int(levelSize - patchSize + 1),
-    ]);
-    const descriptors = (pyramids: FloatImage[][]) => {
-      const out = new Float32Array(positions.length * dims);
-      positions.forEach(([px, py], p) => {
-        const image = pyramids[Math.floor(p / patchesPerImage)][level];
-        let o = p * dims;
-        for (let y = 0; y < patchSize; y++) {
-          for (let x = 0; x < patchSize; x++) {
-            const i = ((py + y) * levelSize + px + x) * 3;
-            out[o++] = image.data[i];
-            out[o++] = image.data[i + 1];
-            out[o++] = image.data[i + 2];
-          }
-        }
-      });
-      return normalisePerChannel(out);
-    };
+    const positions = new Int32Array(count * patchesPerImage * 2);
+    for (let p = 0; p < positions.length; p++) positions[p] = rng.int(levelSize - patchSize + 1);
     const directionMatrix = new Float32Array(dims * directions);
     for (let d = 0; d < directions; d++) {
       const v = rng.normals(dims);
       const norm = Math.hypot(...v);
       for (let i = 0; i < dims; i++) directionMatrix[i * directions + d] = v[i] / norm;
     }
-    levels[String(levelSize)] =
-      projectedDistance(descriptors(pyramidsA), descriptors(pyramidsB), directionMatrix, dims, directions) * 1e3;
-  }
+    const descriptors = patchDescriptors(pyramids, level, levelSize, positions, patchesPerImage, patchSize);
+    return {
+      size: levelSize,
+      positions,
+      directions: directionMatrix,
+      sorted: sortedProjections(descriptors, directionMatrix, dims, directions),
+    };
+  });
+  return { size, count, patchesPerImage, patchSize, levels };
+}
+
+/** SWD between the first `reference.count` images of `set` and the reference (same patches and directions). */
+export function slicedWassersteinTo(
+  reference: SwdReference,
+  set: Uint8Array[],
+): { levels: Record<string, number>; mean: number } {
+  const { count, patchesPerImage, patchSize } = reference;
+  if (set.length < reference.count) throw new Error(`SWD: ${set.length} images, the reference has ${count}`);
+  const pyramids = toPyramids(set.slice(0, count), reference.size);
+  const dims = patchSize * patchSize * 3;
+  const levels: Record<string, number> = {};
+  reference.levels.forEach(({ size: levelSize, positions, directions: directionMatrix, sorted }, level) => {
+    const descriptors = patchDescriptors(pyramids, level, levelSize, positions, patchesPerImage, patchSize);
+    const directions = directionMatrix.length / dims;
+    const projected = sortedProjections(descriptors, directionMatrix, dims, directions);
+    const rows = descriptors.length / dims;
+    let total = 0;
+    for (let d = 0; d < directions; d++) {
+      let sum = 0;
+      for (let i = d * rows; i < (d + 1) * rows; i++) sum += Math.abs(projected[i] - sorted[i]);
+      total += sum / rows;
+    }
+    levels[String(levelSize)] = total / directions * 1e3;
+  });
   const values = Object.values(levels);
   return { levels, mean: values.reduce((a, b) => a + b, 0) / values.length };
+}
+
+function toPyramids(set: Uint8Array[], size: number): FloatImage[][] {
+  return set.map((pixels) => laplacianPyramid({ size, data: Float32Array.from(pixels, (v) => v / 127.5 - 1) }));
+}
+
+/** patchSize x patchSize x 3 patches at `positions` (x, y pairs; patchesPerImage per image), normalised. */
+function patchDescriptors(
+  pyramids: FloatImage[][],
+  level: number,
+  levelSize: number,
+  positions: Int32Array,
+  patchesPerImage: number,
+  patchSize: number,
+): Float32Array {
+  const dims = patchSize * patchSize * 3;
+  const patches = positions.length / 2;
+  const out = new Float32Array(patches * dims);
+  for (let p = 0; p < patches; p++) {
+    const image = pyramids[Math.floor(p / patchesPerImage)][level];
+    const [px, py] = [positions[2 * p], positions[2 * p + 1]];
+    let o = p * dims;
+    for (let y = 0; y < patchSize; y++) {
+      for (let x = 0; x < patchSize; x++) {
+        const i = ((py + y) * levelSize + px + x) * 3;
+        out[o++] = image.data[i];
+        out[o++] = image.data[i + 1];
+        out[o++] = image.data[i + 2];
+      }
+    }
+  }
+  return normalisePerChannel(out);
 }
 
 function normalisePerChannel(descriptors: Float32Array): Float32Array {
@@ -157,35 +225,19 @@ function normalisePerChannel(descriptors: Float32Array): Float32Array {
   return descriptors;
 }
 
-function projectedDistance(
-  a: Float32Array,
-  b: Float32Array,
-  directionMatrix: Float32Array,
-  dims: number,
-  directions: number,
-) {
-  const rows = a.length / dims;
-  const project = (set: Float32Array) => {
-    // Each direction's projections end up contiguous (transposed) for sorting.
-    const projected = tf.tidy(() =>
-      tf.matMul(tf.tensor2d(set, [rows, dims]), tf.tensor2d(directionMatrix, [dims, directions])).transpose()
-    );
-    const values = projected.dataSync() as Float32Array;
-    projected.dispose();
-    return values;
-  };
-  const projectedA = project(a);
-  const projectedB = project(b);
-  let total = 0;
+/** Each direction's projections of the descriptors, sorted: directions x rows, row-major. */
+function sortedProjections(set: Float32Array, directionMatrix: Float32Array, dims: number, directions: number) {
+  const rows = set.length / dims;
+  // directions x rows (both operands read transposed), so each direction's projections are
+  // contiguous for sorting without a transpose pass over the whole product.
+  const projected = tf.tidy(() =>
+    tf.matMul(tf.tensor2d(directionMatrix, [dims, directions]), tf.tensor2d(set, [rows, dims]), true, true)
+  );
+  const values = projected.dataSync() as Float32Array;
+  projected.dispose();
   const scratch = new Uint32Array(rows);
-  for (let d = 0; d < directions; d++) {
-    const pa = radixSort(projectedA.subarray(d * rows, (d + 1) * rows), scratch);
-    const pb = radixSort(projectedB.subarray(d * rows, (d + 1) * rows), scratch);
-    let sum = 0;
-    for (let i = 0; i < rows; i++) sum += Math.abs(pa[i] - pb[i]);
-    total += sum / rows;
-  }
-  return total / directions;
+  for (let d = 0; d < directions; d++) radixSort(values.subarray(d * rows, (d + 1) * rows), scratch);
+  return values;
 }
 
 /**
@@ -332,7 +384,12 @@ export function frechetDistance(p: Gaussian, q: Gaussian): number {
 
 // ---------------------------------------------------------------- KID
 
-/** Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3, averaged over random subsets; mean and std. */
+/**
+ * Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3, averaged over random subsets; mean and std.
+ * Every kernel value a subset needs is read from Gram matrices computed once (a subset of m rows
+ * would otherwise recompute 3m^2 of them, 100 subsets over); the sums run in the same order as
+ * computing each value in place, so the result is the same to the bit.
+ */
 export function kernelDistance(
   x: Float32Array[],
   y: Float32Array[],
@@ -340,26 +397,23 @@ export function kernelDistance(
   subsets = 100,
   maxSubsetSize = 1000,
 ): { mean: number; std: number; subsetSize: number } {
-  const dim = x[0].length;
   const m = Math.min(x.length, y.length, maxSubsetSize);
-  const kernel = (a: Float32Array, b: Float32Array) => {
-    let dot = 0;
-    for (let i = 0; i < dim; i++) dot += a[i] * b[i];
-    return (dot / dim + 1) ** 3;
-  };
-  const pick = (set: Float32Array[]) => Array.from(rng.permutation(set.length).subarray(0, m), (i) => set[i]);
+  const kxxAll = polynomialGram(x, x);
+  const kyyAll = polynomialGram(y, y);
+  const kxyAll = polynomialGram(x, y);
   const estimates: number[] = [];
   for (let s = 0; s < subsets; s++) {
-    const a = pick(x);
-    const b = pick(y);
+    const a = rng.permutation(x.length).subarray(0, m);
+    const b = rng.permutation(y.length).subarray(0, m);
     let kxx = 0, kyy = 0, kxy = 0;
     for (let i = 0; i < m; i++) {
+      const rowXX = a[i] * x.length, rowYY = b[i] * y.length, rowXY = a[i] * y.length;
       for (let j = 0; j < m; j++) {
         if (i !== j) {
-          kxx += kernel(a[i], a[j]);
-          kyy += kernel(b[i], b[j]);
+          kxx += kxxAll[rowXX + a[j]];
+          kyy += kyyAll[rowYY + b[j]];
         }
-        kxy += kernel(a[i], b[j]);
+        kxy += kxyAll[rowXY + b[j]];
       }
     }
     estimates.push(kxx / (m * (m - 1)) + kyy / (m * (m - 1)) - (2 * kxy) / (m * m));
@@ -367,4 +421,18 @@ export function kernelDistance(
   const mean = estimates.reduce((a, b) => a + b, 0) / subsets;
   const std = Math.sqrt(estimates.reduce((a, b) => a + (b - mean) ** 2, 0) / subsets);
   return { mean, std, subsetSize: m };
+}
+
+/** k(a_i, b_j) = (a_i.b_j / d + 1)^3 for every pair, row-major a.length x b.length, in float64. */
+function polynomialGram(a: Float32Array[], b: Float32Array[]): Float64Array {
+  const dim = a[0].length;
+  const gram = new Float64Array(a.length * b.length);
+  for (let i = 0; i < a.length; i++) {
+    for (let j = 0; j < b.length; j++) {
+      let dot = 0;
+      for (let k = 0; k < dim; k++) dot += a[i][k] * b[j][k];
+      gram[i * b.length + j] = (dot / dim + 1) ** 3;
+    }
+  }
+  return gram;
 }

@@ -9,7 +9,15 @@ import * as tf from "../models/tf.ts";
 import type { MetricsFile, StageContext } from "../pipeline/types.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { BackendUnavailable, EVAL_BACKENDS, type EvalBackendName, useEvalBackend } from "../models/backend.ts";
-import { fitGaussian, frechetDistance, kernelDistance, slicedWasserstein } from "../models/metrics.ts";
+import {
+  fitGaussian,
+  frechetDistance,
+  kernelDistance,
+  slicedWasserstein,
+  slicedWassersteinTo,
+  type SwdReference,
+  swdReference,
+} from "../models/metrics.ts";
 import { Rng } from "../models/rng.ts";
 import { toUint8Images } from "../models/serialize.ts";
 import { readGenerator } from "../data/generator_file.ts";
@@ -72,12 +80,16 @@ export async function run(ctx: StageContext): Promise<void> {
   // Per epoch: SWD of the fixed-z sample grid train wrote at each epoch's end, vs as many real images.
   // SWD grows as N shrinks, so these (N = the grid, 64 by default) get their own floor at that N:
   // the final SWD's floor (N = half the held-out split) would sit far below every epoch's value.
+  // Every epoch's grid has as many tiles, so the real side (patches, directions, sorted
+  // projections) is drawn once and shared: the same numbers as a fresh slicedWasserstein per epoch.
   const perEpoch = [];
+  let reference: SwdReference | undefined;
   for (const { epoch, path } of await epochSampleFiles(ctx.inputs.train)) {
     ctx.progress(`SWD of epoch ${epoch} samples`);
     const tiles = await readGridTiles(path, size);
     const n = Math.min(tiles.length, real.length);
-    perEpoch.push({ epoch, swd_mean: slicedWasserstein(tiles, real, size, new Rng(seed + 3)).mean, n });
+    if (reference?.count !== n) reference = swdReference(real, size, n, new Rng(seed + 3));
+    perEpoch.push({ epoch, swd_mean: slicedWassersteinTo(reference, tiles).mean, n });
   }
   const gridN = perEpoch[0]?.n;
   const perEpochFloor = gridN === undefined ? undefined : {

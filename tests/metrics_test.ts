@@ -104,6 +104,37 @@ Deno.test("KID is unbiased: near 0 on equal distributions, clearly positive on d
   assert.ok(different.mean > 5 * same.std, `different: ${different.mean} vs noise ${same.std}`);
 });
 
+Deno.test("KID read from Gram matrices equals the definition evaluated pair by pair, to the bit", () => {
+  const rng = new Rng(11);
+  const x = gaussianSamples(40, 8, rng);
+  const y = gaussianSamples(30, 8, rng, Array(8).fill(0.3));
+  const m = 20, subsets = 5;
+  // The definition: a fresh permutation of each set per subset, every kernel value computed in place.
+  const kernel = (a: Float32Array, b: Float32Array) => {
+    let dot = 0;
+    for (let i = 0; i < a.length; i++) dot += a[i] * b[i];
+    return (dot / a.length + 1) ** 3;
+  };
+  const draw = new Rng(12);
+  const estimates = Array.from({ length: subsets }, () => {
+    const a = Array.from(draw.permutation(x.length).subarray(0, m), (i) => x[i]);
+    const b = Array.from(draw.permutation(y.length).subarray(0, m), (i) => y[i]);
+    let kxx = 0, kyy = 0, kxy = 0;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < m; j++) {
+        if (i !== j) {
+          kxx += kernel(a[i], a[j]);
+          kyy += kernel(b[i], b[j]);
+        }
+        kxy += kernel(a[i], b[j]);
+      }
+    }
+    return kxx / (m * (m - 1)) + kyy / (m * (m - 1)) - (2 * kxy) / (m * m);
+  });
+  const mean = estimates.reduce((p, q) => p + q, 0) / subsets;
+  assert.equal(kernelDistance(x, y, new Rng(12), subsets, m).mean, mean);
+});
+
 Deno.test({
   ...needsRealSample("real CelebA: the real-vs-real floor is far below noise images and blurred real images"),
   fn: async () => {
