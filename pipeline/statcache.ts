@@ -14,15 +14,22 @@ interface StatEntry {
 }
 
 /**
- * A file changed this recently when it was hashed may change again within the same timestamp
- * tick (file times are only as fine as the kernel's clock tick, and Deno gives milliseconds,
- * ctime whole seconds): such an entry is not trusted next time (git's "racily clean" rule).
+ * A file hashed too soon after it was last written may be written again with the same timestamp
+ * (git's "racily clean" rule), so its entry is not trusted next time. How soon depends on how fine
+ * the file system's timestamps are. Deno gives mtime in milliseconds (ctime only in whole seconds,
+ * so ctime cannot tell two writes in one second apart, but mtime can): a write after the hash
+ * shows in mtime unless it falls within the kernel's clock tick (at most 10 ms), so 100 ms is a
+ * safe margin. An mtime on a whole second is taken as a coarse file system (ext3, HFS+: 1 s; FAT:
+ * 2 s) and gets the old 2 s rule on mtime and ctime. Measured from when the file was hashed, not
+ * from the run's start: a folder written long before is never racy, even on the first run.
  */
-const RACY_MS = 2000;
+const RACY_FINE_MS = 100;
+const RACY_COARSE_MS = 2000;
 
 /** True when a file with these times, hashed at `hashedAt`, may have changed unseen since. */
 export function isRacy(hashedAt: number, mtimeMs: number, ctimeMs: number): boolean {
-  return hashedAt - Math.max(mtimeMs, ctimeMs) < RACY_MS;
+  if (mtimeMs % 1000 !== 0) return hashedAt - mtimeMs < RACY_FINE_MS;
+  return hashedAt - Math.max(mtimeMs, ctimeMs) < RACY_COARSE_MS;
 }
 
 /**

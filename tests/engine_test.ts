@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { cli, makeStubProject, takeRuns } from "./stub_project.ts";
 import { exists, partialDirs, waitFor } from "./helpers.ts";
+import { isRacy } from "../pipeline/statcache.ts";
 
 const ALL = ["download", "crop", "resize", "shard", "train", "evaluate", "render"];
 
@@ -177,4 +178,19 @@ Deno.test("dag prints the stages in order and a Mermaid flowchart", async () => 
   assert.equal(result.code, 0);
   assert.match(result.stdout, /stages \(run order\):\n\s+download\n/);
   assert.match(result.stdout, /flowchart LR[\s\S]*train --> evaluate/);
+});
+
+Deno.test("racy rule: a file hashed >= 100 ms after its millisecond mtime is trusted; whole-second times keep 2 s", () => {
+  const mtime = 1_796_000_000_123; // a millisecond mtime (ext4, xfs, btrfs, tmpfs)
+  const ctime = 1_796_000_000_000; // Deno gives ctime in whole seconds
+  assert.equal(isRacy(mtime + 50, mtime, ctime), true, "hashed 50 ms after the write");
+  assert.equal(isRacy(mtime + 150, mtime, ctime), false, "hashed 150 ms after the write");
+  assert.equal(
+    isRacy(mtime + 60_000, mtime, ctime + 60_000),
+    false,
+    "a later ctime (chmod, rename) changes no content",
+  );
+  const coarse = 1_796_000_000_000; // a file system with whole-second times
+  assert.equal(isRacy(coarse + 1_500, coarse, coarse), true, "coarse: 1.5 s after the write");
+  assert.equal(isRacy(coarse + 2_500, coarse, coarse), false, "coarse: 2.5 s after the write");
 });
