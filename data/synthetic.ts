@@ -17,6 +17,8 @@ const HAIR: Rgb[] = [[20, 16, 14], [60, 40, 28], [110, 75, 45], [190, 150, 90], 
 const IRIS: Rgb[] = [[70, 45, 25], [50, 90, 140], [70, 110, 70], [40, 30, 20]];
 
 function mix(a: Rgb, b: Rgb, t: number): Rgb {
+  // Most features cover most pixels not at all: a + (b - a) * 0 is a, so skip the arithmetic.
+  if (t === 0) return a;
   return [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t];
 }
 
