@@ -16,10 +16,18 @@ import type { ExternalData } from "./external.ts";
 /**
  * Runs a stage's job somewhere and reports its exit code. The job reads its inputs and writes
  * into `job.outDir` and `job.environmentFile`, both inside the stage's partial dir, which is
- * where `jobFile` lies too; aborting `signal` stops the job.
+ * where `jobFile` lies too; aborting `signal` stops the job. An executor that hands jobs to a
+ * batch system (Slurm) tells `submitted` the job's id, so a caller can record it, and can
+ * `attach` to such a job later, from another process.
  */
 export interface Executor {
-  run(job: StageJob, jobFile: string, signal: AbortSignal): Promise<number>;
+  run(job: StageJob, jobFile: string, signal: AbortSignal, submitted?: (id: string) => void): Promise<number>;
+  /**
+   * The job `id` an earlier run submitted for this same key (that run was killed): a wait for its
+   * end (its exit code) while it is still going or ended complete, or null when it ended
+   * otherwise or is unknown, and the stage must run anew.
+   */
+  attach?(id: string, job: StageJob, jobFile: string): Promise<((signal: AbortSignal) => Promise<number>) | null>;
 }
 
 /** A stage the plan decided to run, with its key known. */
@@ -47,6 +55,10 @@ export interface ExecuteContext {
   tookOver?(why: string): void;
   /** written into the key's claim: who builds it */
   command?: string;
+  /** the id of a job an earlier, killed run submitted for this key: attached to, not run again, while it goes */
+  previousJob?: string;
+  /** the executor submitted the stage's job under this id (a batch system's) */
+  submitted?(id: string): void;
 }
 
 /** A stage's job ended with a non-zero exit code (errors.ts says what the runner's codes mean). */
@@ -113,14 +125,6 @@ async function runClaimed(
   const outDir = join(partial, "out");
   const resumed = Boolean(stage.resumable) && await exists(outDir);
   const externalFile = context.cache.externalFile(key);
-  await faultsAsLines(`preparing stage ${stage.name}`, partial, async () => {
-    if (!resumed) await removeIfExists(partial);
-    else await removeTempFiles(partial); // of writes a killed attempt cut short
-    await Deno.mkdir(outDir, { recursive: true });
-    if (external) await writeFileAtomic(externalFile, JSON.stringify(external));
-  });
-  context.started(resumed);
-
   const job: StageJob = {
     name: stage.name,
     root: context.root,
@@ -138,16 +142,30 @@ async function runClaimed(
     resumePointFile: join(partial, RESUME_POINT_FILE),
   };
   const jobFile = join(partial, "job.json");
-  await faultsAsLines(
-    `preparing stage ${stage.name}`,
-    jobFile,
-    () => writeFileAtomic(jobFile, JSON.stringify(job, null, 1)),
-  );
+  // A job a killed run left going writes into the partial dir: wait for it instead of clearing the dir.
+  const attached = context.previousJob && context.executor.attach
+    ? await context.executor.attach(context.previousJob, job, jobFile)
+    : null;
+  if (!attached) {
+    await faultsAsLines(`preparing stage ${stage.name}`, partial, async () => {
+      if (!resumed) await removeIfExists(partial);
+      else await removeTempFiles(partial); // of writes a killed attempt cut short
+      await Deno.mkdir(outDir, { recursive: true });
+      if (external) await writeFileAtomic(externalFile, JSON.stringify(external));
+    });
+    await faultsAsLines(
+      `preparing stage ${stage.name}`,
+      jobFile,
+      () => writeFileAtomic(jobFile, JSON.stringify(job, null, 1)),
+    );
+  }
+  context.started(resumed || Boolean(attached));
   const ranAt = new Date().toISOString();
   const started = performance.now();
   // A claim taken over by another host (this one stalled past its lease) stops the job: two
   // hosts must never write one partial dir.
-  const code = await context.executor.run(job, jobFile, AbortSignal.any([context.signal, claimLost]));
+  const signal = AbortSignal.any([context.signal, claimLost]);
+  const code = attached ? await attached(signal) : await context.executor.run(job, jobFile, signal, context.submitted);
   const wallSeconds = Math.round((performance.now() - started) / 10) / 100;
   claimLost.throwIfAborted();
   if (code !== 0) {

@@ -56,6 +56,13 @@ export interface RunOptions {
    * partial dir; `signal` is the asking run's own cancellation.
    */
   share?: ShareStage;
+  /**
+   * Jobs (by key) that an earlier, killed run submitted to a batch system: the executor attaches
+   * to one still going instead of running its stage again
+   */
+  previousJobs?: ReadonlyMap<string, string>;
+  /** a stage's job was submitted to a batch system under `id` (to record it for `previousJobs`) */
+  submitted?(stage: string, key: string, id: string): void;
 }
 
 export type StageResult = Awaited<ReturnType<typeof executeStage>>;
@@ -161,6 +168,8 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
         options.report({ kind: "start", stage: stage.name, key: decision.key, reasons: decision.reasons, resumed });
       },
       ...claimEvents(stage.name, decision.key),
+      previousJob: options.previousJobs?.get(decision.key),
+      submitted: (id: string) => options.submitted?.(stage.name, decision.key, id),
     };
     const forced = decision.reasons.some((reason) => reason.kind === "forced");
     const external = workspace.externalData(stage.name);

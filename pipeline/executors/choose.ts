@@ -15,17 +15,24 @@ import { DEFAULT_SLURM_CONFIG, readSlurmConfig } from "./slurm_config.ts";
 const EXECUTORS = ["local", "slurm"] as const;
 type ExecutorName = typeof EXECUTORS[number];
 
+/** The executor a run uses, and where it runs each stage. */
+export interface ChosenExecutor extends Executor {
+  /** the stage runs on this machine (not as a cluster job) */
+  runsHere(stage: string): boolean;
+}
+
 /**
  * The executor a run uses, from the --executor values; reads the Slurm config (`configFile`,
- * relative to the project root, or its default slurm.json) when a stage runs on Slurm.
- * Mistakes are UserErrors.
+ * relative to the project root, or its default slurm.json, which must exist when a stage runs on
+ * Slurm). Whatever runs new jobs, it can attach to a Slurm job a killed run left going. Mistakes
+ * are UserErrors.
  */
 export async function chooseExecutor(
   root: string,
   dag: StageDecl[],
   values: string[],
   configFile: string | undefined,
-): Promise<Executor> {
+): Promise<ChosenExecutor> {
   let all: ExecutorName = "local";
   const byStage = new Map<string, ExecutorName>();
   for (const item of values.flatMap((value) => value.split(",")).map((item) => item.trim()).filter(Boolean)) {
@@ -40,15 +47,24 @@ export async function chooseExecutor(
       );
     } else byStage.set(stage, name as ExecutorName);
   }
-  if (all === "local" && ![...byStage.values()].includes("slurm") && configFile === undefined) return localExecutor;
-
-  const stages = dag.map((stage) => stage.name);
+  const where = (stage: string) => byStage.get(stage) ?? all;
+  const onSlurm = dag.some((stage) => where(stage.name) === "slurm");
   const path = resolve(root, configFile ?? DEFAULT_SLURM_CONFIG);
-  const absent = configFile === undefined && !(await exists(path));
-  const config = absent ? {} : await readSlurmConfig(path, configFile ?? DEFAULT_SLURM_CONFIG, stages);
-  const slurm = slurmExecutor(config, absent ? `no ${DEFAULT_SLURM_CONFIG}: the cluster's defaults` : path);
+  if (onSlurm && configFile === undefined && !(await exists(path))) {
+    throw new UserError(
+      `--executor ${values.join(",")} needs the Slurm config ${DEFAULT_SLURM_CONFIG} (sbatch options: partition, ` +
+        `time, gres, ...): write one (\`{}\` takes the cluster's defaults) or name one with --slurm-config FILE`,
+    );
+  }
+  const read = onSlurm || configFile !== undefined;
+  const stages = dag.map((stage) => stage.name);
+  const config = read ? await readSlurmConfig(path, configFile ?? DEFAULT_SLURM_CONFIG, stages) : {};
+  // Attaching only watches a job: without a config, the default poll interval does.
+  const slurm = slurmExecutor(config, path);
   const executors: Record<ExecutorName, Executor> = { local: localExecutor, slurm };
   return {
-    run: (job, jobFile, signal) => executors[byStage.get(job.name) ?? all].run(job, jobFile, signal),
+    run: (job, jobFile, signal, submitted) => executors[where(job.name)].run(job, jobFile, signal, submitted),
+    attach: slurm.attach,
+    runsHere: (stage) => where(stage) === "local",
   };
 }

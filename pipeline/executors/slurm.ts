@@ -3,7 +3,8 @@
  * run) runs as a batch job on a cluster node. This module only submits it (`sbatch --parsable`,
  * tried again with backoff when sbatch itself fails), watches it (`scontrol show job ID -o`: no
  * accounting database needed), copies its log into the run's output, says in one line how a job
- * that did not complete ended, and `scancel`s it when the run is cancelled. The nodes must see
+ * that did not complete ended, and `scancel`s it when the run is cancelled; or, for a job a killed
+ * run submitted (its id recorded by the caller), attaches to it while it goes. The nodes must see
  * the project and the cache at the same paths (a shared filesystem); a job that cannot is told
  * apart from a stage that failed.
  */
@@ -30,6 +31,8 @@ const CANCEL_PATIENCE_MS = 90_000;
 /** How a job ended, from `scontrol show job ID -o`. */
 export interface JobEnd {
   id: string;
+  /** the job's name (JobName) */
+  name: string;
   state: string;
   reason: string;
   /** ExitCode=code:signal */
@@ -54,28 +57,45 @@ class SlurmMissing extends Error {}
 
 export function slurmExecutor(config: SlurmConfig, configLabel: string): Executor {
   return {
-    async run(job, jobFile, signal) {
+    async run(job, jobFile, signal, submitted) {
       try {
-        return await runJob(config, configLabel, job, jobFile, signal);
+        return await runJob(config, configLabel, job, jobFile, signal, submitted);
       } catch (error) {
         if (!(error instanceof SlurmMissing)) throw error;
         console.error(`error: ${job.name}: ${error.message}`);
         return EXIT_USER_ERROR;
       }
     },
+    attach: (id, job, jobFile) => attachJob(config, id, job, jobFile),
   };
 }
 
-async function runJob(config: SlurmConfig, configLabel: string, job: StageJob, jobFile: string, signal: AbortSignal) {
+/** The job's name in Slurm (and its log's): the stage and the start of its key. */
+function jobName(job: StageJob): string {
+  return basename(job.logFile, ".log");
+}
+
+/** Where the job's log goes: `%j` stands for its id. */
+function logPattern(job: StageJob): string {
+  return join(dirname(job.logFile), `${jobName(job)}-slurm-%j.log`);
+}
+
+async function runJob(
+  config: SlurmConfig,
+  configLabel: string,
+  job: StageJob,
+  jobFile: string,
+  signal: AbortSignal,
+  reportSubmitted?: (id: string) => void,
+) {
   const say = (line: string) => console.error(`  ${job.name}: ${line}`);
   const fail = (line: string) => console.error(`error: ${job.name}: ${line}`);
-  const name = basename(job.logFile, ".log");
-  const logPattern = join(dirname(job.logFile), `${name}-slurm-%j.log`);
-  await Deno.mkdir(dirname(logPattern), { recursive: true });
+  const pattern = logPattern(job);
+  await Deno.mkdir(dirname(pattern), { recursive: true });
   const args = [
     "--parsable",
-    `--job-name=${name}`,
-    `--output=${logPattern}`,
+    `--job-name=${jobName(job)}`,
+    `--output=${pattern}`,
     `--chdir=${job.root}`,
     ...sbatchArgs(config, job.name),
   ];
@@ -89,9 +109,53 @@ async function runJob(config: SlurmConfig, configLabel: string, job: StageJob, j
     return EXIT_FAILED;
   }
   if (!("id" in submitted)) return EXIT_FAILED; // cancelled before it was submitted
-  const id = submitted.id;
-  const log = logPattern.replace("%j", id);
-  say(`Slurm job ${id} submitted (log: ${log})`);
+  reportSubmitted?.(submitted.id);
+  say(`Slurm job ${submitted.id} submitted (log: ${pattern.replace("%j", submitted.id)})`);
+  return await follow(config, job, jobFile, submitted.id, signal);
+}
+
+/**
+ * A job an earlier run submitted for this key (its runner was killed): while Slurm says it is
+ * pending or running, or that it completed (its output not yet promoted), a wait for its end;
+ * null when it ended otherwise or Slurm no longer knows it, and the stage must run anew.
+ */
+async function attachJob(
+  config: SlurmConfig,
+  id: string,
+  job: StageJob,
+  jobFile: string,
+): Promise<((signal: AbortSignal) => Promise<number>) | null> {
+  const say = (line: string) => console.error(`  ${job.name}: ${line}`);
+  let result;
+  try {
+    result = await slurm("scontrol", ["show", "job", id, "-o"]);
+  } catch (error) {
+    if (error instanceof SlurmMissing) return null; // no Slurm here: no job of this host's to watch
+    throw error;
+  }
+  if (result.code !== 0 && /invalid job id/i.test(result.stderr)) return null;
+  if (result.code === 0) {
+    const state = parseJob(id, result.stdout);
+    // A job id Slurm has since given to another job (a reset cluster counts from 1 again).
+    if (state.name !== jobName(job)) return null;
+    if (!RUNNING_STATES.has(state.state) && state.state !== "COMPLETED") {
+      say(`Slurm job ${id} of an earlier run ended ${state.state}: running the stage again`);
+      return null;
+    }
+    say(
+      state.state === "COMPLETED"
+        ? `Slurm job ${id} of an earlier run completed: taking its output (not resubmitted)`
+        : `Slurm job ${id} of an earlier run is still ${state.state.toLowerCase()}: watching it (not resubmitted)`,
+    );
+  } // else: its state cannot be read now (the controller busy): the watch waits for it, as for a new job
+  return (signal) => follow(config, job, jobFile, id, signal);
+}
+
+/** Watch a submitted job to its end, copying its log; its exit code as the engine takes it. */
+async function follow(config: SlurmConfig, job: StageJob, jobFile: string, id: string, signal: AbortSignal) {
+  const say = (line: string) => console.error(`  ${job.name}: ${line}`);
+  const fail = (line: string) => console.error(`error: ${job.name}: ${line}`);
+  const log = logPattern(job).replace("%j", id);
   const tail = new LogTail(log);
   const end = await watch(id, tail, config.poll_seconds ?? 5, signal, say);
   if (typeof end === "string") {
@@ -205,6 +269,7 @@ export function parseJob(id: string, line: string): JobEnd {
   const [code, exitSignal] = field("ExitCode").split(":").map(Number);
   return {
     id,
+    name: field("JobName"),
     state: field("JobState"),
     reason: field("Reason"),
     exitCode: code || 0,
