@@ -39,7 +39,7 @@ const USAGE = `usage: main.ts COMMAND [options]
            repeatable or a comma list; Slurm's sbatch options from FILE, default slurm.json)
   status                                                   fresh/stale per stage and why
   dag                                                      the DAG as text and Mermaid
-  verify   [STAGE...] [--cache]                            recompute and compare with the lock
+  verify   [STAGE...] [--cache] [--executor ...]           recompute (here or on Slurm) and compare with the lock
   compare  [REV...] [--json]                               params and metrics across git revisions
   gc       [--dry-run] [--keep-commits N]                  drop cache entries no recent lock uses
   params                                                   every param: default, what it accepts, meaning
@@ -111,7 +111,7 @@ export async function main(project: Project, argv: string[]): Promise<number> {
         console.log(renderDag(project.dag));
         return 0;
       case "verify":
-        return await verifyCommand(workspace, rest, Boolean(values.cache), log, words);
+        return await verifyCommand(workspace, rest, Boolean(values.cache), executor, log, words);
       case "compare":
         return await compareCommand(workspace, rest, Boolean(values.json));
       case "gc":

@@ -2,8 +2,7 @@ import { join } from "node:path";
 import { removeIfExists } from "./fsutil.ts";
 import { stageByName } from "./dag.ts";
 import { UserError } from "./errors.ts";
-import { executeStage } from "./execute.ts";
-import { localExecutor } from "./executors/local.ts";
+import { executeStage, type Executor } from "./execute.ts";
 import { stageIdentity, stageKey } from "./key.ts";
 import type { LockStage } from "./lock.ts";
 import { changes, type Reason } from "./plan.ts";
@@ -12,16 +11,18 @@ import { Workspace } from "./workspace.ts";
 /**
  * `verify --cache`: re-hash every stored artifact. `verify [STAGE...]`: recompute each stage
  * from the inputs the lock names, into a scratch cache (the real one is only read), and compare
- * its output hash with the lock. Exit 1 on any difference.
+ * its output hash with the lock, the recomputation run by `executor` (e.g. on the cluster; the
+ * comparison is made here). Exit 1 on any difference.
  */
 export async function verifyCommand(
   workspace: Workspace,
   names: string[],
   rehashCache: boolean,
+  executor: Executor,
   log: (line: string) => void,
   describe: (reasons: Reason[]) => string,
 ): Promise<number> {
-  return rehashCache ? await verifyCache(workspace) : await verifyStages(workspace, names, log, describe);
+  return rehashCache ? await verifyCache(workspace) : await verifyStages(workspace, names, executor, log, describe);
 }
 
 async function verifyCache(workspace: Workspace): Promise<number> {
@@ -44,6 +45,7 @@ async function verifyCache(workspace: Workspace): Promise<number> {
 async function verifyStages(
   workspace: Workspace,
   names: string[],
+  executor: Executor,
   log: (line: string) => void,
   describe: (reasons: Reason[]) => string,
 ): Promise<number> {
@@ -85,7 +87,7 @@ async function verifyStages(
         root: workspace.root,
         outputsDir: workspace.outputsDir,
         cache: scratch.cache,
-        executor: localExecutor,
+        executor,
         signal: new AbortController().signal,
         started: () => {},
       };
