@@ -87,6 +87,11 @@ export interface ExperimentsDecl {
   /** cores one experiment with these params keeps busy (its heaviest stage): sets the default `-j` */
   coresPerRun?(params: FlatParams): number;
   /**
+   * the param that seeds a run's randomness (an integer): `exp run --seeds K` repeats each config
+   * with K values of it, and the leaderboard groups records that differ only in it
+   */
+  seed?: string;
+  /**
    * module (relative to the project root) exporting `figures: ExperimentFigures`: plots across
    * experiments for outputs/experiments.html, e.g. curves overlaid
    */

@@ -18,6 +18,8 @@ export const experiments: ExperimentsDecl = {
     return heavy ? navigator.hardwareConcurrency || 1 : 1;
   },
   figures: "stages/experiments.ts",
+  // What moves between two runs of one config: the weights' init, the noise, the data order.
+  seed: "train.seed",
 };
 
 const PALETTE = [0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b, 0xe377c2, 0x7f7f7f, 0xbcbd22, 0x17becf];

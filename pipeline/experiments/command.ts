@@ -17,6 +17,7 @@ import { type Axis, gridOverlays, parseAxis, randomOverlays } from "./spec.ts";
 import {
   checkName,
   type ExperimentRecord,
+  lastJobs,
   listRecords,
   queueRecords,
   readRecord,
@@ -24,13 +25,17 @@ import {
   requireRecord,
 } from "./records.ts";
 import { runExperiments } from "./runner.ts";
+import { chooseExecutor, type ChosenExecutor } from "../executors/choose.ts";
 import { experimentsPage, formatLeaderboard, leaderboard } from "./show.ts";
 
 const EXP_USAGE = `usage: main.ts exp COMMAND [options]
   run    --set key=v1,v2,... [--set ...] [--params FILE] [--grid | --random N --seed S]
-         [--name PREFIX] [-j N] [--queue]     queue experiments and run them (--queue: only queue)
-         values: a list (v1,v2), or with --random a range (lo..hi, log:lo..hi)
-  start  [-j N]                               run the queue (also what a killed runner left)
+         [--seeds K] [--name PREFIX] [-j N] [--queue] [--executor [STAGE=]local|slurm] [--slurm-config FILE]
+         queue experiments and run them (--queue: only queue); values: a list (v1,v2), or with
+         --random a range (lo..hi, log:lo..hi); --seeds K: each config with K seeds (the base
+         seed and the next K-1); --executor: where stages run, as for \`run\`
+  start  [-j N] [--executor ...] [--slurm-config FILE]
+         run the queue (also what a killed runner left; attaches to its Slurm jobs still going)
   show   [--sort METRIC] [--json]             the leaderboard; writes outputs/experiments.html
   apply  NAME [--to FILE]                     write NAME's params into FILE (default params.json)
   rm     NAME...                              remove experiment records`;
@@ -48,6 +53,9 @@ export async function experimentsCommand(project: Project, argv: string[], log: 
       name: { type: "string" },
       jobs: { type: "string", short: "j" },
       queue: { type: "boolean" },
+      seeds: { type: "string" },
+      executor: { type: "string", multiple: true },
+      "slurm-config": { type: "string" },
       sort: { type: "string" },
       json: { type: "boolean" },
       to: { type: "string" },
@@ -65,7 +73,7 @@ export async function experimentsCommand(project: Project, argv: string[], log: 
     case "run":
       return await runCommand(project, values, jobs, log);
     case "start":
-      return await startCommand(project, jobs, log);
+      return await startCommand(project, jobs, await executorOf(project, values), log);
     case "show":
       return await showCommand(project, values.sort, Boolean(values.json), log);
     case "apply":
@@ -83,6 +91,11 @@ function wholeNumber(option: string, text: string): number {
   return value;
 }
 
+/** The executor `--executor` and `--slurm-config` ask for (the same parsing as `run`'s). */
+function executorOf(project: Project, values: { executor?: string[]; "slurm-config"?: string }) {
+  return chooseExecutor(project.root, project.dag, values.executor ?? [], values["slurm-config"]);
+}
+
 interface RunValues {
   params?: string;
   set?: string[];
@@ -91,13 +104,21 @@ interface RunValues {
   seed?: string;
   name?: string;
   queue?: boolean;
+  seeds?: string;
+  executor?: string[];
+  "slurm-config"?: string;
 }
 
 /** Expand, check every experiment's params, queue them; unless --queue, run them. */
 async function runCommand(project: Project, values: RunValues, jobs: number | undefined, log: (line: string) => void) {
-  if (!values.set?.length) throw new UserError("exp run needs at least one --set key=v1,v2,...");
+  if (!values.set?.length && values.seeds === undefined) {
+    throw new UserError("exp run needs at least one --set key=v1,v2,... (or --seeds K)");
+  }
   if (values.grid && values.random !== undefined) throw new UserError("--grid and --random exclude each other");
   if (values.seed !== undefined && values.random === undefined) throw new UserError("--seed goes with --random N");
+  if (values.queue && (values.executor || values["slurm-config"])) {
+    throw new UserError("--queue only records experiments: give --executor and --slurm-config to `exp start`");
+  }
   const prefix = values.name ?? "exp";
   checkName(prefix, "--name");
   const base = await loadParams(project.root, values.params, []);
@@ -106,14 +127,26 @@ async function runCommand(project: Project, values: RunValues, jobs: number | un
     project.schema?.[key]
       ? ["number", "integer"].includes(project.schema[key].type)
       : typeof base.params[key] === "number";
-  const axes = values.set.map((argument) => parseAxis(argument, numeric));
-  const overlays = values.random === undefined ? gridOverlays(axes) : randomOverlays(
+  const axes = (values.set ?? []).map((argument) => parseAxis(argument, numeric));
+  let overlays = values.random === undefined ? gridOverlays(axes) : randomOverlays(
     axes,
     wholeNumber("--random", values.random),
     values.seed === undefined ? 0 : wholeNumberOrZero("--seed", values.seed),
     (key) => project.schema?.[key]?.type === "integer",
   );
-  const experiments = overlays.map((overlay) => ({ overlay, params: checked(project, base, axes, overlay) }));
+  const seeds = values.seeds === undefined ? null : seedValues(project, base.params, axes, values.seeds);
+  if (seeds) overlays = overlays.flatMap((overlay) => seeds.values.map((seed) => ({ ...overlay, [seeds.key]: seed })));
+  const experiments = overlays.map((overlay) => ({
+    overlay,
+    params: checked(project, base, axes, overlay, `--seeds ${values.seeds}`),
+  }));
+  const executor = values.queue ? null : await executorOf(project, values);
+  if (seeds) {
+    log(
+      `seeds: ${seeds.key} = ${seeds.values.join(", ")} for each of ${overlays.length / seeds.values.length} ` +
+        `config(s) (the params' value and the ones after it: the same every time)`,
+    );
+  }
 
   // Take the run lock before queueing: a busy project queues nothing.
   const runLock = values.queue ? null : await acquireRunLock(outputsDir(project.root), "exp run", log);
@@ -137,7 +170,7 @@ async function runCommand(project: Project, values: RunValues, jobs: number | un
       return 0;
     }
     const names = records.map((record) => record.name);
-    return await runQueue(project, names, jobs, log);
+    return await runQueue(project, names, jobs, executor!, log);
   } finally {
     await runLock?.release();
   }
@@ -147,19 +180,43 @@ function wholeNumberOrZero(option: string, text: string): number {
   return text === "0" ? 0 : wholeNumber(option, text);
 }
 
-/** An experiment's params, checked as a plain run with these --set values would be. */
+/**
+ * `--seeds K`: K values of the project's seed param, the base params' value and the next K-1 (no
+ * draw: the same command always gives the same seeds, and the first is a plain run's).
+ */
+function seedValues(
+  project: Project,
+  params: FlatParams,
+  axes: Axis[],
+  text: string,
+): { key: string; values: number[] } {
+  const count = wholeNumber("--seeds", text);
+  const key = project.experiments?.seed;
+  if (!key) throw new UserError("--seeds: this project declares no seed param to repeat experiments with");
+  if (axes.some((axis) => axis.key === key)) {
+    throw new UserError(
+      `--seeds ${text} sets ${key} itself: drop --set ${key}=... (or drop --seeds and list the seeds in --set)`,
+    );
+  }
+  const first = Number(params[key] ?? 0);
+  return { key, values: Array.from({ length: count }, (_, i) => first + i) };
+}
+
+/** An experiment's params, checked as a plain run with these --set values (and seed) would be. */
 function checked(
   project: Project,
   base: { params: FlatParams; origin: Record<string, string> },
   axes: Axis[],
   overlay: FlatParams,
+  seedsSource: string,
 ): FlatParams {
   let params = base.params;
   const origin = { ...base.origin };
-  for (const axis of axes) {
-    const source = `--set ${axis.argument}`;
-    params = overlayParams(params, { [axis.key]: overlay[axis.key] }, source);
-    origin[axis.key] = axis.kind === "range" ? `${source} (drew ${JSON.stringify(overlay[axis.key])})` : source;
+  for (const [key, value] of Object.entries(overlay)) {
+    const axis = axes.find((candidate) => candidate.key === key);
+    const source = axis ? `--set ${axis.argument}` : seedsSource;
+    params = overlayParams(params, { [key]: value }, source);
+    origin[key] = axis?.kind === "range" ? `${source} (drew ${JSON.stringify(value)})` : source;
   }
   if (project.schema) checkParams(project.schema, params, origin);
   return params;
@@ -169,7 +226,12 @@ function describeOverlay(overlay: FlatParams): string {
   return Object.entries(overlay).map(([key, value]) => `${key}=${JSON.stringify(value)}`).join(" ");
 }
 
-async function startCommand(project: Project, jobs: number | undefined, log: (line: string) => void) {
+async function startCommand(
+  project: Project,
+  jobs: number | undefined,
+  executor: ChosenExecutor,
+  log: (line: string) => void,
+) {
   const runLock = await acquireRunLock(outputsDir(project.root), "exp start", log);
   try {
     // Holding the run lock, no other runner is alive: "running" records are what a killed one left.
@@ -178,23 +240,34 @@ async function startCommand(project: Project, jobs: number | undefined, log: (li
       log("the queue is empty: queue experiments with `deno task exp run --queue --set key=v1,v2`");
       return 0;
     }
-    return await runQueue(project, pending.map((record) => record.name), jobs, log);
+    return await runQueue(project, pending.map((record) => record.name), jobs, executor, log);
   } finally {
     await runLock.release();
   }
 }
 
-/** Run the named experiments (skipping any removed or finished meanwhile), `jobs` at a time. */
-async function runQueue(project: Project, names: string[], jobs: number | undefined, log: (line: string) => void) {
+/**
+ * Run the named experiments (skipping any removed or finished meanwhile), `jobs` at a time. The
+ * default: as many as the cores allow, or all of them when every stage runs on the cluster.
+ */
+async function runQueue(
+  project: Project,
+  names: string[],
+  jobs: number | undefined,
+  executor: ChosenExecutor,
+  log: (line: string) => void,
+) {
   const records = (await Promise.all(names.map((name) => readRecord(project.root, name))))
     .filter((record): record is ExperimentRecord => record !== null);
   const cores = navigator.hardwareConcurrency || 1;
   const perRun = Math.max(1, ...records.map((record) => project.experiments?.coresPerRun?.(record.params) ?? 1));
-  const slots = jobs ?? Math.max(1, Math.floor(cores / perRun));
+  const remote = !project.dag.some((stage) => executor.runsHere(stage.name));
+  const slots = jobs ?? (remote ? records.length : Math.max(1, Math.floor(cores / perRun)));
   const parallel = Math.min(slots, records.length);
+  const why = remote ? "every stage on the cluster" : `${cores} cores, ${perRun} per experiment`;
   log(
     `running ${records.length} experiment(s), ${parallel} at a time${
-      jobs === undefined ? ` (default -j ${slots}: ${cores} cores, ${perRun} per experiment)` : ""
+      jobs === undefined ? ` (default -j ${slots}: ${why})` : ""
     }`,
   );
   const workspace = await Workspace.open({ root: project.root, dag: project.dag, params: {}, paramsFile: "" });
@@ -204,6 +277,8 @@ async function runQueue(project: Project, names: string[], jobs: number | undefi
     root: project.root,
     dag: project.dag,
     jobs: parallel,
+    executor,
+    previousJobs: lastJobs(records),
     log,
     async next() {
       while (queue.length) {
@@ -219,7 +294,7 @@ async function runQueue(project: Project, names: string[], jobs: number | undefi
 
 async function showCommand(project: Project, sort: string | undefined, asJson: boolean, log: (line: string) => void) {
   const records = await listRecords(project.root);
-  const board = leaderboard(records, sort);
+  const board = leaderboard(records, sort, project.experiments?.seed);
   console.log(asJson ? JSON.stringify(board, null, 2) : formatLeaderboard(board));
   const workspace = await Workspace.open({ root: project.root, dag: project.dag, params: {}, paramsFile: "" });
   const pagePath = join(workspace.outputsDir, "experiments.html");

@@ -22,6 +22,15 @@ export interface StageRunRecord {
   wall_s?: number;
 }
 
+/** A stage's job submitted to a batch system (Slurm) for this experiment. */
+export interface SubmittedJob {
+  stage: string;
+  key: string;
+  /** the batch system's job id */
+  id: string;
+  submitted_at: string;
+}
+
 export interface ExperimentRecord {
   version: 1;
   name: string;
@@ -44,6 +53,11 @@ export interface ExperimentRecord {
   /** the lock entries it produced, by stage */
   stages?: Record<string, LockStage>;
   runs?: Record<string, StageRunRecord>;
+  /**
+   * every job submitted for it, in order, across attempts (written as each is submitted): a
+   * restarted runner attaches to one still going instead of submitting its stage again
+   */
+  jobs?: SubmittedJob[];
   /** the metrics of its stages, merged (values, floor, better) */
   metrics?: MetricsFile;
   error?: string;
@@ -152,6 +166,14 @@ function escape(text: string): string {
 
 export async function removeRecord(root: string, name: string): Promise<void> {
   await Deno.remove(recordPath(root, name));
+}
+
+/** The last job submitted for each key, over `records`: what a restarted runner may attach to. */
+export function lastJobs(records: ExperimentRecord[]): Map<string, string> {
+  const jobs = records.flatMap((record) => record.jobs ?? []).sort((a, b) =>
+    a.submitted_at.localeCompare(b.submitted_at)
+  );
+  return new Map(jobs.map((job) => [job.key, job.id]));
 }
 
 /** Cache keys the records refer to: gc keeps them. */

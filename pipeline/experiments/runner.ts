@@ -6,8 +6,7 @@
  * record, never pipeline.lock.json or outputs/latest, so experiments never race for them.
  */
 import { git } from "../git.ts";
-import { localExecutor } from "../executors/local.ts";
-import { StageFailed } from "../execute.ts";
+import { type Executor, StageFailed } from "../execute.ts";
 import { type RunEvent, runPipeline, type ShareStage, type StageResult } from "../run.ts";
 import { eventLine } from "../words.ts";
 import { Workspace } from "../workspace.ts";
@@ -18,6 +17,10 @@ export interface RunnerOptions {
   root: string;
   dag: StageDecl[];
   jobs: number;
+  /** where each stage runs (here, or as a Slurm job) */
+  executor: Executor;
+  /** by key, the jobs a killed runner submitted for the experiments left to run: attached to, not resubmitted */
+  previousJobs: ReadonlyMap<string, string>;
   /** the next experiment to run, or null when there is none left */
   next(): Promise<ExperimentRecord | null>;
   log(line: string): void;
@@ -55,6 +58,19 @@ async function runExperiment(
   };
   delete record.error;
   await writeRecord(root, record);
+  // Writes are chained, so a later state never lands before an earlier one; a record removed
+  // (`exp rm`) while it runs stays removed (its work stays in the cache).
+  let saved = Promise.resolve();
+  const save = () =>
+    saved = saved.catch(() => {}).then(async () => {
+      if (await readRecord(root, record.name)) await writeRecord(root, record);
+    });
+  const submitted = (stage: string, key: string, id: string) => {
+    record.jobs = [...record.jobs ?? [], { stage, key, id, submitted_at: new Date().toISOString() }];
+    // Written at once, so a runner killed now leaves the id; a write that fails here is retried
+    // by the last one, which reports its failure.
+    save().catch(() => {});
+  };
   log(`[${record.name}] started${record.attempts! > 1 ? ` (attempt ${record.attempts}: resuming)` : ""}`);
   const report = (event: RunEvent) => {
     const now = new Date().toISOString();
@@ -78,10 +94,12 @@ async function runExperiment(
     });
     const outcomes = await runPipeline(workspace, {
       selection: {},
-      executor: localExecutor,
+      executor: options.executor,
       report,
       record: "caller",
       share,
+      previousJobs: options.previousJobs,
+      submitted,
     });
     const stages = Object.fromEntries(outcomes.map((outcome) => [outcome.stage, outcome.record]));
     record = { ...record, status: "done", stages, metrics: mergedMetrics(outcomes.map((o) => o.record.metrics)) };
@@ -90,8 +108,7 @@ async function runExperiment(
   }
   record.finished_at = new Date().toISOString();
   record.wall_s = Math.round((performance.now() - started) / 10) / 100;
-  // Removed (`exp rm`) while it ran: the work stays in the cache, the record stays gone.
-  if (await readRecord(root, record.name)) await writeRecord(root, record);
+  await save();
   const ran = Object.values(runs).filter((run) => run.action === "ran").length;
   log(
     record.status === "done"
