@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { exists, facegan, projectCopy, readLock, waitFor } from "./helpers.ts";
+import { tQuantile } from "../pipeline/experiments/stats.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 
@@ -19,7 +20,7 @@ function count(text: string, pattern: RegExp): number {
   return text.match(new RegExp(pattern, "g"))?.length ?? 0;
 }
 
-Deno.test("exp run: an unknown key, an empty list, a malformed range, -j 0, a bad value -> one line, exit 2, nothing queued", async () => {
+Deno.test("exp run: an unknown key, an empty list, a malformed range, -j 0, a bad value, --seeds 0 or with --set train.seed, an unknown executor, no slurm.json -> one line, exit 2, nothing queued", async () => {
   const root = await projectCopy();
   const cases: [string[], RegExp][] = [
     [["--set", "train.lrr=0.1,0.2"], /unknown param 'train\.lrr'; did you mean 'train\.lr'/],
@@ -30,18 +31,32 @@ Deno.test("exp run: an unknown key, an empty list, a malformed range, -j 0, a ba
     [["--set", "train.lr=1e-4..1e-3"], /is a range: draw from it with --random/],
     [["-j", "0", "--set", "train.lr=0.1,0.2"], /-j must be a whole number >= 1, got 0/],
     [["--set", "train.epochs=1,-1"], /param 'train\.epochs' must be an integer >= 1, got -1/],
+    [["--seeds", "0", "--set", "train.lr=0.1,0.2"], /^error: --seeds must be a whole number >= 1, got 0$/],
+    [
+      ["--seeds", "2", "--set", "train.seed=1,2"],
+      /^error: --seeds 2 sets train\.seed itself: drop --set train\.seed=\.\.\. \(or drop --seeds and list the seeds in --set\)$/,
+    ],
   ];
-  for (const [args, message] of cases) {
-    for (const queue of [[], ["--queue"]]) {
-      const result = await facegan(root, ["exp", "run", ...TINY, ...queue, ...args]);
-      assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
-      const lines = result.stderr.trim().split("\n");
-      assert.equal(lines.length, 1, result.stderr);
-      assert.match(lines[0], /^error: /);
-      assert.match(lines[0], message);
-      assert.ok(!(await exists(join(root, "experiments"))), "nothing queued");
-      assert.ok(!(await exists(join(root, "outputs", "cache"))), "nothing ran");
-    }
+  // Where stages run is the runner's choice, so these go without --queue (exp start takes them).
+  const lr = ["--set", "train.lr=0.1,0.2"];
+  const executors: [string[], RegExp][] = [
+    [[...lr, "--executor", "gpu"], /^error: --executor gpu: unknown executor 'gpu'; executors: local, slurm$/],
+    [[...lr, "--executor", "slurm"], /^error: --executor slurm needs the Slurm config slurm\.json /],
+    [[...lr, "--executor", "train=slurm", "--slurm-config", "nosuch.json"], /^error: nosuch\.json does not exist$/],
+  ];
+  const runs = [
+    ...cases.flatMap(([args, message]) => [[args, message], [["--queue", ...args], message]] as [string[], RegExp][]),
+    ...executors,
+  ];
+  for (const [args, message] of runs) {
+    const result = await facegan(root, ["exp", "run", ...TINY, ...args]);
+    assert.equal(result.code, 2, `${args.join(" ")}: ${result.stderr}`);
+    const lines = result.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, result.stderr);
+    assert.match(lines[0], /^error: /);
+    assert.match(lines[0], message);
+    assert.ok(!(await exists(join(root, "experiments"))), "nothing queued");
+    assert.ok(!(await exists(join(root, "outputs", "cache"))), "nothing ran");
   }
   await Deno.remove(root, { recursive: true });
 });
@@ -99,17 +114,25 @@ Deno.test("exp: a 2x2 grid at -j 2 runs 4 experiments, the data stages once, two
       assert.deepEqual(board.params, ["train.beta1", "train.lr"]);
       assert.equal(board.rows.length, 4);
       assert.deepEqual(board.rows.map((row: Record) => row.name).sort(), names);
-      const swd = board.rows.map((row: Record) => row.metrics.swd_mean.value);
+      const swd = board.rows.map((row: Record) => row.metrics.swd_mean.mean);
       assert.deepEqual(swd, [...swd].sort((a, b) => a - b), "sorted by swd_mean, lower first");
       assert.equal(board.rows[0].metrics.swd_mean.best, true);
       assert.equal(board.metrics.find((m: Record) => m.name === "swd_mean").floor, records[0].metrics.floor.swd_mean);
       const text = await facegan(root, ["exp", "show"]);
-      assert.match(text.stdout, /^experiment\s+status\s+swd_16px\s.*\swall_s\s+train\.beta1\s+train\.lr\n/);
+      assert.match(
+        text.stdout,
+        /^experiment\s+status\s+n\s+swd_16px\s.*\swall_s\s+train\.seed\s+train\.beta1\s+train\.lr\n/,
+      );
+      assert.match(
+        text.stdout,
+        /^ {2}swd_mean: g-\d \(.*, n 1\) leads g-\d \(.*, n 1\) by .*; noise was not measured \(one seed each: repeat with exp run --seeds K\)$/m,
+      );
       assert.match(text.stdout, /\n\s*floor\s/);
       assert.ok(text.stdout.includes(" *"));
       const page = await Deno.readTextFile(join(root, "outputs", "experiments.html"));
       assert.equal(count(page, /<img [^>]*src="data:image\/png;base64,/), 4, "each experiment's grid");
-      assert.equal(count(page, /<svg /), 2, "losses and per-epoch SWD overlaid");
+      assert.equal(count(page, /<svg (?!class="spread")/), 2, "losses and per-epoch SWD overlaid");
+      assert.equal(count(page, /<svg class="spread"/), 4 * 6, "each metric cell's spread");
       for (const r of records) assert.ok(page.includes(`cache/${r.stages.render.key}/out/report.html`));
     },
   );
@@ -188,4 +211,115 @@ Deno.test("exp: a failing experiment is recorded and the others complete; a SIGK
   ]);
   assert.match(board.rows[0].error, /batch_size/);
   await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("exp show groups seed repeats: n, mean, sd and per-seed values; Welch's verdict on the lead; the spread drawn", async () => {
+  const root = await projectCopy();
+  await Deno.mkdir(join(root, "experiments"));
+  // three configs: a and b with seeds 7, 8, 9; c with one seed
+  const configs: [string, number, number[], number[]][] = [
+    ["a", 0.0002, [10.0, 10.5, 9.8], [0.050, 0.053, 0.049]],
+    ["b", 0.0004, [12.0, 12.4, 11.7], [0.051, 0.050, 0.052]],
+    ["c", 0.0008, [15.0], [0.060]],
+  ];
+  for (const [prefix, lr, swd, fd] of configs) {
+    for (const [i, value] of swd.entries()) {
+      const name = `${prefix}-${i + 1}`;
+      await Deno.writeTextFile(
+        join(root, "experiments", `${name}.json`),
+        JSON.stringify({
+          version: 1,
+          name,
+          status: "done",
+          params_file: "params.json",
+          overlay: { "train.lr": lr, "train.seed": 7 + i },
+          params: { "train.lr": lr, "train.seed": 7 + i, "train.epochs": 2 },
+          queued_at: `2026-01-01T00:00:0${i}Z`,
+          metrics: {
+            values: { swd_mean: value, fd_face: fd[i] },
+            floor: { swd_mean: 5, fd_face: 0.02 },
+            better: { swd_mean: "lower", fd_face: "lower" },
+          },
+          wall_s: 10 + i,
+        }),
+      );
+    }
+  }
+  const shown = await facegan(root, ["exp", "show", "--json", "--sort", "swd_mean"]);
+  assert.equal(shown.code, 0, shown.stderr);
+  const board = JSON.parse(shown.stdout);
+  assert.equal(board.seed, "train.seed");
+  assert.deepEqual(board.params, ["train.lr"], "the seed is not a param column: it makes the repeats");
+  assert.deepEqual(board.rows.map((row: Record) => row.experiments), [["a-1", "a-2", "a-3"], ["b-1", "b-2", "b-3"], [
+    "c-1",
+  ]]);
+  assert.deepEqual(board.rows[0].seeds, [7, 8, 9]);
+  const a = board.rows[0].metrics.swd_mean;
+  assert.equal(a.n, 3);
+  assert.ok(Math.abs(a.mean - 10.1) < 1e-12);
+  assert.ok(Math.abs(a.sd - 0.36055512754639896) < 1e-12, String(a.sd));
+  assert.deepEqual(a.per_seed, [
+    { experiment: "a-1", seed: 7, value: 10.0 },
+    { experiment: "a-2", seed: 8, value: 10.5 },
+    { experiment: "a-3", seed: 9, value: 9.8 },
+  ]);
+  assert.equal(a.best, true);
+  assert.equal(board.rows[2].metrics.swd_mean.sd, null);
+  // Welch's t-test as scipy 1.17.1 computes it (stats.ttest_ind(..., equal_var=False), stats.t.ppf(0.975, df))
+  const [swd, fd] = ["swd_mean", "fd_face"].map((metric) => board.verdicts.find((v: Record) => v.metric === metric));
+  assert.equal(swd.leader, "a-1");
+  assert.equal(swd.runner_up, "b-1");
+  assert.equal(swd.measured, true);
+  assert.equal(swd.significant, true);
+  assert.ok(Math.abs(swd.t - -6.653056282246284) < 1e-9, String(swd.t));
+  assert.ok(Math.abs(swd.df - 3.9972318339100354) < 1e-9, String(swd.df));
+  assert.ok(Math.abs(swd.p - 0.0026570382404675313) < 1e-9, String(swd.p));
+  assert.ok(Math.abs(swd.critical - 2.777203562350734) < 1e-9, String(swd.critical));
+  assert.equal(fd.significant, false, "0.0507 against 0.0510 is within the noise");
+  assert.ok(Math.abs(fd.p - 0.819371647158372) < 1e-9, String(fd.p));
+  assert.ok(Math.abs(fd.critical - 3.261222426061745) < 1e-9, String(fd.critical));
+
+  const text = (await facegan(root, ["exp", "show", "--sort", "swd_mean"])).stdout;
+  assert.match(text, /^a-1,a-2,a-3\s+done\s+3\s+10\.1000 ± 0\.3606 \*\s+0\.0507 ± 0\.0021 \*\s+11\s+7,8,9\s+0\.0002$/m);
+  assert.match(text, /^c-1\s+done\s+1\s+15\.0000\s+0\.0600\s+10\s+7\s+0\.0008$/m);
+  assert.match(
+    text,
+    /^ {2}swd_mean: a-1,a-2,a-3 \(10\.1000 ± 0\.3606, n 3\) leads b-1,b-2,b-3 \(12\.0333 ± 0\.3512, n 3\) by 1\.9333: larger than the noise \(\|t\| 6\.65 > 2\.78 at df 4\.0, p 0\.0027\)$/m,
+  );
+  assert.match(
+    text,
+    /^ {2}fd_face: a-1,a-2,a-3 .* within the noise, not a clear win \(\|t\| 0\.25 <= 3\.26 at df 2\.9/m,
+  );
+  assert.match(text, /\(Welch's t-test, two-sided, 95%\):$/m);
+
+  const page = await Deno.readTextFile(join(root, "outputs", "experiments.html"));
+  assert.equal(count(page, /<svg class="spread"/), 6, "a spread per metric cell");
+  assert.equal(count(page, /<circle /), 14, "a dot per seed and metric");
+  assert.match(page, /<title>a-2: 10\.5000<\/title>/);
+  assert.ok(page.includes("larger than the noise"));
+
+  // One seed per config: the verdict says noise was not measured.
+  for (const name of ["a-2", "a-3", "b-2", "b-3"]) await Deno.remove(join(root, "experiments", `${name}.json`));
+  const single = JSON.parse((await facegan(root, ["exp", "show", "--json"])).stdout);
+  assert.deepEqual(single.verdicts.map((v: Record) => [v.metric, v.measured, v.significant]), [
+    ["swd_mean", false, null],
+    ["fd_face", false, null],
+  ]);
+  assert.match(single.verdicts[0].text, /noise was not measured \(one seed each: repeat with exp run --seeds K\)$/);
+  await Deno.remove(root, { recursive: true });
+});
+
+Deno.test("Student's t quantiles for fractional degrees of freedom match scipy's", () => {
+  // scipy 1.17.1: stats.t.ppf(0.975, df)
+  const expected: [number, number][] = [
+    [1, 12.706204736174694],
+    [2, 4.302652729749462],
+    [2.5, 3.5746548420036817],
+    [3.7, 2.8675207071911895],
+    [10, 2.228138851986274],
+    [1000, 1.9623390808264083],
+  ];
+  for (const [df, t] of expected) {
+    assert.ok(Math.abs(tQuantile(0.975, df) - t) < 1e-9, `df ${df}: ${tQuantile(0.975, df)}`);
+  }
 });

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { exists, facegan, projectCopy, readLock, REPO } from "./helpers.ts";
+import { exists, facegan, projectCopy, readLock, REPO, waitFor } from "./helpers.ts";
 import { cli, makeStubProject } from "./stub_project.ts";
 import { SlurmCluster, slurmMissing } from "./slurm_cluster.ts";
 import { describeEnd, parseJob } from "../pipeline/executors/slurm.ts";
@@ -76,6 +76,40 @@ async function trainError(stderr: string, what: RegExp): Promise<{ id: string; l
   return { id: match[1], log: match[2] };
 }
 
+/** The project's Slurm config: `{}`, the cluster's defaults (--executor slurm needs one). */
+async function withSlurmConfig(root: string): Promise<string> {
+  await Deno.writeTextFile(join(root, "slurm.json"), "{}\n");
+  return root;
+}
+
+// deno-lint-ignore no-explicit-any
+type ExperimentRecord = any;
+
+async function experiment(root: string, name: string): Promise<ExperimentRecord> {
+  return JSON.parse(await Deno.readTextFile(join(root, "experiments", `${name}.json`)));
+}
+
+/**
+ * A PATH whose `sbatch` logs each call's arguments (one line, with --job-name=STAGE-KEY) to
+ * `calls` before it runs the real one: every submission counted, whoever makes it.
+ */
+async function countingSbatch(calls: string): Promise<string> {
+  const real = new TextDecoder().decode(
+    (await new Deno.Command("sh", { args: ["-c", "command -v sbatch"] }).output()).stdout,
+  )
+    .trim();
+  const dir = await Deno.makeTempDir({ prefix: "facegan-sbatch-" });
+  await Deno.writeTextFile(join(dir, "sbatch"), `#!/bin/sh\necho "$*" >> '${calls}'\nexec '${real}' "$@"\n`);
+  await Deno.chmod(join(dir, "sbatch"), 0o755);
+  return `${dir}:${Deno.env.get("PATH")}`;
+}
+
+/** The stage-key job names sbatch was called with, in order. */
+async function sbatchCalls(calls: string): Promise<string[]> {
+  const text = await Deno.readTextFile(calls).catch(() => "");
+  return text.split("\n").filter(Boolean).map((line) => line.match(/--job-name=(\S+)/)![1]);
+}
+
 const missing = slurmMissing();
 
 Deno.test({
@@ -83,7 +117,7 @@ Deno.test({
   ignore: missing !== null,
   fn: async (t) => {
     // A project whose cache the node does not see (made first: slurmd starts with it hidden).
-    const unshared = await makeStubProject();
+    const unshared = await withSlurmConfig(await makeStubProject());
     await Deno.mkdir(join(unshared, "outputs", "cache"), { recursive: true });
     const cluster = await SlurmCluster.start([join(unshared, "outputs", "cache")]);
     const env = cluster.env;
@@ -97,8 +131,8 @@ Deno.test({
         env,
       );
 
-      const slurmRoot = await projectCopy();
-      const localRoot = await projectCopy();
+      const slurmRoot = await withSlurmConfig(await projectCopy());
+      const localRoot = await withSlurmConfig(await projectCopy());
       await t.step("--executor slurm runs every stage as a Slurm job; outputs equal a local run's", async () => {
         const [slurm, local] = await Promise.all([
           facegan(slurmRoot, ["run", ...TINY, "--executor", "slurm"], env),
@@ -131,8 +165,151 @@ Deno.test({
         assert.equal(await Deno.readTextFile(join(localRoot, "pipeline.lock.json")), before);
       });
 
+      await t.step("verify --executor slurm recomputes on the cluster and compares here", async () => {
+        const verified = await facegan(slurmRoot, ["verify", "train", "--executor", "train=slurm"], env);
+        assert.equal(verified.code, 0, verified.stderr);
+        assert.match(verified.stderr, /^ {2}train: Slurm job \d+ submitted/m);
+        assert.match(verified.stdout, /^train\s+reproducible\s+[0-9a-f]{12}$/m);
+      });
+
+      await t.step(
+        "exp run --executor slurm -j 4: 2 lr x 2 seeds done, data stages once, every train its own job, a local sweep's bytes",
+        async () => {
+          const sweep = ["exp", "run", ...TINY, "--set", "train.lr=0.0002,0.0004", "--seeds", "2", "--name", "s"];
+          const onCluster = await withSlurmConfig(await projectCopy());
+          const here = await projectCopy();
+          const [slurm, local] = await Promise.all([
+            facegan(onCluster, [...sweep, "--executor", "slurm", "-j", "4"], env),
+            facegan(here, [...sweep, "-j", "4"]),
+          ]);
+          assert.equal(slurm.code, 0, slurm.stderr);
+          assert.equal(local.code, 0, local.stderr);
+          assert.match(slurm.stderr, /^seeds: train\.seed = 1, 2 for each of 2 config\(s\)/m);
+          assert.match(slurm.stderr, /^running 4 experiment\(s\), 4 at a time$/m);
+          const names = ["s-1", "s-2", "s-3", "s-4"];
+          const records = await Promise.all(names.map((name) => experiment(onCluster, name)));
+          assert.deepEqual(records.map((r) => r.status), ["done", "done", "done", "done"]);
+          assert.deepEqual(records.map((r) => [r.overlay["train.lr"], r.overlay["train.seed"]]), [
+            [0.0002, 1],
+            [0.0002, 2],
+            [0.0004, 1],
+            [0.0004, 2],
+          ]);
+          // Every stage of every experiment a job of its own; a key shared by experiments, one job.
+          const jobs = records.flatMap((r) => r.jobs);
+          const keys = new Set(records.flatMap((r) => STAGES.map((stage) => r.stages[stage].key)));
+          assert.equal(keys.size, 3 + 4 * 4, "the data stages shared, the rest one per experiment");
+          assert.deepEqual(new Set(jobs.map((job: ExperimentRecord) => job.key)), keys);
+          assert.equal(jobs.length, keys.size, "one job per key");
+          assert.equal(new Set(jobs.map((job: ExperimentRecord) => job.id)).size, jobs.length, "distinct job ids");
+          for (const stage of ["download", "crop", "shard"]) {
+            assert.equal(
+              [...slurm.stderr.matchAll(new RegExp(`^ {2}${stage}: Slurm job \\d+ submitted`, "gm"))].length,
+              1,
+            );
+          }
+          for (const r of records) {
+            const trains = r.jobs.filter((job: ExperimentRecord) => job.stage === "train");
+            assert.equal(trains.length, 1, `${r.name}'s train is its own job`);
+            assert.equal(trains[0].key, r.stages.train.key);
+            assert.match(slurm.stderr, new RegExp(`^ {2}train: Slurm job ${trains[0].id} submitted`, "m"));
+          }
+          for (const name of names) {
+            const [remote, local] = [await experiment(onCluster, name), await experiment(here, name)];
+            for (const stage of STAGES) {
+              assert.equal(remote.stages[stage].key, local.stages[stage].key, `${name} ${stage}`);
+              assert.equal(remote.stages[stage].output, local.stages[stage].output, `${name} ${stage}`);
+            }
+          }
+          const board = JSON.parse((await facegan(onCluster, ["exp", "show", "--json"])).stdout);
+          assert.deepEqual(board.rows.map((row: ExperimentRecord) => row.experiments), [["s-1", "s-2"], [
+            "s-3",
+            "s-4",
+          ]]);
+          await Deno.remove(onCluster, { recursive: true });
+          await Deno.remove(here, { recursive: true });
+        },
+      );
+
+      await t.step(
+        "a SIGKILLed exp runner: exp start --executor slurm watches its running jobs (no second sbatch), records every result",
+        async () => {
+          const root = await withSlurmConfig(await makeStubProject());
+          // train waits for a file the test makes: its jobs still run when the runner is killed
+          await Deno.writeTextFile(
+            join(root, "stages", "train.js"),
+            `import { run as stub } from "./common.js";
+export async function run(ctx) {
+  while (!(await Deno.stat(ctx.root + "/release").then(() => true, () => false))) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await stub(ctx);
+}
+`,
+          );
+          const calls = join(root, "sbatch-calls.txt");
+          const counted = { ...env, PATH: await countingSbatch(calls) };
+          const sweep = ["exp", "run", "--set", "train.lr=0.1,0.2", "--name", "k", "--executor", "slurm", "-j", "2"];
+          const runner = Pipeline.stub(root, sweep, counted);
+          const running = /^ {2}train: Slurm job (\d+) running on/gm;
+          await waitFor(
+            () => Promise.resolve([...runner.stderr.matchAll(running)].length === 2),
+            120_000,
+            "both trainings running",
+          );
+          const trainJobs = [...runner.stderr.matchAll(running)].map((match) => match[1]).sort();
+          const recorded = async () =>
+            (await Promise.all(["k-1", "k-2"].map((name) => experiment(root, name))))
+              .flatMap((r) =>
+                r.jobs.filter((job: ExperimentRecord) => job.stage === "train").map((job: ExperimentRecord) => job.id)
+              )
+              .sort();
+          assert.deepEqual(await recorded(), trainJobs, "each submitted train job is in its experiment's record");
+          runner.kill("SIGKILL");
+          await runner.done;
+          assert.deepEqual((await cluster.queue()).filter((id) => trainJobs.includes(id)).sort(), trainJobs);
+
+          const start = Pipeline.stub(root, ["exp", "start", "--executor", "slurm"], counted);
+          const watching =
+            /^ {2}train: Slurm job (\d+) of an earlier run is still running: watching it \(not resubmitted\)$/gm;
+          await waitFor(
+            () => Promise.resolve([...start.stderr.matchAll(watching)].length === 2),
+            120_000,
+            "both jobs attached",
+          );
+          await Deno.writeTextFile(join(root, "release"), "");
+          const result = await start.done;
+          assert.equal(result.code, 0, result.stderr);
+          assert.deepEqual([...result.stderr.matchAll(watching)].map((match) => match[1]).sort(), trainJobs);
+          const names = await sbatchCalls(calls);
+          assert.equal(names.filter((name) => name.startsWith("train-")).length, 2, "no second sbatch of train");
+          assert.equal(new Set(names).size, names.length, `a stage's key submitted twice: ${names.join(" ")}`);
+          assert.equal(names.length, 4 + 2 * 3, "the four data stages once, three stages per experiment");
+          for (const name of ["k-1", "k-2"]) {
+            const r = await experiment(root, name);
+            assert.equal(r.status, "done");
+            assert.equal(typeof r.metrics.values.score, "number");
+            assert.equal(r.attempts, 2);
+          }
+          assert.deepEqual(await recorded(), trainJobs);
+          const ran = (await Deno.readTextFile(join(root, "runs.log"))).split("\n").filter(Boolean).sort();
+          assert.deepEqual(ran, [
+            "crop",
+            "download",
+            "evaluate",
+            "evaluate",
+            "render",
+            "render",
+            "resize",
+            "shard",
+            "train",
+            "train",
+          ], "nothing ran twice");
+        },
+      );
+
       await t.step("a stage that fails in its job: one line with the job id and log, nothing promoted", async () => {
-        const root = await makeStubProject();
+        const root = await withSlurmConfig(await makeStubProject());
         await Deno.writeTextFile(
           join(root, "stages", "train.js"),
           `export function run() { throw new Error("train broke on purpose"); }\n`,
@@ -145,7 +322,7 @@ Deno.test({
       });
 
       await t.step("a job cancelled with scancel: one line with the job id and log, nothing promoted", async () => {
-        const root = await makeStubProject();
+        const root = await withSlurmConfig(await makeStubProject());
         const run = Pipeline.stub(root, ["run", "--set", "train.sleep_ms=300000", "--executor", "train=slurm"], env);
         const [, id] = await run.waitFor(/train: Slurm job (\d+) running on/);
         const cancel = await new Deno.Command("scancel", { args: [id], env }).output();
@@ -157,7 +334,7 @@ Deno.test({
       });
 
       await t.step("Ctrl-C of the pipeline scancels its running job: none left in squeue", async () => {
-        const root = await makeStubProject();
+        const root = await withSlurmConfig(await makeStubProject());
         const run = Pipeline.stub(root, ["run", "--set", "train.sleep_ms=300000", "--executor", "slurm"], env);
         const [, id] = await run.waitFor(/train: Slurm job (\d+) running on/);
         assert.ok((await cluster.queue()).includes(id));
@@ -199,7 +376,7 @@ Deno.test({
       });
 
       await t.step("sbatch failing while the controller is down is tried again with backoff", async () => {
-        const root = await makeStubProject();
+        const root = await withSlurmConfig(await makeStubProject());
         await cluster.stopController();
         const run = Pipeline.stub(root, ["run", "--executor", "train=slurm"], env);
         try {
@@ -234,6 +411,11 @@ Deno.test("a bad --executor or Slurm config: one line, exit 2, nothing written",
       /^error: --executor trian=slurm: unknown stage 'trian'; stages are: download, /,
     ],
     [["--executor", "slurm", "--slurm-config", "nosuch.json"], null, /^error: nosuch\.json does not exist$/],
+    [
+      ["--executor", "train=slurm"],
+      null,
+      /^error: --executor train=slurm needs the Slurm config slurm\.json \(sbatch options: .*\): write one \(`\{\}` takes the cluster's defaults\) or name one with --slurm-config FILE$/,
+    ],
     [["--executor", "slurm"], "{", /^error: slurm\.json is not valid JSON: /],
     [
       ["--executor", "slurm"],
