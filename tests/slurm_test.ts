@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { exists, facegan, projectCopy, readLock, REPO, waitFor } from "./helpers.ts";
+import { exists, facegan, partialDirs, projectCopy, readLock, REPO, waitFor } from "./helpers.ts";
 import { cli, makeStubProject } from "./stub_project.ts";
 import { SlurmCluster, slurmMissing } from "./slurm_cluster.ts";
 import { describeEnd, parseJob } from "../pipeline/executors/slurm.ts";
@@ -338,6 +338,12 @@ export async function run(ctx) {
         const run = Pipeline.stub(root, ["run", "--set", "train.sleep_ms=300000", "--executor", "slurm"], env);
         const [, id] = await run.waitFor(/train: Slurm job (\d+) running on/);
         assert.ok((await cluster.queue()).includes(id));
+        // Slurm says running before the stage in the job has started; its first saved progress says that.
+        const started = async () =>
+          (await Promise.all((await partialDirs(root)).map((dir) => exists(join(dir, "resume_point.txt"))))).some(
+            Boolean,
+          );
+        await waitFor(started, 60_000, "train's resume point");
         run.kill("SIGINT");
         const result = await run.done;
         assert.equal(result.code, 130, result.stderr);
