@@ -75,6 +75,14 @@ function jobName(job: StageJob): string {
   return basename(job.logFile, ".log");
 }
 
+/** A line about the stage's job (`say`), or its one error line (`fail`), on stderr. */
+function voice(job: StageJob) {
+  return {
+    say: (line: string) => console.error(`  ${job.name}: ${line}`),
+    fail: (line: string) => console.error(`error: ${job.name}: ${line}`),
+  };
+}
+
 /** Where the job's log goes: `%j` stands for its id. */
 function logPattern(job: StageJob): string {
   return join(dirname(job.logFile), `${jobName(job)}-slurm-%j.log`);
@@ -88,8 +96,7 @@ async function runJob(
   signal: AbortSignal,
   reportSubmitted?: (id: string) => void,
 ) {
-  const say = (line: string) => console.error(`  ${job.name}: ${line}`);
-  const fail = (line: string) => console.error(`error: ${job.name}: ${line}`);
+  const { say, fail } = voice(job);
   const pattern = logPattern(job);
   await Deno.mkdir(dirname(pattern), { recursive: true });
   const args = [
@@ -125,7 +132,7 @@ async function attachJob(
   job: StageJob,
   jobFile: string,
 ): Promise<((signal: AbortSignal) => Promise<number>) | null> {
-  const say = (line: string) => console.error(`  ${job.name}: ${line}`);
+  const { say } = voice(job);
   let result;
   try {
     result = await slurm("scontrol", ["show", "job", id, "-o"]);
@@ -153,8 +160,7 @@ async function attachJob(
 
 /** Watch a submitted job to its end, copying its log; its exit code as the engine takes it. */
 async function follow(config: SlurmConfig, job: StageJob, jobFile: string, id: string, signal: AbortSignal) {
-  const say = (line: string) => console.error(`  ${job.name}: ${line}`);
-  const fail = (line: string) => console.error(`error: ${job.name}: ${line}`);
+  const { say, fail } = voice(job);
   const log = logPattern(job).replace("%j", id);
   const tail = new LogTail(log);
   const end = await watch(id, tail, config.poll_seconds ?? 5, signal, say);
