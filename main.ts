@@ -5,5 +5,8 @@ import { main } from "./pipeline/cli.ts";
 import { dag } from "./stages/dag.ts";
 import { schema } from "./stages/params_schema.ts";
 import { experiments } from "./stages/experiments.ts";
+import { preflight } from "./stages/preflight.ts";
 
-Deno.exit(await main({ root: dirname(fileURLToPath(import.meta.url)), dag, schema, experiments }, Deno.args));
+Deno.exit(
+  await main({ root: dirname(fileURLToPath(import.meta.url)), dag, schema, experiments, preflight }, Deno.args),
+);

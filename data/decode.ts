@@ -1,6 +1,7 @@
 /**
  * Decoding a photo's bytes to pixels: JPEGs with libjpeg-turbo (data/turbojpeg.ts, scaled in the
- * DCT domain) where the library loads, else with imagescript's codecs.
+ * DCT domain: the npm package's build, else the system's) where one loads, else with imagescript's
+ * codecs.
  *
  * imagescript: RGB JPEGs (all of CelebA) go straight to its wasm JPEG decoder, one instance kept
  * per thread: imagescript's own `decode()` builds a fresh WebAssembly instance for every image,
@@ -9,7 +10,7 @@
  */
 import { decode, Image } from "imagescript";
 import jpegCodec from "imagescript/wasm/node/jpeg.js";
-import { type ScaleNeed, TurboJpeg, TurboJpegUnavailable } from "./turbojpeg.ts";
+import { type ScaleNeed, TurboJpeg, TURBOJPEG_FIX, turboJpegCandidates, TurboJpegUnavailable } from "./turbojpeg.ts";
 
 export interface DecodedPhoto {
   pixels: Uint8Array | Uint8ClampedArray;
@@ -42,14 +43,22 @@ function isJpeg(bytes: Uint8Array): boolean {
   return bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff;
 }
 
-/** libjpeg-turbo if it loads (one per thread), else null and why not. */
+/**
+ * libjpeg-turbo (one per thread): the first of `turboJpegCandidates()` that loads, else null.
+ * `why`: why the ones before it did not load, and the fix when none did ("" when the first did).
+ */
 export function loadTurboJpeg(): { turbo: TurboJpeg | null; why: string } {
-  try {
-    return { turbo: new TurboJpeg(), why: "" };
-  } catch (error) {
-    if (!(error instanceof TurboJpegUnavailable)) throw error;
-    return { turbo: null, why: error.message };
+  const { paths, skipped } = turboJpegCandidates();
+  const failures = [...skipped];
+  for (const path of paths) {
+    try {
+      return { turbo: new TurboJpeg(path), why: failures.join("; ") };
+    } catch (error) {
+      if (!(error instanceof TurboJpegUnavailable)) throw error;
+      failures.push(error.message);
+    }
   }
+  return { turbo: null, why: `${failures.join("; ")}: ${TURBOJPEG_FIX}` };
 }
 
 /**

@@ -1,14 +1,24 @@
 /**
- * JPEG decoding with libjpeg-turbo's TurboJPEG API (Debian's `libturbojpeg0` 2.x, `libturbojpeg.so.0`)
- * through Deno FFI, scaled in the DCT domain: asking `tjDecompress2` for 1/2, 1/4 or 1/8 of the
- * size runs a smaller inverse DCT instead of decoding every pixel and averaging them away after.
- * About 10x faster than imagescript's wasm decoder on CelebA's 178x218 photos (0.1 vs 1.4 ms).
+ * JPEG decoding with libjpeg-turbo's TurboJPEG API (`libturbojpeg.so.0`) through Deno FFI, scaled in
+ * the DCT domain: asking `tjDecompress2` for 1/2, 1/4 or 1/8 of the size runs a smaller inverse DCT
+ * instead of decoding every pixel and averaging them away after. About 10x faster than
+ * imagescript's wasm decoder on CelebA's 178x218 photos (0.1 vs 1.4 ms).
+ *
+ * Which library: the build that the npm package `@julusian/jpeg-turbo` ships for this platform
+ * (libjpeg-turbo 3.1.3, needing only glibc), so `deno install` brings the same decoder, and the same
+ * pixels, to every machine; its install script (a Node addon) is neither run nor needed, only its
+ * prebuilt shared library is opened. Then the system's (Debian's `libturbojpeg0`). Decoders differ
+ * in their pixels, so the one that ran is recorded (see `version`).
  *
  * Safety: the JPEG bytes and the output buffer are passed as buffers for the length of one call
  * (no pointer is kept); the output buffer is sized from the header and the scaling factor the
  * library itself reports, and checked before the call, so a wrong size is an error, not a write
  * past the end. A library that cannot be loaded gives one line saying what to install.
  */
+// In the module graph so that `deno install` (and `deno run` with nodeModulesDir "auto") fetches
+// the package and its pinned version enters the key of every stage that decodes.
+import "@julusian/jpeg-turbo/package.json" with { type: "json" };
+import { fileURLToPath } from "node:url";
 
 const SYMBOLS = {
   tjInitDecompress: { parameters: [], result: "pointer" },
@@ -31,7 +41,45 @@ const CMYK_COLORSPACES = new Set([3, 4]);
 /** The factors with SIMD inverse DCTs in libjpeg-turbo; the others (3/8, 5/8, ...) were slower than 1/1 here. */
 const FAST_DENOMINATORS = [1, 2, 4, 8];
 
-export const DEFAULT_TURBOJPEG_PATH = "libturbojpeg.so.0";
+/** The system's library, by soname (Debian's `libturbojpeg0`). */
+export const SYSTEM_TURBOJPEG = "libturbojpeg.so.0";
+export const TURBOJPEG_PATH_ENV = "FACEGAN_TURBOJPEG_PATH";
+export const TURBOJPEG_FIX = "run `deno install` (it brings npm:@julusian/jpeg-turbo), or on Debian/Ubuntu " +
+  `'apt-get install libturbojpeg0', or set ${TURBOJPEG_PATH_ENV} to a libturbojpeg.so.0`;
+
+/** The prebuilds folder of `@julusian/jpeg-turbo` for this platform, or null where it ships no shared library. */
+function npmPrebuild(): string | null {
+  if (Deno.build.os !== "linux") return null; // its macOS and Windows builds are Node addons only
+  const arch = { x86_64: "x64", aarch64: "arm64" }[Deno.build.arch];
+  const libc = Deno.build.target.endsWith("musl") ? "-musl" : "";
+  return arch ? `jpeg-turbo-linux-${arch}${libc}` : null;
+}
+
+/** The npm package's shared library for this platform, or why there is none. */
+export function npmTurboJpegPath(): { path: string } | { why: string } {
+  const prebuild = npmPrebuild();
+  if (!prebuild) return { why: `npm:@julusian/jpeg-turbo ships no shared library for ${Deno.build.target}` };
+  try {
+    const packageJson = new URL(import.meta.resolve("@julusian/jpeg-turbo/package.json"));
+    if (packageJson.protocol !== "file:") return { why: `npm:@julusian/jpeg-turbo is not installed in node_modules` };
+    return { path: fileURLToPath(new URL(`prebuilds/${prebuild}/libturbojpeg.so.0`, packageJson)) };
+  } catch (error) {
+    return { why: `npm:@julusian/jpeg-turbo cannot be resolved (${(error as Error).message.split("\n")[0]})` };
+  }
+}
+
+/**
+ * The libraries to try, in order: FACEGAN_TURBOJPEG_PATH alone when it is set; else the npm
+ * package's build (the same everywhere), then the system's.
+ */
+export function turboJpegCandidates(): { paths: string[]; skipped: string[] } {
+  const chosen = Deno.env.get(TURBOJPEG_PATH_ENV);
+  if (chosen) return { paths: [chosen], skipped: [] };
+  const npm = npmTurboJpegPath();
+  return "path" in npm
+    ? { paths: [npm.path, SYSTEM_TURBOJPEG], skipped: [] }
+    : { paths: [SYSTEM_TURBOJPEG], skipped: [npm.why] };
+}
 
 export class TurboJpegUnavailable extends Error {}
 
@@ -64,15 +112,13 @@ export class TurboJpeg {
   private readonly denominators: number[];
   private readonly header = new Int32Array(4);
 
-  /** Load the library (FACEGAN_TURBOJPEG_PATH, else Debian's soname); throws TurboJpegUnavailable. */
-  constructor(private readonly path = Deno.env.get("FACEGAN_TURBOJPEG_PATH") || DEFAULT_TURBOJPEG_PATH) {
+  /** Load the library at `path` (a file, or a soname the loader finds); throws TurboJpegUnavailable. */
+  constructor(readonly path: string) {
     try {
       this.library = Deno.dlopen(path, SYMBOLS);
     } catch (error) {
       const why = (error as Error).message.split("\n")[0];
-      throw new TurboJpegUnavailable(
-        `${path} could not be loaded (${why}): on Debian/Ubuntu 'apt-get install libturbojpeg0', elsewhere set FACEGAN_TURBOJPEG_PATH to a libjpeg-turbo 2.x libturbojpeg.so.0`,
-      );
+      throw new TurboJpegUnavailable(`${path} could not be loaded (${why})`);
     }
     const handle = this.library.symbols.tjInitDecompress();
     if (!handle) {
@@ -84,7 +130,7 @@ export class TurboJpeg {
   }
 
   /**
-   * "libjpeg-turbo 2.1.5 (build 20230203)": decoders differ in their pixels, so this goes into the lock.
+   * "libjpeg-turbo 3.1.3 (build 20260127)": decoders differ in their pixels, so this goes into the lock.
    * Read when asked (it reads the library file), so the decode workers, which never ask, skip it.
    */
   get version(): string {
@@ -173,7 +219,7 @@ export class TurboJpeg {
 }
 
 /**
- * The libjpeg-turbo version: TurboJPEG 2.x has no function that returns it, but the library
+ * The libjpeg-turbo version: TurboJPEG has no function that returns it, but the library
  * carries its banner ("libjpeg-turbo version 2.1.5 (build 20230203)"); read from the file that
  * was loaded (found through /proc/self/maps when only a soname was given).
  */

@@ -18,7 +18,7 @@ import { acquireRunLock, BusyError } from "./runlock.ts";
 import { LeaseLost } from "./lease.ts";
 import { RemoteCache } from "./remote.ts";
 import { pullCommand, pushCommand } from "./transfer.ts";
-import { Interrupted, runPipeline, StaleUpstream, type StoppedStage } from "./run.ts";
+import { Interrupted, notices, runPipeline, StaleUpstream, type StoppedStage } from "./run.ts";
 import { type Executor, StageFailed } from "./execute.ts";
 import { chooseExecutor } from "./executors/choose.ts";
 import { STAGE_V8_FLAGS } from "./stage_runner.ts";
@@ -28,7 +28,7 @@ import { verifyCommand } from "./verify.ts";
 import { compareCommand } from "./compare.ts";
 import { gcCommand } from "./gc.ts";
 import { checkParams, checkSchemaCoversDag, describeParams } from "./schema.ts";
-import type { Project } from "./types.ts";
+import type { Preflight, Project } from "./types.ts";
 import { checkLine, eventLine, words } from "./words.ts";
 import { loadParams } from "./params.ts";
 import { experimentsCommand } from "./experiments/command.ts";
@@ -103,10 +103,11 @@ export async function main(project: Project, argv: string[]): Promise<number> {
           { from: values.from, only: values.only, until: values.until },
           Boolean(values["dry-run"]),
           executor,
+          await preflight(project, workspace),
           log,
         );
       case "status":
-        return await statusCommand(workspace);
+        return await statusCommand(workspace, await preflight(project, workspace));
       case "dag":
         console.log(renderDag(project.dag));
         return 0;
@@ -164,11 +165,26 @@ export async function main(project: Project, argv: string[]): Promise<number> {
   }
 }
 
+/** The project's checks of this machine (Project.preflight), against the environments the lock recorded. */
+async function preflight(project: Project, workspace: Workspace): Promise<Preflight[]> {
+  if (!project.preflight) return [];
+  const stages = (await workspace.readLock())?.stages ?? {};
+  const locked = Object.fromEntries(Object.entries(stages).map(([name, stage]) => [name, stage.environment ?? {}]));
+  return project.preflight(workspace.params, locked);
+}
+
+/** "; its output will differ from the lock's: WHY" where a preflight check says so for this stage. */
+function differsNote(preflight: Preflight[], stage: string): string {
+  const why = preflight.map((check) => check.differs[stage]).find(Boolean);
+  return why ? `; its output will differ from the lock's: ${why}` : "";
+}
+
 async function runCommand(
   workspace: Workspace,
   selection: Selection,
   dryRun: boolean,
   executor: Executor,
+  checks: Preflight[],
   log: (line: string) => void,
 ) {
   const started = performance.now();
@@ -176,6 +192,7 @@ async function runCommand(
     const lock = await workspace.readLock();
     const plan = await workspace.plan({ facts: await workspace.facts(), lock, selection });
     await workspace.statCache.saveIfPossible();
+    for (const line of notices(plan, checks)) log(line);
     for (const check of checkLines(workspace)) log(check);
     for (const decision of plan.decisions) {
       if (decision.action === "cached") {
@@ -184,7 +201,7 @@ async function runCommand(
         log(`⇣ ${decision.stage.padEnd(9)} would pull ${decision.record.key.slice(0, 12)} from the remote cache`);
       } else if (decision.action !== "ran") {
         const reasons = await workspace.namingChangedFiles(decision.stage, decision.reasons, lock);
-        log(`• ${decision.stage.padEnd(9)} would run: ${words(reasons)}`);
+        log(`• ${decision.stage.padEnd(9)} would run: ${words(reasons)}${differsNote(checks, decision.stage)}`);
       }
     }
     return 0;
@@ -222,6 +239,7 @@ async function runCommand(
       interrupt: interrupt.signal,
       facts,
       signal: lock.lost,
+      preflight: checks,
     });
     const ran = outcomes.filter((outcome) => outcome.action === "ran").length;
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
@@ -303,10 +321,11 @@ function checkLines(workspace: Workspace): string[] {
 }
 
 /** Each stage fresh or stale and why; a fresh one with the wall time its cache entry took to make. */
-async function statusCommand(workspace: Workspace): Promise<number> {
+async function statusCommand(workspace: Workspace, checks: Preflight[]): Promise<number> {
   const lock = await workspace.readLock();
   const plan = await workspace.plan({ facts: await workspace.facts(), lock, selection: {} });
   await workspace.statCache.saveIfPossible();
+  for (const line of notices(plan, checks)) console.log(line);
   for (const check of checkLines(workspace)) console.log(check);
   const width = Math.max(...plan.decisions.map((decision) => decision.stage.length));
   for (const decision of plan.decisions) {
@@ -319,7 +338,7 @@ async function statusCommand(workspace: Workspace): Promise<number> {
     } else if (decision.action !== "ran") {
       const key = decision.action === "run" ? decision.key.slice(0, 12) : "?".repeat(12);
       const reasons = await workspace.namingChangedFiles(decision.stage, decision.reasons, lock);
-      console.log(`${name}  stale  ${key}  ${words(reasons)}`);
+      console.log(`${name}  stale  ${key}  ${words(reasons)}${differsNote(checks, decision.stage)}`);
     }
   }
   return 0;

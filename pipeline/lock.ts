@@ -7,7 +7,7 @@ import { stableJson } from "./hash.ts";
 import { writeFileAtomic } from "./fsutil.ts";
 import { faultsAsLines } from "./faults.ts";
 import type { FlatParams } from "./params.ts";
-import type { StageDecl } from "./types.ts";
+import type { Environment, StageDecl } from "./types.ts";
 
 /** What a stage's key is the hash of (with the stage's name): see key.ts. */
 export interface StageIdentity {
@@ -29,7 +29,11 @@ export interface StageOutput {
   output: string;
   files: number;
   bytes: number;
-  environment: Record<string, string | number | boolean>;
+  /**
+   * what the run recorded that can change the bytes, as it was when these bytes were first
+   * recorded: another environment that reproduces them leaves it (see writeLock)
+   */
+  environment: Environment;
   metrics?: unknown;
 }
 
@@ -50,24 +54,50 @@ export async function readLock(path: string): Promise<LockFile | null> {
   }
 }
 
+/** A stage whose output equals the lock's, made in an environment that differs from the one recorded. */
+export interface Reproduction {
+  stage: string;
+  /** "backend_detail: A -> B", per environment entry that differs */
+  differences: string[];
+}
+
 /**
  * Write the lock: the given records, and the previous lock's entries for stages this run did not
- * touch, in DAG order. Unchanged content is not rewritten (no mtime churn).
+ * touch, in DAG order. A record whose output equals the previous entry's keeps that entry's
+ * environment: the environment goes with the bytes, so another CPU or library build that
+ * reproduces them is a confirmation (returned, for the run's summary), not a change. Unchanged
+ * content is not rewritten (no mtime churn).
  */
 export async function writeLock(
   path: string,
   dag: StageDecl[],
   paramsFile: string,
   records: Map<string, LockStage>,
-): Promise<void> {
+): Promise<Reproduction[]> {
   const previous = await readLock(path);
   const stages: Record<string, LockStage> = {};
+  const reproductions: Reproduction[] = [];
   for (const stage of dag) {
-    const record = records.get(stage.name) ?? previous?.stages[stage.name];
+    const before = previous?.stages[stage.name];
+    let record = records.get(stage.name) ?? before;
+    if (record && before && record !== before && record.output === before.output) {
+      const differences = environmentChanges(before.environment ?? {}, record.environment);
+      if (differences.length) reproductions.push({ stage: stage.name, differences });
+      record = { ...record, environment: before.environment };
+    }
     if (record) stages[stage.name] = record;
   }
   const lock: LockFile = { version: 1, params_file: paramsFile, stages };
   const text = stableJson(lock);
-  if (text === await Deno.readTextFile(path).catch(() => "")) return;
-  await faultsAsLines("writing the lock", path, () => writeFileAtomic(path, text));
+  if (text !== await Deno.readTextFile(path).catch(() => "")) {
+    await faultsAsLines("writing the lock", path, () => writeFileAtomic(path, text));
+  }
+  return reproductions;
+}
+
+function environmentChanges(before: Environment, after: Environment): string[] {
+  const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort();
+  return keys.filter((key) => before[key] !== after[key]).map((key) =>
+    `${key}: ${before[key] ?? "-"} -> ${after[key] ?? "-"}`
+  );
 }

@@ -14,6 +14,7 @@ import type { Decision, Plan, Reason, Selection } from "./plan.ts";
 import type { StageFacts } from "./key.ts";
 import { pullEntry } from "./transfer.ts";
 import type { Workspace } from "./workspace.ts";
+import type { Preflight } from "./types.ts";
 
 /** What a run reports as it goes; the CLI puts it into words. */
 export type RunEvent =
@@ -31,6 +32,10 @@ export type RunEvent =
   /** made by another process while this one waited for the claim */
   | { kind: "reused"; stage: string; key: string }
   | { kind: "pulled"; stage: string; key: string; files: number }
+  /** the stage's output equals the lock's, made in another environment: the lock entry is kept */
+  | { kind: "reproduced"; stage: string; differences: string[] }
+  /** said once before the first stage line: something this machine lacks (Project.preflight) */
+  | { kind: "notice"; line: string }
   /** the local data a param names was checked for changes (one stat per file, re-hashing the changed) */
   | { kind: "checked"; param: string; files: number; rehashed: number; seconds: number };
 
@@ -63,6 +68,8 @@ export interface RunOptions {
   previousJobs?: ReadonlyMap<string, string>;
   /** a stage's job was submitted to a batch system under `id` (to record it for `previousJobs`) */
   submitted?(stage: string, key: string, id: string): void;
+  /** what the project found missing here: each said before the first stage line when one of its stages will run */
+  preflight?: Preflight[];
 }
 
 export type StageResult = Awaited<ReturnType<typeof executeStage>>;
@@ -128,6 +135,7 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
   interrupt?.addEventListener("abort", onInterrupt, { once: true });
   let failure: unknown = null;
   let current: Plan;
+  let noticed = false;
   /**
    * stages whose job this run started (with `share`, another run may be running one it waits
    * for; with a shared cache, another process may hold the key's claim)
@@ -216,6 +224,10 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
   try {
     while (true) {
       current = await workspace.plan({ facts, lock, selection: options.selection, ran });
+      if (!noticed) {
+        for (const line of notices(current, options.preflight ?? [])) options.report({ kind: "notice", line });
+      }
+      noticed = true;
       for (const decision of current.decisions) {
         if (decision.action === "cached" && !reported.has(decision.stage)) {
           reported.add(decision.stage);
@@ -277,11 +289,22 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
     });
   }
   if ((options.record ?? "project") === "project") {
-    await writeLock(workspace.lockPath, workspace.dag, workspace.paramsFile, records);
+    const reproductions = await writeLock(workspace.lockPath, workspace.dag, workspace.paramsFile, records);
+    for (const { stage, differences } of reproductions) options.report({ kind: "reproduced", stage, differences });
     const latest = join(workspace.outputsDir, "latest");
     await faultsAsLines("updating outputs/latest", latest, () => publishLatest(workspace, latest, outcomes));
   }
   return outcomes;
+}
+
+/** The preflight notices that concern a stage the plan will run (included, and not cached). */
+export function notices(plan: Plan, preflight: Preflight[]): string[] {
+  const running = plan.decisions.filter((decision) =>
+    plan.included.includes(decision.stage) && (decision.action === "run" || decision.action === "wait")
+  ).map((decision) => decision.stage);
+  return preflight.filter((check) => check.stages.some((stage) => running.includes(stage))).map((check) =>
+    check.notice
+  );
 }
 
 /**

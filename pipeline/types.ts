@@ -46,7 +46,7 @@ export interface StageContext {
   outDir: string;
   /** true when `outDir` holds what a killed earlier attempt of this same key wrote */
   resumed: boolean;
-  /** record something that can change the output bytes (backend, threads) in the lock */
+  /** record something that can change the output bytes (backend, threads) in the lock (see Environment) */
   recordEnvironment(key: string, value: string | number | boolean): void;
   /**
    * A resumable stage, once progress a resumed run would continue from is saved: what it is
@@ -112,6 +112,22 @@ export interface Figure {
 
 export type ExperimentFigures = (experiments: ExperimentOutputs[]) => Promise<Figure[]>;
 
+/** What a stage recorded that can change its output bytes (a backend, a library version). */
+export type Environment = Record<string, string | number | boolean>;
+
+/** Something about this machine, known before any stage runs, that changes how some stages run. */
+export interface Preflight {
+  /** the stages it concerns */
+  stages: string[];
+  /**
+   * one line, said once before the first stage line of a run (and by status and --dry-run) in
+   * which one of `stages` will run: what is missing, what it costs, and the fix
+   */
+  notice: string;
+  /** stage -> why its output here will differ from the one the lock recorded (status, --dry-run) */
+  differs: Record<string, string>;
+}
+
 export interface Project {
   root: string;
   dag: StageDecl[];
@@ -119,4 +135,9 @@ export interface Project {
   schema?: ParamSchema;
   /** how experiments (`exp`) use the machine and what experiments.html shows across them */
   experiments?: ExperimentsDecl;
+  /**
+   * Checks of this machine before anything runs (a library a stage would use, say), given the
+   * params and each stage's environment as the lock recorded it.
+   */
+  preflight?(params: FlatParams, locked: Record<string, Environment>): Preflight[];
 }

@@ -10,6 +10,7 @@ import type { LeaseHolder } from "./lease.ts";
 /** A run event in words (the pipeline's and each experiment's). */
 export function eventLine(event: RunEvent): string {
   if (event.kind === "checked") return checkLine(event.param, event.files, event.rehashed, event.seconds);
+  if (event.kind === "notice") return event.line;
   const name = event.stage.padEnd(9);
   switch (event.kind) {
     case "cached":
@@ -36,6 +37,10 @@ export function eventLine(event: RunEvent): string {
       return `⚠ ${name} taking over the claim on ${event.key.slice(0, 12)}: ${event.why}`;
     case "reused":
       return `✓ ${name} cached   ${event.key.slice(0, 12)} (made meanwhile by another process)`;
+    case "reproduced":
+      return `= ${name} reproduced the lock's output in another environment (${
+        event.differences.join("; ")
+      }): its lock entry is kept`;
     case "pulled":
       return `⇣ ${name} pulled   ${event.key.slice(0, 12)} from the remote cache (${event.files} files)`;
   }

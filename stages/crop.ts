@@ -43,6 +43,7 @@ export async function run(ctx: StageContext): Promise<void> {
   const { turbo, why } = loadTurboJpeg();
   ctx.recordEnvironment("decoder", turbo ? turbo.version : IMAGESCRIPT_DECODER);
   if (!turbo) ctx.log(`decoding with imagescript (about 10x slower): ${why}`);
+  else if (why) ctx.log(`decoding with ${turbo.path} (${turbo.version}; its pixels may differ): ${why}`);
   turbo?.close();
   const source = await openRawSource(ctx.inputs.download);
   const limit = ctx.param<number>("data.max_images");

@@ -120,6 +120,63 @@ const STATUS = [
 
 export class DnnlUnavailable extends Error {}
 
+const SONAME = "libdnnl.so.2";
+export const DNNL_PATH_ENV = "FACEGAN_DNNL_PATH";
+/** How to get the library, for every line that says it is missing. */
+export const DNNL_FIX =
+  `on Debian 12 or Ubuntu 22.04+ 'sudo apt-get install libdnnl2', elsewhere set ${DNNL_PATH_ENV} to a oneDNN 2.x ${SONAME}`;
+
+/**
+ * Where libdnnl.so.2 is looked for, in order: FACEGAN_DNNL_PATH alone when it is set; else by its
+ * soname on the loader's search path (LD_LIBRARY_PATH, ld.so.cache), then the folders
+ * distributions and source builds put it in, which the loader's cache may not list.
+ */
+function dnnlCandidates(): string[] {
+  const chosen = Deno.env.get(DNNL_PATH_ENV);
+  if (chosen) return [chosen];
+  const folders = [
+    `/usr/lib/${Deno.build.arch}-linux-gnu`,
+    "/usr/lib64",
+    "/usr/lib",
+    "/usr/local/lib",
+    "/usr/local/lib64",
+  ];
+  return [SONAME, ...folders.map((folder) => `${folder}/${SONAME}`)];
+}
+
+/**
+ * The first candidate that opens and is oneDNN 2.x (the C API this module speaks): its path.
+ * Throws DnnlUnavailable with what was tried and the fix, in one line.
+ */
+export function locateDnnl(): string {
+  const candidates = dnnlCandidates();
+  const failures: string[] = [];
+  for (const path of candidates) {
+    let library: Deno.DynamicLibrary<{ dnnl_version: typeof SYMBOLS.dnnl_version }>;
+    try {
+      library = Deno.dlopen(path, { dnnl_version: SYMBOLS.dnnl_version });
+    } catch (error) {
+      // Deno says "Could not open library: " twice before the loader's own message.
+      const why = (error as Error).message.split("\n")[0].replace(/^(Could not open library: )+/, "");
+      // A file that is absent is said below, once for all; the soname and a folder often name the
+      // same file: its failure once.
+      const absent = candidates.length > 1 && /No such file/.test(why);
+      if (!absent && !failures.length) failures.push(`${path} could not be loaded (${why})`);
+      continue;
+    }
+    const view = new Deno.UnsafePointerView(library.symbols.dnnl_version()!);
+    const version = [0, 4, 8].map((offset) => view.getInt32(offset)).join(".");
+    library.close();
+    if (version.startsWith("2.")) return path;
+    failures.push(`${path} is oneDNN ${version}; the native backend needs oneDNN 2.x`);
+  }
+  if (!failures.length) {
+    const folders = candidates.slice(1).map((path) => path.slice(0, -SONAME.length - 1));
+    failures.push(`${SONAME} not found (on the loader's path, nor in ${folders.join(", ")})`);
+  }
+  throw new DnnlUnavailable(`${failures.join("; ")}: ${DNNL_FIX}`);
+}
+
 type Library = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 type Pointer = Deno.PointerValue;
 
@@ -220,27 +277,13 @@ export class Dnnl {
   readonly isa: string;
   readonly threads: number;
 
-  /** `path`: the library file, or its soname for the system's search path. */
-  constructor(path: string, threads: number) {
-    let library: Deno.DynamicLibrary<typeof SYMBOLS>;
-    try {
-      library = Deno.dlopen(path, SYMBOLS);
-    } catch (error) {
-      const why = (error as Error).message.split("\n")[0];
-      throw new DnnlUnavailable(
-        `${path} could not be loaded (${why}): on Debian/Ubuntu 'apt-get install libdnnl2', elsewhere set FACEGAN_DNNL_PATH to a oneDNN 2.x libdnnl.so.2`,
-      );
-    }
+  /** The library `locateDnnl()` finds, run on `threads` OpenMP threads; throws DnnlUnavailable. */
+  constructor(threads: number) {
+    const path = locateDnnl();
+    const library = Deno.dlopen(path, SYMBOLS);
     this.lib = library.symbols;
     const version = new Deno.UnsafePointerView(this.lib.dnnl_version()!);
-    const [major, minor, patch] = [version.getInt32(0), version.getInt32(4), version.getInt32(8)];
-    this.version = `${major}.${minor}.${patch}`;
-    if (major !== 2) {
-      library.close();
-      throw new DnnlUnavailable(
-        `${path} is oneDNN ${this.version}; the native backend needs oneDNN 2.x (Debian 12's libdnnl2)`,
-      );
-    }
+    this.version = [0, 4, 8].map((offset) => version.getInt32(offset)).join(".");
     const openmp = Deno.dlopen("libgomp.so.1", OPENMP_SYMBOLS).symbols;
     openmp.omp_set_num_threads(threads);
     this.threads = openmp.omp_get_max_threads();

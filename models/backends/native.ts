@@ -12,7 +12,8 @@
  *
  * Threads: all cores unless FACEGAN_THREADS says otherwise, fixed once per process (OpenMP), and
  * recorded with oneDNN's version and the instruction set it chose, since all three can change bits.
- * FACEGAN_DNNL_PATH names the library where it is not `libdnnl.so.2` on the search path.
+ * Where the library is looked for: `locateDnnl()` in dnnl.ts (FACEGAN_DNNL_PATH, the loader's path,
+ * the distributions' folders).
  */
 import * as tf from "../tf.ts";
 import { type BackendInfo, BackendUnavailable } from "./common.ts";
@@ -55,7 +56,7 @@ export function loadDnnl(): Dnnl {
     // other processes a step took 2.7-3.1 s spinning and 0.5-0.6 s sleeping (libgomp reads this
     // when it loads, with oneDNN, just below).
     if (!Deno.env.get("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
-    dnnl = new Dnnl(Deno.env.get("FACEGAN_DNNL_PATH") || "libdnnl.so.2", requested);
+    dnnl = new Dnnl(requested);
   }
   return dnnl;
 }
