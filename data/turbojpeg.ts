@@ -15,8 +15,8 @@
  * library itself reports, and checked before the call, so a wrong size is an error, not a write
  * past the end. A library that cannot be loaded gives one line saying what to install.
  */
-// In the module graph so that `deno install` (and `deno run` with nodeModulesDir "auto") fetches
-// the package and its pinned version enters the key of every stage that decodes.
+// Imported (only its package.json) so that the engine, which reads each stage's imports, puts the
+// pinned version into the key of every stage that decodes.
 import "@julusian/jpeg-turbo/package.json" with { type: "json" };
 import { fileURLToPath } from "node:url";
 
