@@ -290,7 +290,10 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
   }
   if ((options.record ?? "project") === "project") {
     const reproductions = await writeLock(workspace.lockPath, workspace.dag, workspace.paramsFile, records);
-    for (const { stage, differences } of reproductions) options.report({ kind: "reproduced", stage, differences });
+    // Only what ran here is news: a cached entry made here before was reported when it was made.
+    for (const { stage, differences } of reproductions) {
+      if (ran.has(stage)) options.report({ kind: "reproduced", stage, differences });
+    }
     const latest = join(workspace.outputsDir, "latest");
     await faultsAsLines("updating outputs/latest", latest, () => publishLatest(workspace, latest, outcomes));
   }
