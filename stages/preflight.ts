@@ -13,16 +13,15 @@ import { DnnlUnavailable, locateDnnl } from "../models/backends/dnnl.ts";
 const BACKEND_PARAMS: Record<string, string> = { train: "train.backend", evaluate: "eval.backend" };
 
 /**
- * Measured on the default params (3,000 synthetic faces, 32 px) on a 2-core machine: a train epoch
- * took about 5 s with oneDNN on both cores and about 20 s on wasm (see README, "Set up on a fresh
- * machine").
+ * The default params' train on 2 cores: 3 epochs in 14.8 s with oneDNN (lightly loaded), 611 s for
+ * 30 on wasm (the issue's quiet machine); 2 epochs, the two taking turns on a loaded machine:
+ * 29.4 and 33.9 s against 119.3 and 115.1 s (README, "Set up on a fresh machine").
  */
 const WASM_SLOWDOWN = "about 4x slower on 2 cores";
 
 export function preflight(params: FlatParams, locked: Record<string, Environment>): Preflight[] {
-  const stages = Object.keys(BACKEND_PARAMS).filter((stage) =>
-    ["auto", "native"].includes(String(params[BACKEND_PARAMS[stage]]))
-  );
+  // A stage told to use `native` fails with its own line instead; only `auto` falls back.
+  const stages = Object.keys(BACKEND_PARAMS).filter((stage) => params[BACKEND_PARAMS[stage]] === "auto");
   if (!stages.length) return [];
   try {
     locateDnnl();
