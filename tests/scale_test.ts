@@ -26,8 +26,9 @@ function turboMissing(): string | null {
 const noTurbo = turboMissing();
 
 /**
- * A folder of synthetic JPEG faces, 2 s old: a file changed less than 2 s before it is hashed is
- * hashed again next time (pipeline/statcache.ts), which the first test would otherwise see.
+ * A folder of synthetic JPEG faces whose times are set 10 s back: a file hashed within 100 ms of
+ * its last write is hashed again next time (the racy rule, pipeline/statcache.ts), which the first
+ * test would otherwise see depending on how fast the machine is.
  */
 async function facesFolder(count: number, subfolder = false): Promise<string> {
   const folder = await Deno.makeTempDir({ prefix: "facegan-faces-" });
@@ -36,8 +37,17 @@ async function facesFolder(count: number, subfolder = false): Promise<string> {
     await Deno.mkdir(join(folder, "more"));
     await Deno.writeFile(join(folder, "more", name(100)), await faceJpeg(100));
   }
-  await new Promise((resolve) => setTimeout(resolve, 2100));
+  for (const path of [folder, ...(subfolder ? [join(folder, "more"), join(folder, "more", name(100))] : [])]) {
+    backdate(path);
+  }
+  for (let i = 1; i <= count; i++) backdate(join(folder, name(i)));
   return folder;
+}
+
+/** mtime 10 s ago plus `ms` milliseconds (never a whole second: that would read as a coarse file system). */
+function backdate(path: string, ms = 123): void {
+  const time = new Date(Math.floor(Date.now() / 1000) * 1000 - 10_000 + ms);
+  Deno.utimeSync(path, time, time);
 }
 
 const name = (i: number) => `${String(i).padStart(6, "0")}.jpg`;
@@ -69,13 +79,15 @@ Deno.test("a local folder is referred to, not copied; an in-place edit and an ad
   using file = await Deno.open(edited, { write: true, truncate: true });
   await file.write(replacement);
   file.close();
+  backdate(edited, 456); // another mtime than before, and not racy
   const status = await facegan(root, ["status", ...localSource(folder)]);
   assert.match(status.stdout, /download\s+stale\s+\w+\s+data named by data\.path changed: 000003\.jpg changed/);
   const rerun = await facegan(root, args);
   assert.equal(rerun.code, 0, rerun.stderr);
   assert.match(rerun.stderr, /▶ download .*data named by data\.path changed: 000003\.jpg changed/);
   assert.match(rerun.stderr, /✓ crop\s+ran in/);
-  assert.match(rerun.stderr, /data\.path: 25 files checked in [\d.]+s \(1 re-hashed\)/);
+  // status hashed the edited file and kept it in the folder's stat cache: the run re-hashes nothing.
+  assert.match(rerun.stderr, /data\.path: 25 files checked in [\d.]+s \(0 re-hashed\)/);
 
   // Added in a subfolder: only that folder's times change.
   await Deno.writeFile(join(folder, "more", name(25)), await faceJpeg(25));
