@@ -63,7 +63,12 @@ export async function resumeFrom(dir: string, gan: Gan, log: (line: string) => v
       log(`resuming after epoch ${checkpoint.epoch} (step ${checkpoint.counters.step})`);
       return checkpoint.epoch;
     } catch (error) {
-      log(`checkpoint ${name} unusable (${(error as Error).message}); trying an older one`);
+      // Removed (renamed aside first: a dot name is swept as half-written), else re-writing this
+      // epoch would find it in the way and every later run would stop there.
+      const aside = join(dir, `.${name}.unusable`);
+      await Deno.rename(join(dir, name), aside);
+      await removeIfExists(aside);
+      log(`checkpoint ${name} unusable (${(error as Error).message}): removed; trying an older one`);
     }
   }
   return 0;
