@@ -11,6 +11,7 @@ import { sha256, sha256File } from "./hash.ts";
 import { type DirStat, type FolderStats, readFolderStats, writeFolderStats } from "./folder_stats.ts";
 import { isRacy, type StatCache, times } from "./statcache.ts";
 import { errorPath, isPermissionFault, unreadable } from "./faults.ts";
+import { UserError } from "./errors.ts";
 
 /** One file: path relative to the named folder ("" when the param names a file), size, sha256. */
 export type ExternalFile = [path: string, size: number, sha256: string];
@@ -37,7 +38,15 @@ export async function readExternal(path: string, statCache: StatCache, param: st
   const failed = (file: string, error: unknown): never => {
     throw isPermissionFault(error) ? unreadable(`a file ${param} names:`, file) : error;
   };
-  if (!(await Deno.stat(path)).isDirectory) {
+  const info = await Deno.stat(path);
+  // A FIFO or a device would be read forever: even status and --dry-run would hang.
+  if (!info.isDirectory && !info.isFile) {
+    throw new UserError(
+      `${param} names ${path}, which is ${specialKind(info)}, not a folder or a regular file; point ${param} at ` +
+        "a folder or a file",
+    );
+  }
+  if (info.isFile) {
     let hashed: ReturnType<StatCache["hash"]>;
     try {
       hashed = statCache.hash(path);
@@ -57,6 +66,14 @@ export async function readExternal(path: string, statCache: StatCache, param: st
   let built: ExternalData | null = null;
   const files = stats.names.length;
   return { digest: stats.digest, files, rehashed, seconds, listing: () => built ??= listing(stats) };
+}
+
+function specialKind(info: Deno.FileInfo): string {
+  if (info.isFifo) return "a FIFO";
+  if (info.isCharDevice) return "a character device";
+  if (info.isBlockDevice) return "a block device";
+  if (info.isSocket) return "a socket";
+  return "not a regular file";
 }
 
 /**
