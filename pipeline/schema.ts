@@ -41,7 +41,9 @@ export function checkParams(schema: ParamSchema, params: FlatParams, origin: Rec
   for (const [key, value] of Object.entries(params)) {
     const problem = specProblem(schema[key], value);
     if (problem) {
-      throw new UserError(`${origin[key] ?? "params.json"}: param '${key}' ${problem}, got ${JSON.stringify(value)}`);
+      // JSON.stringify would show Infinity (from `--set train.lr=1e400`) as null.
+      const shown = typeof value === "number" ? String(value) : JSON.stringify(value);
+      throw new UserError(`${origin[key] ?? "params.json"}: param '${key}' ${problem}, got ${shown}`);
     }
   }
 }
@@ -50,6 +52,8 @@ function specProblem(spec: ParamSpec, value: ParamValue): string | null {
   if (value === null) return spec.nullable ? null : `must be ${describeSpec(spec)}`;
   const typeOk = spec.type === "integer" ? Number.isInteger(value) : jsType(value) === spec.type;
   if (!typeOk) return `must be ${describeSpec(spec)}`;
+  // A number too large for a float (1e400) parses as Infinity and would enter the key as null.
+  if (typeof value === "number" && !Number.isFinite(value)) return `must be finite (${describeSpec(spec)})`;
   if (spec.choices && !spec.choices.includes(value as string | number)) return `must be ${describeSpec(spec)}`;
   if (typeof value === "number" && (value < (spec.min ?? -Infinity) || value > (spec.max ?? Infinity))) {
     return `must be ${describeSpec(spec)}`;
