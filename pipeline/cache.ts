@@ -1,5 +1,5 @@
-import { dirname, join } from "node:path";
-import { canonicalJson, sha256 } from "./hash.ts";
+import { basename, dirname, join } from "node:path";
+import { canonicalJson, HEX64, sha256 } from "./hash.ts";
 import {
   exists,
   fsyncDir,
@@ -54,9 +54,8 @@ export interface CacheEntry {
   partial: boolean;
 }
 
-/** a key and a sha256 alike: 64 hex digits */
-const HEX64 = /^[0-9a-f]{64}$/;
 const PARTIAL_PREFIX = ".partial-";
+const TRASH_PREFIX = ".trash-";
 const RUN_FILE = "run.json";
 const CLAIMS_DIR = ".claims";
 /** In a partial dir being filled from another copy of the entry: that copy's manifest. */

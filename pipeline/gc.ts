@@ -2,7 +2,7 @@ import { basename } from "node:path";
 import { git, showAt } from "./git.ts";
 import { formatBytes, removeIfExists, treeBytes } from "./fsutil.ts";
 import { acquireRunLock } from "./runlock.ts";
-import type { LockFile } from "./lock.ts";
+import { type LockFile, lockProblem } from "./lock.ts";
 import type { Workspace } from "./workspace.ts";
 import { experimentKeys } from "./experiments/records.ts";
 
@@ -45,7 +45,8 @@ async function referencedKeys(workspace: Workspace, keepCommits: number): Promis
   for (const rev of revs) {
     const text = await showAt(workspace.root, rev, "pipeline.lock.json");
     try {
-      locks.push(text ? JSON.parse(text) : null);
+      const lock = text ? JSON.parse(text) : null;
+      if (!lockProblem(lock)) locks.push(lock);
     } catch { /* a damaged lock in history protects nothing */ }
   }
   const keys = await experimentKeys(workspace.root);

@@ -1,5 +1,8 @@
 import { createHash } from "node:crypto";
 
+/** a key and a sha256 alike: 64 hex digits */
+export const HEX64 = /^[0-9a-f]{64}$/;
+
 /** One read buffer for every hash: a fresh 1 MiB buffer per 4 KB photo made hashing 3x slower. */
 const buffer = new Uint8Array(1 << 20);
 

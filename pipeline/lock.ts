@@ -3,7 +3,9 @@
  * identity fields) and what it produced. Nothing volatile goes in (no wall time, no dates), so a
  * run that reproduces every stage leaves the file byte-identical.
  */
-import { stableJson } from "./hash.ts";
+import { basename } from "node:path";
+import { HEX64, stableJson } from "./hash.ts";
+import { UserError } from "./errors.ts";
 import { writeFileAtomic } from "./fsutil.ts";
 import { faultsAsLines } from "./faults.ts";
 import type { FlatParams } from "./params.ts";
@@ -46,12 +48,44 @@ export interface LockFile {
   stages: Record<string, LockStage>;
 }
 
+/**
+ * The lock, or null when there is none (or it is not JSON: then every stage is simply stale). A
+ * lock that parses but has the wrong shape (an edit, a bad merge) is one line naming what is wrong.
+ */
 export async function readLock(path: string): Promise<LockFile | null> {
+  let lock: unknown;
   try {
-    return JSON.parse(await Deno.readTextFile(path));
+    lock = JSON.parse(await Deno.readTextFile(path));
   } catch {
     return null;
   }
+  const problem = lockProblem(lock);
+  if (problem) {
+    throw new UserError(
+      `${basename(path)}: ${problem}; restore it (\`git checkout ${basename(path)}\`) or delete it, then run again`,
+    );
+  }
+  return lock as LockFile;
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === "object" && !Array.isArray(value);
+
+/** What is wrong with a parsed lock's shape (the fields planning reads), or null. */
+export function lockProblem(lock: unknown): string | null {
+  if (!isObject(lock) || !isObject(lock.stages)) return "it is not a JSON object with a 'stages' object";
+  for (const [name, stage] of Object.entries(lock.stages)) {
+    if (!isObject(stage)) return `stages.${name} is not an object`;
+    if (typeof stage.key !== "string" || !HEX64.test(stage.key)) return `stages.${name}.key is not a 64-digit hex key`;
+    for (const field of ["params", "code", "libraries", "inputs"]) {
+      if (!isObject(stage[field])) return `stages.${name}.${field} is not an object`;
+    }
+    for (const field of ["external", "runtime", "environment"]) {
+      if (stage[field] !== undefined && !isObject(stage[field])) return `stages.${name}.${field} is not an object`;
+    }
+    if (typeof stage.output !== "string") return `stages.${name}.output is not a string`;
+  }
+  return null;
 }
 
 /** A stage whose output equals the lock's, made in an environment that differs from the one recorded. */
