@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { UserError } from "./errors.ts";
 
 export type ParamValue = string | number | boolean | null | ParamValue[];
@@ -134,7 +134,8 @@ export async function loadParams(root: string, paramsFile: string | undefined, s
   let source = "params.json";
   const origin: Record<string, string> = {};
   if (paramsFile && paramsFile !== "params.json") {
-    const overlay = await readParamsFile(join(root, paramsFile), paramsFile);
+    // resolve, not join: an absolute path names that file, not one under the project.
+    const overlay = await readParamsFile(resolve(root, paramsFile), paramsFile);
     params = overlayParams(params, overlay, paramsFile);
     for (const key of Object.keys(overlay)) origin[key] = paramsFile;
     source = paramsFile;

@@ -5,7 +5,7 @@
  * any is queued.
  */
 import { parseArgs } from "node:util";
-import { join } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { UserError } from "../errors.ts";
 import { writeFileAtomic } from "../fsutil.ts";
 import { acquireRunLock } from "../runlock.ts";
@@ -325,15 +325,22 @@ async function applyCommand(project: Project, names: string[], target: string, l
   }
   const defaults = await readParamsFile(join(project.root, "params.json"), "params.json");
   overlayParams(defaults, record.params, `experiments/${record.name}.json`);
+  // Where --params would look: an absolute path where it says, a relative one from the project
+  // root (`../x.json` too: the user named it). The line names the file actually written.
+  const path = resolve(project.root, target);
+  const shown = isAbsolute(target) || relative(project.root, path).startsWith("..")
+    ? path
+    : relative(project.root, path);
+  const isDefaults = shown === "params.json";
   const written: FlatParams = {};
   for (const key of Object.keys(defaults)) {
-    if (target === "params.json" || JSON.stringify(record.params[key]) !== JSON.stringify(defaults[key])) {
+    if (isDefaults || JSON.stringify(record.params[key]) !== JSON.stringify(defaults[key])) {
       written[key] = record.params[key];
     }
   }
-  await writeFileAtomic(join(project.root, target), JSON.stringify(nest(written), null, 2) + "\n");
-  const how = target === "params.json" ? "deno task pipeline" : `deno task pipeline --params ${target}`;
-  log(`wrote ${record.name}'s params into ${target}; \`${how}\` restores its artifacts from the cache`);
+  await writeFileAtomic(path, JSON.stringify(nest(written), null, 2) + "\n");
+  const how = isDefaults ? "deno task pipeline" : `deno task pipeline --params ${shown}`;
+  log(`wrote ${record.name}'s params into ${shown}; \`${how}\` restores its artifacts from the cache`);
   return 0;
 }
 
