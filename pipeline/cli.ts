@@ -122,7 +122,7 @@ export async function main(project: Project, argv: string[]): Promise<number> {
               `entries other clones use; unset ${CACHE_ENV} to collect this clone's own outputs/cache`,
           );
         }
-        return await gcCommand(workspace, Boolean(values["dry-run"]), Number(values["keep-commits"] ?? 20), log);
+        return await gcCommand(workspace, Boolean(values["dry-run"]), keepCommits(values["keep-commits"]), log);
       case "push":
         return await pushCommand(workspace, rest, log);
       case "pull":
@@ -264,6 +264,17 @@ async function runCommand(
     for (const { name, listener } of listeners) Deno.removeSignalListener(name, listener);
     await lock.release();
   }
+}
+
+/** `gc --keep-commits N`: a whole number (default 20); anything else would keep the wrong commits' entries. */
+function keepCommits(text = "20"): number {
+  if (!/^\d+$/.test(text)) {
+    throw new UserError(
+      `--keep-commits ${text}: expected a whole number >= 0 (how many recent commits' locks keep their entries), ` +
+        "e.g. --keep-commits 20",
+    );
+  }
+  return Number(text);
 }
 
 /** outputs/ a link to a folder that is gone (a disk not mounted): one line, before anything is written. */
