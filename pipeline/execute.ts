@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import { faultsAsLines } from "./faults.ts";
+import { EXIT_USER_ERROR } from "./errors.ts";
 import { exists, removeIfExists, removeTempFiles, writeFileAtomic } from "./fsutil.ts";
 import { type Cache, entryOutput, type RunInfo } from "./cache.ts";
 import type { LeaseHolder } from "./lease.ts";
@@ -106,7 +107,10 @@ export async function executeStage(
     try {
       return await runClaimed(context, planned, inputs, lease.lost);
     } catch (error) {
-      await context.cache.settlePartial(key, Boolean(stage.resumable)).catch(() => {});
+      // A stage that refused its input (exit 2) before saying where it would resume has no progress to keep.
+      const refused = error instanceof StageFailed && error.exitCode === EXIT_USER_ERROR &&
+        await readResumePoint(context.cache, key) === null;
+      await context.cache.settlePartial(key, Boolean(stage.resumable) && !refused).catch(() => {});
       throw error;
     }
   } finally {

@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { stageByName } from "./dag.ts";
-import { removeIfExists, tempPath, treeBytes, writeFileAtomic } from "./fsutil.ts";
+import { exists, removeIfExists, tempPath, treeBytes, writeFileAtomic } from "./fsutil.ts";
 import { executeStage, type Executor, readResumePoint, StageFailed } from "./execute.ts";
 import { faultsAsLines, freeBytes } from "./faults.ts";
 import type { LeaseHolder } from "./lease.ts";
@@ -317,7 +317,8 @@ export function notices(plan: Plan, preflight: Preflight[]): string[] {
 async function settleUnfinished(workspace: Workspace, unfinished: Map<string, string>): Promise<StoppedStage[]> {
   const stopped: StoppedStage[] = [];
   for (const [name, key] of unfinished) {
-    const kept = Boolean(stageByName(workspace.dag, name).resumable);
+    // executeStage kept it or not: a resumable stage that refused its input keeps nothing.
+    const kept = Boolean(stageByName(workspace.dag, name).resumable) && await exists(workspace.cache.partialDir(key));
     stopped.push({ stage: name, kept, resumePoint: kept ? await readResumePoint(workspace.cache, key) : null });
   }
   return stopped;

@@ -93,6 +93,15 @@ export function diversity(pixels: Uint8Array, count: number): number {
 }
 
 export async function run(ctx: StageContext): Promise<void> {
+  // The split is known now: a batch it cannot fill is refused before the backend loads or anything is written.
+  const index = await readPackIndex(ctx.inputs.shard, "train");
+  const batchSize = positive(ctx, "train.batch_size");
+  if (batchSize > index.count) {
+    throw new UserError(
+      `train.batch_size ${batchSize} is larger than the ${index.count} images of the training split (shard's ` +
+        `train.json): lower train.batch_size to ${index.count} or less, or give it more data`,
+    );
+  }
   const backendName = choice<BackendName>(ctx, "train.backend", BACKENDS);
   tf.env().set("IS_TEST", true); // silences tfjs' "install tfjs-node" banner
   const backend = await useBackend(backendName).catch((error) => {
@@ -105,16 +114,11 @@ export async function run(ctx: StageContext): Promise<void> {
   if (backend.note) ctx.log(`${backend.note}; training on ${backend.name}`);
   ctx.log(`backend ${backend.name} (${backend.detail})`);
 
-  const index = await readPackIndex(ctx.inputs.shard, "train");
   const pixels = await readPackPixels(ctx.inputs.shard, index);
   const size = index.width;
   const imageBytes = size * size * 3;
-  const batchSize = positive(ctx, "train.batch_size");
   const epochs = positive(ctx, "train.epochs");
   const stepsPerEpoch = Math.floor(index.count / batchSize);
-  if (stepsPerEpoch < 1) {
-    throw new UserError(`train.batch_size ${batchSize} is larger than the ${index.count} training images`);
-  }
   const config = ganConfig(ctx, size, epochs * stepsPerEpoch);
   const gan = new Gan(config);
   const gridSide = positive(ctx, "train.sample_grid");
