@@ -122,6 +122,6 @@ try {
   console.log(written.length === 1 ? `wrote ${written[0]}` : `wrote ${written.length} faces: ${written[0]} ...`);
 } catch (error) {
   if (!(error instanceof UserError)) throw error;
-  console.error(error.message);
+  console.error(`error: ${error.message}`);
   Deno.exit(EXIT_USER_ERROR);
 }

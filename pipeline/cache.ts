@@ -158,8 +158,14 @@ export class Cache {
       }
     }
     if (rehash) {
-      for (const path of await listFiles(this.outDir(key)).catch(() => [])) {
+      const others: string[] = [];
+      for (const path of await listFiles(this.outDir(key), others).catch(() => [])) {
         if (!listed.has(path)) problems.push(`${path} not in manifest`);
+      }
+      // An artifact holds only regular files: a link (to a folder, to /etc/passwd) was put there later.
+      for (const path of others) {
+        const link = (await Deno.lstat(join(this.outDir(key), path))).isSymlink;
+        problems.push(`${path} not in manifest (${link ? "a symlink" : "not a regular file"})`);
       }
     }
     return { manifest: problems.length ? null : manifest, problems };

@@ -112,9 +112,13 @@ export async function faultsAsLines<T>(doing: string, where: string, body: () =>
 
 /** A file the user pointed at cannot be read: one line with its owner and mode. */
 export function unreadable(what: string, path: string): EnvironmentFault {
+  // Root reads whatever its mode says; what refuses root is the kernel (/proc, /sys), not a chmod away.
+  const fix = Deno.uid() === 0
+    ? "even root is refused (a kernel file system such as /proc or /sys, or a protected file), so no chmod helps; " +
+      "name your own files instead"
+    : "make it readable (chmod a+r) or move it elsewhere";
   return new EnvironmentFault(
-    `cannot read ${what} ${path} (permission denied: ${ownership(path)}); make it readable (chmod a+r) or ` +
-      "move it elsewhere",
+    `cannot read ${what} ${path} (permission denied: ${ownership(path)}); ${fix}`,
     EXIT_USER_ERROR,
   );
 }

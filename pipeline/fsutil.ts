@@ -77,14 +77,18 @@ export async function treeBytes(dir: string): Promise<number> {
   return bytes;
 }
 
-/** Every regular file below `root`, as sorted '/'-separated paths relative to it. */
-export async function listFiles(root: string): Promise<string[]> {
+/**
+ * Every regular file below `root`, as sorted '/'-separated paths relative to it; anything else
+ * (a symlink, not followed; a FIFO) goes into `others` when given.
+ */
+export async function listFiles(root: string, others?: string[]): Promise<string[]> {
   const found: string[] = [];
   async function walk(relative: string) {
     for await (const entry of Deno.readDir(join(root, relative))) {
       const child = relative ? `${relative}/${entry.name}` : entry.name;
       if (entry.isDirectory) await walk(child);
       else if (entry.isFile) found.push(child);
+      else others?.push(child);
     }
   }
   await walk("");

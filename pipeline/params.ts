@@ -21,11 +21,9 @@ export async function readParamsFile(path: string, shownAs = path): Promise<Flat
     parsed = JSON.parse(text);
   } catch (error) {
     const message = (error as Error).message;
-    throw new UserError(
-      `${shownAs}:${errorLine(text, message)}: invalid JSON (${
-        message.replace(/\s*\(line \d+ column \d+\)/, "")
-      }): fix the file`,
-    );
+    // V8 quotes the start of the text (`, "root:*:1..."... is not valid JSON`): never echo a file's content.
+    const problem = message.replace(/\s*\(line \d+ column \d+\)/, "").replace(/,\s*".*$/s, "");
+    throw new UserError(`${shownAs}:${errorLine(text, message)}: invalid JSON (${problem}): fix the file`);
   }
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
     throw new UserError(`${shownAs}: params must be a JSON object of sections, e.g. {"train": {"lr": 0.0002}}`);
@@ -61,7 +59,10 @@ function flatten(object: Record<string, unknown>, prefix = ""): FlatParams {
 export function overlayParams(defaults: FlatParams, overlay: FlatParams, source: string): FlatParams {
   const merged = { ...defaults };
   for (const [key, value] of Object.entries(overlay)) {
-    if (!(key in defaults)) throw new UserError(`${source}: unknown param '${key}'; ${suggest(key, defaults)}`);
+    // hasOwn, not `in`: `constructor` or `toString` are keys of every object, not params.
+    if (!Object.hasOwn(defaults, key)) {
+      throw new UserError(`${source}: unknown param '${key}'; ${suggest(key, defaults)}`);
+    }
     const expected = typeOf(defaults[key]);
     if (defaults[key] !== null && value !== null && typeOf(value) !== expected) {
       throw new UserError(

@@ -90,6 +90,13 @@ export async function pushCommand(workspace: Workspace, names: string[], log: (l
     } else damaged.push(`${decision.stage} (${key.slice(0, 12)}: ${problems.join(", ")})`);
   }
   await workspace.statCache.save();
+  if (!ready.length && !damaged.length) {
+    log(
+      `nothing pushed: no ${names.length ? "named " : ""}stage's entry is in the local cache; ` +
+        "run `deno task pipeline` first, then push",
+    );
+    return 0;
+  }
   if (damaged.length) {
     throw new UserError(
       `push refused, nothing sent: damaged local cache entries ${damaged.join("; ")}; ` +
