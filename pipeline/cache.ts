@@ -239,7 +239,7 @@ export class Cache {
     const final = this.entryDir(key);
     if (await exists(final)) {
       // A forced re-run of an existing key: move the old entry aside first, never half-replace it.
-      const trash = join(this.dir, `.trash-${key}-${hostId()}-${Deno.pid}`);
+      const trash = this.trashPath(key);
       await Deno.rename(final, trash);
       try {
         await Deno.rename(partial, final);
@@ -324,6 +324,21 @@ export class Cache {
     return await this.promote(key);
   }
 
+  /**
+   * Remove an entry or a partial dir (`path`, from entries()) whole: renamed aside first, so an
+   * interrupted removal never leaves part of an entry under its final name; sweepTrash() removes
+   * what a killed one left aside.
+   */
+  async discard(path: string): Promise<void> {
+    const trash = this.trashPath(basename(path));
+    await Deno.rename(path, trash);
+    await removeIfExists(trash);
+  }
+
+  private trashPath(name: string): string {
+    return join(this.dir, `${TRASH_PREFIX}${name}-${hostId()}-${Deno.pid}`);
+  }
+
   /** Every entry on disk, finished and partial, by name. */
   async entries(): Promise<CacheEntry[]> {
     const entries: CacheEntry[] = [];
@@ -353,7 +368,7 @@ export class Cache {
   async sweepTrash(): Promise<void> {
     try {
       for await (const entry of Deno.readDir(this.dir)) {
-        if (entry.name.startsWith(".trash-") || entry.name.includes(TEMP_MARK)) {
+        if (entry.name.startsWith(TRASH_PREFIX) || entry.name.includes(TEMP_MARK)) {
           // Another user's leftovers cannot be removed by us: they only take space, never a key.
           await removeIfExists(join(this.dir, entry.name)).catch((error) => {
             if (!isPermissionFault(error)) throw error;

@@ -7,14 +7,13 @@ import {
   EXIT_HEAP_LIMIT,
   EXIT_KILLED,
   EXIT_OUT_OF_MEMORY,
-  EXIT_SIGINT,
-  EXIT_SIGTERM,
   EXIT_USER_ERROR,
   UserError,
 } from "./errors.ts";
 import { EnvironmentFault, faultsAsLines } from "./faults.ts";
 import { renderDag, stageByName } from "./dag.ts";
 import { acquireRunLock, BusyError } from "./runlock.ts";
+import { Interrupts } from "./interrupts.ts";
 import { LeaseLost } from "./lease.ts";
 import { RemoteCache } from "./remote.ts";
 import { pullCommand, pushCommand } from "./transfer.ts";
@@ -214,29 +213,15 @@ async function runCommand(
     join(workspace.outputsDir, "run.lock"),
     () => acquireRunLock(workspace.outputsDir, `pipeline ${Deno.args.join(" ")}`.trim(), log),
   );
-  // Ctrl-C or SIGTERM: stop the running stages and settle their partial output; a second one
-  // exits at once (every write is atomic, so nothing is left half-written but temp files).
-  const interrupt = new AbortController();
-  let signalled: Deno.Signal | null = null;
-  const listeners = (["SIGINT", "SIGTERM"] as const).map((name) => {
-    const listener = () => {
-      if (signalled) {
-        lock.releaseSync();
-        Deno.exit(signalled === "SIGINT" ? EXIT_SIGINT : EXIT_SIGTERM);
-      }
-      signalled = name;
-      interrupt.abort();
-    };
-    Deno.addSignalListener(name, listener);
-    return { name, listener };
-  });
+  // Ctrl-C or SIGTERM: stop the running stages and settle their partial output.
+  using interrupts = new Interrupts(() => lock.releaseSync());
   try {
     await workspace.cache.sweepTrash();
     const outcomes = await runPipeline(workspace, {
       selection,
       executor,
       report: (event) => log(eventLine(event)),
-      interrupt: interrupt.signal,
+      interrupt: interrupts.signal,
       facts,
       signal: lock.lost,
       preflight: checks,
@@ -252,7 +237,7 @@ async function runCommand(
   } catch (error) {
     if (error instanceof Interrupted) {
       log(interruptedLine(error.stopped));
-      return signalled === "SIGTERM" ? EXIT_SIGTERM : EXIT_SIGINT;
+      return interrupts.exitCode;
     }
     if (error instanceof StageFailed) {
       const line = stageFailedLine(workspace, error);
@@ -261,7 +246,6 @@ async function runCommand(
     }
     throw error;
   } finally {
-    for (const { name, listener } of listeners) Deno.removeSignalListener(name, listener);
     await lock.release();
   }
 }

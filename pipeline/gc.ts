@@ -1,6 +1,7 @@
 import { basename } from "node:path";
 import { git, showAt } from "./git.ts";
-import { formatBytes, removeIfExists, treeBytes } from "./fsutil.ts";
+import { formatBytes, treeBytes } from "./fsutil.ts";
+import { Interrupts } from "./interrupts.ts";
 import { acquireRunLock } from "./runlock.ts";
 import { type LockFile, lockProblem } from "./lock.ts";
 import type { Workspace } from "./workspace.ts";
@@ -18,14 +19,23 @@ export async function gcCommand(
   log: (line: string) => void,
 ): Promise<number> {
   const runLock = dryRun ? null : await acquireRunLock(workspace.outputsDir, "gc", log);
+  using interrupts = new Interrupts(() => runLock?.releaseSync());
   try {
+    if (!dryRun) await workspace.cache.sweepTrash(); // what an interrupted gc or run left
     const referenced = await referencedKeys(workspace, keepCommits);
     const candidates = await unreferencedEntries(workspace, referenced);
     let total = 0;
-    for (const entry of candidates) {
+    for (const [done, entry] of candidates.entries()) {
+      if (interrupts.signal.aborted) {
+        log(
+          `interrupted: gc stopped after ${done} of ${candidates.length} entries (each removed whole or not at all); ` +
+            "run it again to finish",
+        );
+        return interrupts.exitCode;
+      }
       total += entry.bytes;
       console.log(`${dryRun ? "would remove" : "removing"}  ${basename(entry.path)}  ${formatBytes(entry.bytes)}`);
-      if (!dryRun) await removeIfExists(entry.path);
+      if (!dryRun) await workspace.cache.discard(entry.path);
     }
     const verb = dryRun ? "would free" : "freed";
     console.log(

@@ -3,6 +3,7 @@ import { removeIfExists } from "./fsutil.ts";
 import { stageByName } from "./dag.ts";
 import { UserError } from "./errors.ts";
 import { executeStage, type Executor } from "./execute.ts";
+import { Interrupts } from "./interrupts.ts";
 import { stageIdentity, stageKey } from "./key.ts";
 import type { LockStage } from "./lock.ts";
 import { changes, type Reason } from "./plan.ts";
@@ -22,13 +23,21 @@ export async function verifyCommand(
   log: (line: string) => void,
   describe: (reasons: Reason[]) => string,
 ): Promise<number> {
-  return rehashCache ? await verifyCache(workspace) : await verifyStages(workspace, names, executor, log, describe);
+  return rehashCache
+    ? await verifyCache(workspace, log)
+    : await verifyStages(workspace, names, executor, log, describe);
 }
 
-async function verifyCache(workspace: Workspace): Promise<number> {
+async function verifyCache(workspace: Workspace, log: (line: string) => void): Promise<number> {
+  using interrupts = new Interrupts();
   const keys = (await workspace.cache.entries()).filter((entry) => !entry.partial).map((entry) => entry.key);
   let corrupt = 0;
-  for (const key of keys) {
+  for (const [done, key] of keys.entries()) {
+    if (interrupts.signal.aborted) {
+      await workspace.statCache.save();
+      log(`interrupted: verify --cache stopped after ${done} of ${keys.length} entries (${corrupt} corrupt so far)`);
+      return interrupts.exitCode;
+    }
     const { problems } = await workspace.cache.check(key, true);
     if (problems.length) {
       corrupt++;
@@ -54,9 +63,16 @@ async function verifyStages(
   for (const name of names) stageByName(workspace.dag, name);
   const stages = workspace.dag.filter((stage) => !names.length || names.includes(stage.name));
   const scratchDir = join(workspace.outputsDir, `verify-${Deno.pid}`);
+  // Ctrl-C stops the stage being recomputed; the scratch cache goes either way (a second one: at once).
+  using interrupts = new Interrupts(() => {
+    try {
+      Deno.removeSync(scratchDir, { recursive: true });
+    } catch { /* not made yet */ }
+  });
   let differs = 0;
   try {
     for (const stage of stages) {
+      if (interrupts.signal.aborted) break;
       const recorded = lock.stages[stage.name];
       if (!recorded?.output) {
         console.log(`${stage.name.padEnd(9)} not checked: no output recorded in pipeline.lock.json`);
@@ -88,11 +104,16 @@ async function verifyStages(
         outputsDir: workspace.outputsDir,
         cache: scratch.cache,
         executor,
-        signal: new AbortController().signal,
+        signal: interrupts.signal,
         started: () => {},
       };
       const external = scratch.externalData(stage.name);
-      const { record } = await executeStage(context, { stage, key, identity, external }, inputDirs);
+      const ran = await executeStage(context, { stage, key, identity, external }, inputDirs).catch((error) => {
+        if (interrupts.signal.aborted) return null;
+        throw error;
+      });
+      if (!ran) break;
+      const { record } = ran;
       if (record.output === recorded.output) {
         console.log(`${stage.name.padEnd(9)} reproducible  ${recorded.output.slice(0, 12)}`);
       } else {
@@ -105,6 +126,14 @@ async function verifyStages(
     }
   } finally {
     await removeIfExists(scratchDir);
+  }
+  if (interrupts.signal.aborted) {
+    log(
+      `interrupted: verify stopped; the cache and the lock are untouched, its scratch ${
+        workspace.relative(scratchDir)
+      } removed`,
+    );
+    return interrupts.exitCode;
   }
   return differs ? 1 : 0;
 }

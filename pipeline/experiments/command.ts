@@ -9,6 +9,7 @@ import { isAbsolute, join, relative, resolve } from "node:path";
 import { UserError } from "../errors.ts";
 import { writeFileAtomic } from "../fsutil.ts";
 import { acquireRunLock } from "../runlock.ts";
+import { Interrupts } from "../interrupts.ts";
 import { type FlatParams, loadParams, overlayParams, readParamsFile } from "../params.ts";
 import { checkParams, checkSchemaCoversDag } from "../schema.ts";
 import { outputsDir, Workspace } from "../workspace.ts";
@@ -150,6 +151,7 @@ async function runCommand(project: Project, values: RunValues, jobs: number | un
 
   // Take the run lock before queueing: a busy project queues nothing.
   const runLock = values.queue ? null : await acquireRunLock(outputsDir(project.root), "exp run", log);
+  using interrupts = runLock && new Interrupts(() => runLock.releaseSync());
   try {
     const queuedAt = new Date().toISOString();
     const records = await queueRecords(
@@ -170,7 +172,7 @@ async function runCommand(project: Project, values: RunValues, jobs: number | un
       return 0;
     }
     const names = records.map((record) => record.name);
-    return await runQueue(project, names, jobs, executor!, log);
+    return await runQueue(project, names, jobs, executor!, log, interrupts!);
   } finally {
     await runLock?.release();
   }
@@ -233,6 +235,7 @@ async function startCommand(
   log: (line: string) => void,
 ) {
   const runLock = await acquireRunLock(outputsDir(project.root), "exp start", log);
+  using interrupts = new Interrupts(() => runLock.releaseSync());
   try {
     // Holding the run lock, no other runner is alive: "running" records are what a killed one left.
     const pending = (await listRecords(project.root)).filter((r) => r.status === "queued" || r.status === "running");
@@ -240,7 +243,7 @@ async function startCommand(
       log("the queue is empty: queue experiments with `deno task exp run --queue --set key=v1,v2`");
       return 0;
     }
-    return await runQueue(project, pending.map((record) => record.name), jobs, executor, log);
+    return await runQueue(project, pending.map((record) => record.name), jobs, executor, log, interrupts);
   } finally {
     await runLock.release();
   }
@@ -248,7 +251,8 @@ async function startCommand(
 
 /**
  * Run the named experiments (skipping any removed or finished meanwhile), `jobs` at a time. The
- * default: as many as the cores allow, or all of them when every stage runs on the cluster.
+ * default: as many as the cores allow, or all of them when every stage runs on the cluster. Ctrl-C
+ * (`interrupts`) stops them, each queued again with its progress kept, for `exp start`.
  */
 async function runQueue(
   project: Project,
@@ -256,6 +260,7 @@ async function runQueue(
   jobs: number | undefined,
   executor: ChosenExecutor,
   log: (line: string) => void,
+  interrupts: Interrupts,
 ) {
   const records = (await Promise.all(names.map((name) => readRecord(project.root, name))))
     .filter((record): record is ExperimentRecord => record !== null);
@@ -280,14 +285,22 @@ async function runQueue(
     executor,
     previousJobs: lastJobs(records),
     log,
+    interrupt: interrupts.signal,
     async next() {
-      while (queue.length) {
+      while (queue.length && !interrupts.signal.aborted) {
         const record = await readRecord(project.root, queue.shift()!);
         if (record && (record.status === "queued" || record.status === "running")) return record;
       }
       return null;
     },
   });
+  if (interrupts.signal.aborted) {
+    log(
+      `interrupted: ${counts.interrupted} experiment(s) stopped and queued again, their progress kept ` +
+        `(${counts.done} done, ${counts.failed} failed); \`deno task exp start\` resumes them`,
+    );
+    return interrupts.exitCode;
+  }
   log(`${counts.done} done, ${counts.failed} failed; see \`deno task exp show\``);
   return counts.failed ? 1 : 0;
 }

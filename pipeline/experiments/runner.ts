@@ -7,7 +7,7 @@
  */
 import { git } from "../git.ts";
 import { type Executor, StageFailed } from "../execute.ts";
-import { type RunEvent, runPipeline, type ShareStage, type StageResult } from "../run.ts";
+import { Interrupted, type RunEvent, runPipeline, type ShareStage, type StageResult } from "../run.ts";
 import { eventLine } from "../words.ts";
 import { Workspace } from "../workspace.ts";
 import type { MetricsFile, StageDecl } from "../types.ts";
@@ -24,12 +24,16 @@ export interface RunnerOptions {
   /** the next experiment to run, or null when there is none left */
   next(): Promise<ExperimentRecord | null>;
   log(line: string): void;
+  /** aborted on Ctrl-C or SIGTERM: the running experiments stop and are queued again */
+  interrupt?: AbortSignal;
 }
 
-/** Run experiments until `next` has none; returns how many ended done and failed. */
-export async function runExperiments(options: RunnerOptions): Promise<{ done: number; failed: number }> {
+type Outcome = "done" | "failed" | "interrupted";
+
+/** Run experiments until `next` has none; returns how many ended done, failed and interrupted. */
+export async function runExperiments(options: RunnerOptions): Promise<Record<Outcome, number>> {
   const share = shareStages();
-  const counts = { done: 0, failed: 0 };
+  const counts = { done: 0, failed: 0, interrupted: 0 };
   const worker = async () => {
     for (let record = await options.next(); record; record = await options.next()) {
       const status = await runExperiment(options, record, share);
@@ -44,7 +48,7 @@ async function runExperiment(
   options: RunnerOptions,
   queued: ExperimentRecord,
   share: ShareStage,
-): Promise<"done" | "failed"> {
+): Promise<Outcome> {
   const { root, log } = options;
   const started = performance.now();
   const runs: Record<string, StageRunRecord> = {};
@@ -100,10 +104,18 @@ async function runExperiment(
       share,
       previousJobs: options.previousJobs,
       submitted,
+      interrupt: options.interrupt,
     });
     const stages = Object.fromEntries(outcomes.map((outcome) => [outcome.stage, outcome.record]));
     record = { ...record, status: "done", stages, metrics: mergedMetrics(outcomes.map((o) => o.record.metrics)) };
   } catch (error) {
+    if (error instanceof Interrupted) {
+      // Back in the queue: `exp start` runs it again, resuming from the cache and its kept progress.
+      record = { ...record, status: "queued" };
+      await save();
+      log(`[${record.name}] interrupted: queued again`);
+      return "interrupted";
+    }
     record = { ...record, status: "failed", error: describeFailure(error) };
   }
   record.finished_at = new Date().toISOString();
@@ -117,7 +129,7 @@ async function runExperiment(
       } cached or shared)`
       : `[${record.name}] FAILED after ${record.wall_s}s: ${record.error}`,
   );
-  return record.status as "done" | "failed";
+  return record.status as Outcome;
 }
 
 function describeFailure(error: unknown): string {
