@@ -123,6 +123,15 @@ export class Cache {
     return join(this.dir, `${PARTIAL_PREFIX}${key}`);
   }
 
+  /**
+   * Whether `key`'s partial dir holds a killed run's progress for a resumable stage to continue:
+   * an output folder that is not a pull from a remote cache (that one is no stage's work).
+   */
+  async hasProgress(key: string): Promise<boolean> {
+    const partial = this.partialDir(key);
+    return await exists(join(partial, "out")) && !(await exists(join(partial, ADOPTING_FILE)));
+  }
+
   async readManifest(key: string): Promise<Manifest | null> {
     try {
       return JSON.parse(await Deno.readTextFile(join(this.entryDir(key), "manifest.json")));

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { faultsAsLines } from "./faults.ts";
 import { EXIT_USER_ERROR } from "./errors.ts";
-import { exists, removeIfExists, removeTempFiles, writeFileAtomic } from "./fsutil.ts";
+import { removeIfExists, removeTempFiles, writeFileAtomic } from "./fsutil.ts";
 import { type Cache, entryOutput, type RunInfo } from "./cache.ts";
 import type { LeaseHolder } from "./lease.ts";
 import type { LockStage, StageIdentity } from "./lock.ts";
@@ -127,7 +127,7 @@ async function runClaimed(
   const { stage, key, identity, external } = planned;
   const partial = context.cache.partialDir(key);
   const outDir = join(partial, "out");
-  const resumed = Boolean(stage.resumable) && await exists(outDir);
+  const resumed = Boolean(stage.resumable) && await context.cache.hasProgress(key);
   const externalFile = context.cache.externalFile(key);
   const job: StageJob = {
     name: stage.name,

@@ -13,6 +13,7 @@ import { type LockStage, writeLock } from "./lock.ts";
 import type { Decision, Plan, Reason, Selection } from "./plan.ts";
 import type { StageFacts } from "./key.ts";
 import { pullEntry } from "./transfer.ts";
+import { RemoteError } from "./remote.ts";
 import type { Workspace } from "./workspace.ts";
 import type { Preflight } from "./types.ts";
 
@@ -36,6 +37,8 @@ export type RunEvent =
   | { kind: "reproduced"; stage: string; differences: string[] }
   /** said once before the first stage line: something this machine lacks (Project.preflight) */
   | { kind: "notice"; line: string }
+  /** the remote's entry could not be pulled (`why`): the stage is built here instead */
+  | { kind: "remote-refused"; stage: string; key: string; why: string }
   /** the local data a param names was checked for changes (one stat per file, re-hashing the changed) */
   | { kind: "checked"; param: string; files: number; rehashed: number; seconds: number };
 
@@ -215,7 +218,11 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
     const job = pullEntry(workspace.cache, workspace.remote!, key, stage, hooks).then(
       ({ manifest }) => madeElsewhere(stage, key, { kind: "pulled", stage, key, files: manifest.files.length }),
       (error) => {
-        if (!abort.signal.aborted) stop(error);
+        if (abort.signal.aborted) return;
+        if (!(error instanceof RemoteError)) return stop(error);
+        // The remote's copy is bad (or the remote went away): the next plan builds the stage here.
+        workspace.refuseRemote(key);
+        options.report({ kind: "remote-refused", stage, key, why: error.message });
       },
     ).finally(() => running.delete(stage));
     running.set(stage, job);

@@ -43,6 +43,8 @@ export function eventLine(event: RunEvent): string {
       }): its lock entry is kept`;
     case "pulled":
       return `⇣ ${name} pulled   ${event.key.slice(0, 12)} from the remote cache (${event.files} files)`;
+    case "remote-refused":
+      return `warning: ${event.stage}: not pulled (${event.why}); building it here`;
   }
 }
 

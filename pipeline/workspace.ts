@@ -45,6 +45,8 @@ export class Workspace {
   private importMap: Record<string, string> = {};
   /** what the cache said about each key looked up so far */
   private readonly seen = new Map<string, EntryState>();
+  /** keys whose remote copy did not pull this run */
+  private readonly refused = new Set<string>();
   /** per stage, the local data its params name, as last hashed by facts() */
   private readonly checks = new Map<string, ExternalCheck[]>();
 
@@ -134,8 +136,14 @@ export class Workspace {
   /** The local cache's state of a key, or the remote's when the local one cannot be used. */
   private async lookup(key: string): Promise<EntryState> {
     const local = await this.cache.state(key);
-    if (local.state === "ok" || !this.remote) return local;
+    if (local.state === "ok" || !this.remote || this.refused.has(key)) return local;
     return await this.remote.lookup(key) ?? local;
+  }
+
+  /** The remote's copy of `key` did not pull: from now on the key is looked up here only (and built). */
+  refuseRemote(key: string): void {
+    this.refused.add(key);
+    this.seen.delete(key);
   }
 
   /** Look `key` up again at the next plan (another process or a pull has just made it). */
