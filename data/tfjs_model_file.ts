@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { type GraphModel, loadGraphModel } from "@tensorflow/tfjs";
+import { type GraphModel, loadGraphModel, type Tensor, tidy, zeros } from "@tensorflow/tfjs";
 import type { GeneratorGraph } from "../models/generator_graph.ts";
 import { concatBytes } from "./image_io.ts";
 
@@ -68,10 +68,25 @@ export async function writeTfjsModel(dir: string, model: TfjsModel): Promise<voi
   await Deno.writeTextFile(join(dir, "model.json"), JSON.stringify(model.json));
 }
 
-/** An exported model opened with TF.js' own loader, and its facegan metadata. */
+/**
+ * An exported model opened with TF.js' own loader, and its facegan metadata, checked against the
+ * graph: a reader sizes its latents and images by the metadata, so a wrong value there (an edit,
+ * `z_size: 1e9`) must fail here in one line rather than allocate gigabytes.
+ */
 export async function loadTfjsModel(dir: string): Promise<{ model: GraphModel; metadata: FaceganMetadata }> {
   const model = await loadGraphModel(pathToFileURL(join(dir, "model.json")).href);
   const metadata = (model.metadata as { facegan?: FaceganMetadata } | undefined)?.facegan;
   if (!metadata) throw new Error(`${dir}/model.json has no facegan metadata: it was not written by the export stage`);
+  const zSize = model.inputs[0]?.shape?.[1];
+  if (metadata.z_size !== zSize) {
+    throw new Error(`its metadata says z_size ${JSON.stringify(metadata.z_size)}, its graph takes z of ${zSize}`);
+  }
+  const probe = tidy(() => (model.execute(zeros([1, zSize])) as Tensor).shape);
+  if (probe.join() !== [1, metadata.image_size, metadata.image_size, 3].join()) {
+    throw new Error(
+      `its metadata says image_size ${JSON.stringify(metadata.image_size)}, its graph makes images of shape ` +
+        `[${probe.slice(1).join(", ")}]`,
+    );
+  }
   return { model, metadata };
 }

@@ -11,7 +11,7 @@ import { Rng } from "../models/rng.ts";
 import { generatorGraph } from "../models/generator_graph.ts";
 import { readGenerator } from "../data/generator_file.ts";
 import { loadTfjsModel, tfjsModel, writeTfjsModel } from "../data/tfjs_model_file.ts";
-import { facegan, projectCopy, run } from "./helpers.ts";
+import { exists, facegan, projectCopy, run } from "./helpers.ts";
 import { BrowserPage, findChromium } from "./chromium.ts";
 import { STEP_CONFIG_32 } from "./bench_config.ts";
 
@@ -157,9 +157,35 @@ Deno.test("the export stage on the tiny profile: the model, deno task sample, fa
         const bad = await sample(args);
         assert.equal(bad.code, 2, args.join(" "));
         assert.equal(bad.stderr.trim().split("\n").length, 1, `one line for ${args.join(" ")}: ${bad.stderr}`);
+        assert.match(bad.stderr, /^error: /, `D11: sample's errors start with 'error:' (${args.join(" ")})`);
       }
     },
   );
+
+  await t.step("D5: sample --model checks model.json's metadata against its graph: one line, exit 2", async () => {
+    const cases: [Record<string, number>, RegExp][] = [
+      [{ z_size: 1e9 }, /its metadata says z_size 1000000000, its graph takes z of 16\)$/],
+      [{ z_size: 17 }, /its metadata says z_size 17, its graph takes z of 16\)$/],
+      [{ image_size: 60000 }, /its metadata says image_size 60000, its graph makes images of shape \[32, 32, 3\]\)$/],
+      [{ image_size: 64 }, /its metadata says image_size 64, its graph makes images of shape \[32, 32, 3\]\)$/],
+    ];
+    for (const [change, message] of cases) {
+      const model = await Deno.makeTempDir();
+      for (const entry of Deno.readDirSync(exported)) {
+        await Deno.copyFile(join(exported, entry.name), join(model, entry.name));
+      }
+      const json = JSON.parse(await Deno.readTextFile(join(model, "model.json")));
+      Object.assign(json.userDefinedMetadata.facegan, change);
+      await Deno.writeTextFile(join(model, "model.json"), JSON.stringify(json));
+      const bad = await run(root, ["run", "-A", "sample.ts", "--n", "1", "--model", model, "--out", "bad.png"]);
+      assert.equal(bad.code, 2, `${JSON.stringify(change)}: ${bad.stderr}`);
+      const lines = bad.stderr.trim().split("\n");
+      assert.equal(lines.length, 1, bad.stderr);
+      assert.match(lines[0], new RegExp(`^error: ${model}: not a facegan TF\\.js model \\(`));
+      assert.match(lines[0], message);
+      assert.equal(await exists(join(root, "bad.png")), false, "nothing written");
+    }
+  });
 
   await t.step({
     name:
