@@ -1,16 +1,17 @@
 import { basename } from "node:path";
 import { git, showAt } from "./git.ts";
-import { formatBytes, treeBytes } from "./fsutil.ts";
+import { formatBytes, removeIfExists, treeBytes } from "./fsutil.ts";
 import { Interrupts } from "./interrupts.ts";
 import { acquireRunLock } from "./runlock.ts";
 import { type LockFile, lockProblem } from "./lock.ts";
 import type { Workspace } from "./workspace.ts";
 import { experimentKeys } from "./experiments/records.ts";
+import { orphanedScratches } from "./verify.ts";
 
 /**
  * Cache entries (and partial dirs of killed runs) that neither the working tree's lock, nor the
  * lock of any of the last `keepCommits` commits, nor an experiment record (experiments/) refers
- * to. `--dry-run` only lists them.
+ * to, and the scratch caches killed verify runs left. `--dry-run` only lists them.
  */
 export async function gcCommand(
   workspace: Workspace,
@@ -35,7 +36,7 @@ export async function gcCommand(
       }
       total += entry.bytes;
       console.log(`${dryRun ? "would remove" : "removing"}  ${basename(entry.path)}  ${formatBytes(entry.bytes)}`);
-      if (!dryRun) await workspace.cache.discard(entry.path);
+      if (!dryRun) await entry.remove();
     }
     const verb = dryRun ? "would free" : "freed";
     console.log(
@@ -64,13 +65,18 @@ async function referencedKeys(workspace: Workspace, keepCommits: number): Promis
   return keys;
 }
 
+/** What gc removes: unreferenced cache entries and the scratch caches of killed verify runs. */
 async function unreferencedEntries(workspace: Workspace, referenced: Set<string>) {
-  const entries: { path: string; bytes: number }[] = [];
+  const entries: { path: string; bytes: number; remove: () => Promise<void> }[] = [];
   for (const entry of await workspace.cache.entries()) {
     if (referenced.has(entry.key)) continue;
     // A partial dir whose key is claimed is being filled right now (a pull, a run).
     if (entry.partial && await workspace.cache.claimHolder(entry.key)) continue;
-    entries.push({ path: entry.path, bytes: await treeBytes(entry.path) });
+    const remove = () => workspace.cache.discard(entry.path);
+    entries.push({ path: entry.path, bytes: await treeBytes(entry.path), remove });
+  }
+  for (const path of await orphanedScratches(workspace.outputsDir)) {
+    entries.push({ path, bytes: await treeBytes(path), remove: () => removeIfExists(path) });
   }
   return entries;
 }

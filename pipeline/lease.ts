@@ -33,6 +33,11 @@ export function hostId(): string {
   return Deno.env.get(HOST_ENV) || Deno.hostname();
 }
 
+/** hostId() as a part of a file name. */
+export function hostFileName(): string {
+  return hostId().replace(/[^A-Za-z0-9._-]/g, "_");
+}
+
 /** The lease period in seconds: FACEGAN_LEASE_S, default 60. */
 export function leaseSeconds(): number {
   const text = Deno.env.get(LEASE_ENV);
@@ -229,7 +234,7 @@ async function createWithContent(path: string, content: string): Promise<boolean
 }
 
 /** Whether `pid` runs on this host. */
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     Deno.statSync(`/proc/${pid}`);
     return true;

@@ -4,6 +4,7 @@ import { stageByName } from "./dag.ts";
 import { UserError } from "./errors.ts";
 import { executeStage, type Executor } from "./execute.ts";
 import { Interrupts } from "./interrupts.ts";
+import { hostFileName, isAlive } from "./lease.ts";
 import { stageIdentity, stageKey } from "./key.ts";
 import type { LockStage } from "./lock.ts";
 import { changes, type Reason } from "./plan.ts";
@@ -62,7 +63,7 @@ async function verifyStages(
   if (!lock) throw new UserError("no pipeline.lock.json: run `deno task pipeline` first, then verify");
   for (const name of names) stageByName(workspace.dag, name);
   const stages = workspace.dag.filter((stage) => !names.length || names.includes(stage.name));
-  const scratchDir = join(workspace.outputsDir, `verify-${Deno.pid}`);
+  const scratchDir = join(workspace.outputsDir, `${scratchPrefix()}${Deno.pid}`);
   // Ctrl-C stops the stage being recomputed; the scratch cache goes either way (a second one: at once).
   using interrupts = new Interrupts(() => {
     try {
@@ -136,6 +137,25 @@ async function verifyStages(
     return interrupts.exitCode;
   }
   return differs ? 1 : 0;
+}
+
+/** verify's scratch caches on this host: `outputs/verify-<host>-<pid>`, removed when verify ends (Ctrl-C too). */
+function scratchPrefix(): string {
+  return `verify-${hostFileName()}-`;
+}
+
+/** The scratch caches of verify runs on this host that were killed (SIGKILL, a crash): gc removes them. */
+export async function orphanedScratches(outputsDir: string): Promise<string[]> {
+  const found: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(outputsDir)) {
+      const pid = entry.name.startsWith(scratchPrefix()) ? Number(entry.name.slice(scratchPrefix().length)) : NaN;
+      if (entry.isDirectory && Number.isInteger(pid) && !isAlive(pid)) found.push(join(outputsDir, entry.name));
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return found;
 }
 
 /** Output dirs of the deps as the lock names them, or why they are not available. */

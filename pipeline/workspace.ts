@@ -3,7 +3,7 @@ import { Cache, type EntryState } from "./cache.ts";
 import { readImportMap } from "./codehash.ts";
 import { type ExternalCheck, type StageFacts, stageFacts } from "./key.ts";
 import { externalChanges, type ExternalData } from "./external.ts";
-import { hostId } from "./lease.ts";
+import { hostFileName } from "./lease.ts";
 import type { FlatParams } from "./params.ts";
 import type { RemoteCache } from "./remote.ts";
 import { StatCache } from "./statcache.ts";
@@ -60,8 +60,7 @@ export class Workspace {
     const cacheDir = options.cacheDir ?? (shared ? resolve(options.root, shared) : join(this.outputsDir, "cache"));
     // One stat cache per host: a file another host wrote into a shared cache is hashed here
     // before this host first uses it, not trusted on the word of that host's stat cache.
-    const host = hostId().replace(/[^A-Za-z0-9._-]/g, "_");
-    this.statCache = new StatCache(join(cacheDir, ".statcache", `${host}.json`));
+    this.statCache = new StatCache(join(cacheDir, ".statcache", `${hostFileName()}.json`));
     this.cache = new Cache(cacheDir, this.statCache);
     this.remote = options.remote ?? null;
   }
