@@ -199,19 +199,37 @@ mountTest("the free-space pre-check warns before a stage that wrote more last ti
   }
 });
 
-Deno.test("Ctrl-C during train: one line, exit 130, no run.lock, no stage process; the next run resumes and ends byte-identical", async () => {
-  const tiny = [...TINY, "--until", "train", "--set", "train.epochs=8"];
+/**
+ * A reference run of `args` (the tiny profile up to train) to its end, and a copy whose run of
+ * `args` got a Ctrl-C once `ready` held (its data stages made first).
+ */
+async function interruptedTraining(args: string[], ready: (root: string) => Promise<boolean>, what: string) {
   const reference = await projectCopy();
-  const clean = await facegan(reference, ["run", ...tiny]);
+  const clean = await facegan(reference, ["run", ...args]);
   assert.equal(clean.code, 0, clean.stderr);
 
   const root = await projectCopy();
   assert.equal((await facegan(root, ["run", ...TINY, "--until", "shard"])).code, 0);
-  const { child, output } = spawnEngine(root, ["run", ...tiny]);
-  await waitFor(() => resumePointWritten(root), 120_000, "train's first checkpoint");
+  const { child, output } = spawnEngine(root, ["run", ...args]);
+  await waitFor(() => ready(root), 120_000, what);
   child.kill("SIGINT");
   const stopped = await output;
   assert.equal(stopped.code, 130, stopped.stderr);
+  const assertSameLock = async () =>
+    assert.equal(
+      await Deno.readTextFile(join(root, "pipeline.lock.json")),
+      await Deno.readTextFile(join(reference, "pipeline.lock.json")),
+    );
+  return { root, stopped, assertSameLock };
+}
+
+Deno.test("Ctrl-C during train: one line, exit 130, no run.lock, no stage process; the next run resumes and ends byte-identical", async () => {
+  const tiny = [...TINY, "--until", "train", "--set", "train.epochs=8"];
+  const { root, stopped, assertSameLock } = await interruptedTraining(
+    tiny,
+    resumePointWritten,
+    "train's first checkpoint",
+  );
   assertNoStackTrace(stopped.stderr);
   const lines = errorLines(stopped.stderr);
   assert.equal(lines.length, 1, stopped.stderr);
@@ -226,10 +244,7 @@ Deno.test("Ctrl-C during train: one line, exit 130, no run.lock, no stage proces
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stderr, /train\s+running .*\[resuming\]/);
   assert.match(resumed.stderr, new RegExp(`resuming after epoch ${kept[1]}\\b`));
-  assert.equal(
-    await Deno.readTextFile(join(root, "pipeline.lock.json")),
-    await Deno.readTextFile(join(reference, "pipeline.lock.json")),
-  );
+  await assertSameLock();
 });
 
 Deno.test("SIGTERM stops the run with exit 143; a second Ctrl-C exits at once and the cache stays valid", async () => {
@@ -448,4 +463,187 @@ otherUserTest("a partial cache entry owned by another user: one line naming it a
     ),
   );
   assert.deepEqual(await takeRuns(root), [], "no stage ran");
+});
+
+/** The newest checkpoint dir of train's kept partial output. */
+async function newestCheckpoint(root: string): Promise<string> {
+  const [partial] = await partialDirs(root);
+  const dir = join(partial, "out", "checkpoints");
+  const names = [...Deno.readDirSync(dir)].map((entry) => entry.name).filter((name) => /^epoch-\d+$/.test(name));
+  return join(dir, names.sort().at(-1)!);
+}
+
+Deno.test("D1: a damaged newest checkpoint in a kept partial train folder: the next run drops it, resumes from the one before and ends byte-identical", async () => {
+  const tiny = [...TINY, "--until", "train", "--set", "train.epochs=25"];
+  const pastEpoch5 = async (root: string) => {
+    for (const dir of await partialDirs(root)) {
+      const point = await Deno.readTextFile(join(dir, "resume_point.txt")).catch(() => "");
+      if (Number(/^epoch (\d+)/.exec(point)?.[1] ?? 0) >= 5) return true;
+    }
+    return false;
+  };
+  const { root, assertSameLock } = await interruptedTraining(tiny, pastEpoch5, "train's fifth checkpoint");
+  const newest = await newestCheckpoint(root);
+  const epoch = Number(newest.slice(-4));
+  assert.ok(epoch < 25, "stopped before the end");
+  const state = join(newest, "state.bin");
+  const bytes = await Deno.readFile(state);
+  bytes[100] ^= 0x01;
+  await Deno.writeFile(state, bytes);
+
+  for (const attempt of [1, 2]) {
+    const resumed = await facegan(root, ["run", ...tiny]);
+    assert.equal(resumed.code, 0, `attempt ${attempt}: ${resumed.stderr}`);
+    if (attempt === 1) {
+      const name = `epoch-${String(epoch).padStart(4, "0")}`;
+      assert.match(resumed.stderr, new RegExp(`checkpoint ${name} unusable \\(.*\\): removed; trying an older one`));
+      assert.match(resumed.stderr, new RegExp(`resuming after epoch ${epoch - 1}\\b`));
+    }
+  }
+  await assertSameLock();
+});
+
+/** The engine with stdout piped too: `line` resolves with the first stdout line matching `pattern`. */
+function spawnWatching(root: string, args: string[], pattern: RegExp, env: Record<string, string> = {}) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", join(REPO, "deno.json"), join(root, "main.ts"), ...args],
+    cwd: root,
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const line = Promise.withResolvers<string>();
+  const stdout = (async () => {
+    let text = "";
+    let found: string | undefined;
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      text += chunk;
+      found ??= text.split("\n").find((candidate) => pattern.test(candidate));
+      if (found) line.resolve(found);
+    }
+    return text;
+  })();
+  const output = Promise.all([child.status, new Response(child.stderr).text(), stdout]).then(
+    ([status, stderr, out]) => ({ code: status.code, stderr, stdout: out }),
+  );
+  return { child, line: line.promise, output };
+}
+
+/** The scratch caches verify made under outputs/. */
+async function verifyScratches(root: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(join(root, "outputs"))) {
+    if (entry.name.startsWith("verify-")) names.push(join(root, "outputs", entry.name));
+  }
+  return names;
+}
+
+Deno.test("D4: Ctrl-C of verify: one line, exit 130, its scratch outputs/verify-<host>-<pid> removed, no stage process left; gc removes a killed one's", async () => {
+  const root = await makeStubProject();
+  assert.equal((await cli(root, ["run"])).code, 0);
+  const { child, output } = spawnEngine(root, ["verify", "train"], { STUB_SLEEP_MS_train: "60000" });
+  const recomputing = async () => {
+    for (const scratch of await verifyScratches(root)) {
+      for await (const entry of Deno.readDir(scratch)) {
+        if (await exists(join(scratch, entry.name, "resume_point.txt"))) return true;
+      }
+    }
+    return false;
+  };
+  await waitFor(recomputing, 30_000, "verify to recompute train");
+  child.kill("SIGINT");
+  const stopped = await output;
+  assert.equal(stopped.code, 130, stopped.stderr);
+  assertNoStackTrace(stopped.stderr);
+  const lines = errorLines(stopped.stderr);
+  assert.equal(lines.length, 1, stopped.stderr);
+  assert.match(
+    lines[0],
+    new RegExp(
+      `^interrupted: verify stopped; the cache and the lock are untouched, its scratch outputs/verify-\\S+-${child.pid} removed$`,
+    ),
+  );
+  assert.deepEqual(await verifyScratches(root), []);
+  await waitFor(() => Promise.resolve(processesIn(root).length === 0), 10_000, "the stage process to end");
+  const check = await cli(root, ["verify", "--cache"]);
+  assert.equal(check.code, 0, check.stdout);
+
+  // A verify killed outright cannot clean up: gc removes its scratch cache.
+  const killed = spawnEngine(root, ["verify", "train"], { STUB_SLEEP_MS_train: "60000" });
+  await waitFor(recomputing, 30_000, "verify to recompute train");
+  killed.child.kill("SIGKILL");
+  await killed.output;
+  const [left] = await verifyScratches(root);
+  assert.ok(left, "a SIGKILLed verify leaves its scratch");
+  await waitFor(() => Promise.resolve(processesIn(root).length === 0), 10_000, "the stage process to end");
+  const gc = await cli(root, ["gc"]);
+  assert.equal(gc.code, 0, gc.stderr);
+  assert.match(gc.stdout, new RegExp(`^removing  ${left.split("/").pop()}  `, "m"));
+  assert.deepEqual(await verifyScratches(root), []);
+});
+
+Deno.test("D4: Ctrl-C of gc: one line, exit 130, no run.lock, every entry left is whole; the next gc finishes", async () => {
+  const root = await makeStubProject();
+  assert.equal((await cli(root, ["run"])).code, 0);
+  // Many unreferenced entries, so that the interrupt lands while gc removes them.
+  const cache = join(root, "outputs", "cache");
+  const fake = Array.from({ length: 4000 }, (_, i) => `e${i.toString(16).padStart(63, "0")}`);
+  for (const key of fake) {
+    await Deno.mkdir(join(cache, key, "out"), { recursive: true });
+    await Deno.writeTextFile(join(cache, key, "manifest.json"), "{}");
+    for (const file of ["a", "b", "c"]) await Deno.writeTextFile(join(cache, key, "out", file), file);
+  }
+  const { child, line, output } = spawnWatching(root, ["gc"], /^removing /);
+  await line;
+  child.kill("SIGINT");
+  const stopped = await output;
+  assert.equal(stopped.code, 130, stopped.stderr);
+  assertNoStackTrace(stopped.stderr);
+  const lines = errorLines(stopped.stderr);
+  assert.equal(lines.length, 1, stopped.stderr);
+  assert.match(
+    lines[0],
+    /^interrupted: gc stopped after \d+ of 4000 entries \(each removed whole or not at all\); run it again to finish$/,
+  );
+  assert.equal(await exists(join(root, "outputs", "run.lock")), false);
+  let remaining = 0;
+  for (const key of fake) {
+    if (!(await exists(join(cache, key)))) continue;
+    remaining++;
+    assert.ok(await exists(join(cache, key, "manifest.json")), `${key} lost its manifest`);
+    for (const file of ["a", "b", "c"]) assert.ok(await exists(join(cache, key, "out", file)), `${key}/out/${file}`);
+  }
+  assert.ok(remaining > 0, "gc was stopped before the end");
+
+  const again = await cli(root, ["gc"]);
+  assert.equal(again.code, 0, again.stderr);
+  const names = [...Deno.readDirSync(cache)].map((entry) => entry.name);
+  assert.deepEqual(names.filter((name) => fake.includes(name) || name.startsWith(".trash-")), []);
+  const check = await cli(root, ["verify", "--cache"]);
+  assert.equal(check.code, 0, check.stdout);
+  assert.match(check.stdout, /0 corrupt/);
+});
+
+Deno.test("D4: Ctrl-C of exp run: one line, exit 130, no run.lock, the experiments queued again; exp start finishes them", async () => {
+  const root = await makeStubProject();
+  const { child, output } = spawnEngine(root, ["exp", "run", "--set", "train.lr=0.1,0.2", "-j", "1"], {
+    STUB_SLEEP_MS_train: "60000",
+  });
+  await waitFor(() => resumePointWritten(root), 30_000, "the first experiment's train");
+  child.kill("SIGINT");
+  const stopped = await output;
+  assert.equal(stopped.code, 130, stopped.stderr);
+  assertNoStackTrace(stopped.stderr);
+  assert.deepEqual(errorLines(stopped.stderr), [
+    "interrupted: 1 experiment(s) stopped and queued again, their progress kept (0 done, 0 failed); " +
+    "`deno task exp start` resumes them",
+  ]);
+  assert.equal(await exists(join(root, "outputs", "run.lock")), false);
+  await waitFor(() => Promise.resolve(processesIn(root).length === 0), 10_000, "the stage process to end");
+  const status = async (name: string) =>
+    JSON.parse(await Deno.readTextFile(join(root, "experiments", `${name}.json`))).status;
+  assert.deepEqual([await status("exp-1"), await status("exp-2")], ["queued", "queued"]);
+  const start = await cli(root, ["exp", "start"]);
+  assert.equal(start.code, 0, start.stderr);
+  assert.deepEqual([await status("exp-1"), await status("exp-2")], ["done", "done"]);
 });
