@@ -10,7 +10,7 @@ import { UserError } from "./errors.ts";
 import type { Cache, Manifest } from "./cache.ts";
 import type { LeaseHolder } from "./lease.ts";
 import type { Decision } from "./plan.ts";
-import type { RemoteCache } from "./remote.ts";
+import { type RemoteCache, RemoteError } from "./remote.ts";
 import type { Workspace } from "./workspace.ts";
 import { eventLine } from "./words.ts";
 
@@ -44,7 +44,7 @@ export async function pullEntry(
     const { manifest } = await cache.check(key);
     if (manifest) return { manifest, reused: true };
     const entry = await remote.entry(key);
-    if (!entry) throw new UserError(`${label}: ${remote.url}/ac/${key} is no longer on the remote`);
+    if (!entry) throw new RemoteError(`${label}: ${remote.url}/ac/${key} is no longer on the remote`);
     const fetched = await cache.adopt(key, entry.manifest, entry.run, async (file, temp) => {
       lease.lost.throwIfAborted();
       await remote.fetchBlob(file.sha256, file.size, temp, `${label}: ${file.path}`);
