@@ -20,14 +20,15 @@ export async function gcCommand(
   log: (line: string) => void,
 ): Promise<number> {
   const runLock = dryRun ? null : await acquireRunLock(workspace.outputsDir, "gc", log);
-  using interrupts = new Interrupts(() => runLock?.releaseSync());
+  // Ctrl-C stops a real gc between entries (--dry-run writes nothing: it just ends).
+  using interrupts = runLock && new Interrupts(() => runLock.releaseSync());
   try {
     if (!dryRun) await workspace.cache.sweepTrash(); // what an interrupted gc or run left
     const referenced = await referencedKeys(workspace, keepCommits);
     const candidates = await unreferencedEntries(workspace, referenced);
     let total = 0;
     for (const [done, entry] of candidates.entries()) {
-      if (interrupts.signal.aborted) {
+      if (interrupts?.signal.aborted) {
         log(
           `interrupted: gc stopped after ${done} of ${candidates.length} entries (each removed whole or not at all); ` +
             "run it again to finish",
