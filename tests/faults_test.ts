@@ -529,6 +529,17 @@ function spawnWatching(root: string, args: string[], pattern: RegExp, env: Recor
   return { child, line: line.promise, output };
 }
 
+/** Ctrl-C to a command: exit 130, no stack trace, and the one outcome line it printed. */
+async function interruptedLine(child: Deno.ChildProcess, output: Promise<{ code: number; stderr: string }>) {
+  child.kill("SIGINT");
+  const stopped = await output;
+  assert.equal(stopped.code, 130, stopped.stderr);
+  assertNoStackTrace(stopped.stderr);
+  const lines = errorLines(stopped.stderr);
+  assert.equal(lines.length, 1, stopped.stderr);
+  return lines[0];
+}
+
 /** The scratch caches verify made under outputs/. */
 async function verifyScratches(root: string): Promise<string[]> {
   const names: string[] = [];
@@ -551,14 +562,8 @@ Deno.test("D4: Ctrl-C of verify: one line, exit 130, its scratch outputs/verify-
     return false;
   };
   await waitFor(recomputing, 30_000, "verify to recompute train");
-  child.kill("SIGINT");
-  const stopped = await output;
-  assert.equal(stopped.code, 130, stopped.stderr);
-  assertNoStackTrace(stopped.stderr);
-  const lines = errorLines(stopped.stderr);
-  assert.equal(lines.length, 1, stopped.stderr);
   assert.match(
-    lines[0],
+    await interruptedLine(child, output),
     new RegExp(
       `^interrupted: verify stopped; the cache and the lock are untouched, its scratch outputs/verify-\\S+-${child.pid} removed$`,
     ),
@@ -595,14 +600,8 @@ Deno.test("D4: Ctrl-C of gc: one line, exit 130, no run.lock, every entry left i
   }
   const { child, line, output } = spawnWatching(root, ["gc"], /^removing /);
   await line;
-  child.kill("SIGINT");
-  const stopped = await output;
-  assert.equal(stopped.code, 130, stopped.stderr);
-  assertNoStackTrace(stopped.stderr);
-  const lines = errorLines(stopped.stderr);
-  assert.equal(lines.length, 1, stopped.stderr);
   assert.match(
-    lines[0],
+    await interruptedLine(child, output),
     /^interrupted: gc stopped after \d+ of 4000 entries \(each removed whole or not at all\); run it again to finish$/,
   );
   assert.equal(await exists(join(root, "outputs", "run.lock")), false);
@@ -630,14 +629,11 @@ Deno.test("D4: Ctrl-C of exp run: one line, exit 130, no run.lock, the experimen
     STUB_SLEEP_MS_train: "60000",
   });
   await waitFor(() => resumePointWritten(root), 30_000, "the first experiment's train");
-  child.kill("SIGINT");
-  const stopped = await output;
-  assert.equal(stopped.code, 130, stopped.stderr);
-  assertNoStackTrace(stopped.stderr);
-  assert.deepEqual(errorLines(stopped.stderr), [
+  assert.equal(
+    await interruptedLine(child, output),
     "interrupted: 1 experiment(s) stopped and queued again, their progress kept (0 done, 0 failed); " +
-    "`deno task exp start` resumes them",
-  ]);
+      "`deno task exp start` resumes them",
+  );
   assert.equal(await exists(join(root, "outputs", "run.lock")), false);
   await waitFor(() => Promise.resolve(processesIn(root).length === 0), 10_000, "the stage process to end");
   const status = async (name: string) =>
