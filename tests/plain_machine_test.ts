@@ -88,13 +88,13 @@ Deno.test("the lock keeps a stage's entry byte-identical when another environmen
   const path = join(dir, "pipeline.lock.json");
   const dag = [{ name: "train", deps: [], params: [], module: "stages/train.ts" }];
   const entry: LockStage = {
-    key: "k1",
+    key: "1".repeat(64),
     params: {},
     code: {},
     libraries: {},
     inputs: {},
     runtime: { deno: "2" },
-    output: "out-1",
+    output: "a".repeat(64),
     files: 1,
     bytes: 10,
     environment: { backend: "native", backend_detail: "oneDNN 2.6.3 avx512_core_amx, 2 threads" },
@@ -110,7 +110,7 @@ Deno.test("the lock keeps a stage's entry byte-identical when another environmen
     differences: ["backend_detail: oneDNN 2.6.3 avx512_core_amx, 2 threads -> oneDNN 2.6.3 avx2, 2 threads"],
   }]);
 
-  const differs = { ...otherCpu, output: "out-2" };
+  const differs = { ...otherCpu, output: "b".repeat(64) };
   assert.deepEqual(await writeLock(path, dag, "params.json", new Map([["train", differs]])), []);
   assert.deepEqual((await readLockFile(path))!.stages.train, differs, "another output: the new environment with it");
   await Deno.remove(dir, { recursive: true });
