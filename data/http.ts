@@ -1,30 +1,25 @@
 /**
  * Resumable HTTP(S) download: streams to `<dest>.part`, resumes with a Range request after a cut
  * connection or a killed run, retries with exponential backoff, times out a stalled transfer,
- * reports bytes/s and ETA, and checks an optional pinned sha256 before the file gets its final
+ * reports how many MB it has (the engine draws rate and ETA), and checks an optional pinned sha256 before the file gets its final
  * name (a mismatch deletes it: nothing is kept).
  */
 import { sha256File } from "../pipeline/hash.ts";
 import { UserError } from "../pipeline/errors.ts";
+import type { Progress } from "../pipeline/types.ts";
 
 export interface DownloadOptions {
   sha256?: string;
   /** a transfer that receives nothing for this long is aborted and retried */
   timeoutMs: number;
   retries: number;
-  progress: (line: string) => void;
+  progress: (update: Progress) => void;
   log: (line: string) => void;
   /** first backoff delay; doubles per retry */
   backoffMs?: number;
 }
 
 class TransientError extends Error {}
-
-function formatRate(bytesPerSecond: number): string {
-  return bytesPerSecond > 1e6
-    ? `${(bytesPerSecond / 1e6).toFixed(1)} MB/s`
-    : `${(bytesPerSecond / 1e3).toFixed(0)} kB/s`;
-}
 
 async function partSize(path: string): Promise<number> {
   try {
@@ -65,7 +60,6 @@ async function fetchOnce(url: string, part: string, options: DownloadOptions): P
     const total = start + length;
     using file = await Deno.open(part, { write: true, create: true, append: resuming, truncate: !resuming });
     let received = start;
-    const began = performance.now();
     try {
       for await (const chunk of response.body!) {
         clearTimeout(stall);
@@ -73,10 +67,8 @@ async function fetchOnce(url: string, part: string, options: DownloadOptions): P
         let written = 0;
         while (written < chunk.length) written += await file.write(chunk.subarray(written));
         received += chunk.length;
-        const rate = (received - start) / Math.max((performance.now() - began) / 1000, 1e-3);
-        const eta = Number.isFinite(total) ? `, ETA ${Math.ceil((total - received) / Math.max(rate, 1))}s` : "";
-        const percent = Number.isFinite(total) ? ` (${((received / total) * 100).toFixed(1)}%)` : "";
-        options.progress(`downloaded ${(received / 1e6).toFixed(1)} MB${percent}, ${formatRate(rate)}${eta}`);
+        const mb = (bytes: number) => Math.round(bytes / 1e5) / 10;
+        options.progress({ done: mb(received), ...(Number.isFinite(total) ? { total: mb(total) } : {}), unit: "MB" });
       }
     } catch (error) {
       throw new TransientError(`transfer of ${url} broke after ${received} bytes: ${(error as Error).message}`);

@@ -25,6 +25,8 @@ export interface PlotSpec {
 }
 
 const WIDTH = 720, HEIGHT = 400;
+/** A generous width of a 12 px sans-serif character: the legend box holds its longest name. */
+const SVG_CHAR_WIDTH = 7;
 const MARGIN = { left: 70, right: 20, top: 40, bottom: 50 };
 
 /** "Nice" tick values covering [min, max]. */
@@ -61,7 +63,8 @@ const escape = (text: string) => text.replace(/[&<>]/g, (c) => ({ "&": "&amp;", 
 export function plotSvg(spec: PlotSpec): string {
   const { px, py, xTicks, yTicks } = layout(spec);
   const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" ` +
+    `font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="${WIDTH / 2}" y="22" text-anchor="middle" font-size="15">${escape(spec.title)}</text>`,
     `<line x1="${MARGIN.left}" y1="${HEIGHT - MARGIN.bottom}" x2="${WIDTH - MARGIN.right}" y2="${
@@ -80,14 +83,21 @@ export function plotSvg(spec: PlotSpec): string {
   parts.push(
     `<text transform="translate(16 ${HEIGHT / 2}) rotate(-90)" text-anchor="middle">${escape(spec.yLabel)}</text>`,
   );
-  spec.series.forEach((series, i) => {
+  for (const series of spec.series) {
     const d = series.points.map(([x, y], j) => `${j ? "L" : "M"}${px(x).toFixed(1)},${py(y).toFixed(1)}`).join("");
     parts.push(`<path d="${d}" fill="none" stroke="${hex(series.color)}" stroke-width="1.5"/>`);
+  }
+  // The legend, sized to its longest name and inside the plot's top right corner, on white over the lines.
+  const legendWidth = 30 + Math.max(...spec.series.map((series) => series.name.length)) * SVG_CHAR_WIDTH;
+  const left = WIDTH - MARGIN.right - 6 - legendWidth;
+  parts.push(
+    `<rect x="${left}" y="${MARGIN.top}" width="${legendWidth}" height="${spec.series.length * 16 + 8}" ` +
+      `fill="white" fill-opacity="0.85" stroke="#ccc"/>`,
+  );
+  spec.series.forEach((series, i) => {
     const ly = MARGIN.top + 4 + i * 16;
-    parts.push(
-      `<rect x="${WIDTH - MARGIN.right - 130}" y="${ly}" width="12" height="12" fill="${hex(series.color)}"/>`,
-    );
-    parts.push(`<text x="${WIDTH - MARGIN.right - 112}" y="${ly + 10}">${escape(series.name)}</text>`);
+    parts.push(`<rect x="${left + 6}" y="${ly}" width="12" height="12" fill="${hex(series.color)}"/>`);
+    parts.push(`<text x="${left + 24}" y="${ly + 10}">${escape(series.name)}</text>`);
   });
   parts.push("</svg>");
   return parts.join("\n");

@@ -21,22 +21,36 @@ import { Interrupted, notices, runPipeline, StaleUpstream, type StoppedStage } f
 import { type Executor, StageFailed } from "./execute.ts";
 import { chooseExecutor } from "./executors/choose.ts";
 import { STAGE_V8_FLAGS } from "./stage_runner.ts";
-import type { Selection } from "./plan.ts";
+import type { Decision, Plan, Reason, Selection } from "./plan.ts";
 import { CACHE_ENV, Workspace } from "./workspace.ts";
 import { verifyCommand } from "./verify.ts";
 import { compareCommand } from "./compare.ts";
 import { gcCommand } from "./gc.ts";
 import { checkParams, checkSchemaCoversDag, describeParams } from "./schema.ts";
 import type { Preflight, Project } from "./types.ts";
-import { checkLine, eventLine, words } from "./words.ts";
+import {
+  checkLine,
+  describeReason,
+  dryRunSummary,
+  liveViewLine,
+  type Paint,
+  paintFor,
+  statusSummary,
+  timingLine,
+  TIMINGS_HEADING,
+  words,
+} from "./words.ts";
+import { terminal, type Verbosity } from "./terminal.ts";
+import { liveViewOfRun } from "./live.ts";
+import type { LockFile } from "./lock.ts";
 import { loadParams } from "./params.ts";
 import { experimentsCommand } from "./experiments/command.ts";
 
 const USAGE = `usage: main.ts COMMAND [options]
-  run      [--from S] [--only S] [--until S] [--dry-run]   bring stages up to date
+  run      [--from S] [--only S] [--until S] [--dry-run [--json]]   bring stages up to date
            [--executor [STAGE=]local|slurm] [--slurm-config FILE]   where stages run (default local;
            repeatable or a comma list; Slurm's sbatch options from FILE, default slurm.json)
-  status                                                   fresh/stale per stage and why
+  status   [--json]                                        fresh/stale per stage and why (--json: as JSON)
   dag                                                      the DAG as text and Mermaid
   verify   [STAGE...] [--cache] [--executor ...]           recompute (here or on Slurm) and compare with the lock
   compare  [REV...] [--json]                               params and metrics across git revisions
@@ -45,12 +59,30 @@ const USAGE = `usage: main.ts COMMAND [options]
   exp      run|start|show|apply|rm ...                     experiments: sweeps, a queue, a leaderboard (exp --help)
   push     [STAGE...]                                      send cache entries to the remote cache
   pull     [STAGE...]                                      fetch cache entries from the remote cache
-common: --params FILE (default params.json), --set key=value (repeatable)
+common: --params FILE (default params.json), --set key=value (repeatable),
+  -q/--quiet (errors and the final line only), -v/--verbose (reasons and timings in full)
 environment: FACEGAN_CACHE (a cache shared by hosts), FACEGAN_REMOTE (http URL of a remote cache) with
   FACEGAN_REMOTE_TOKEN or FACEGAN_REMOTE_BASIC, FACEGAN_HOST_ID, FACEGAN_LEASE_S`;
 
 export async function main(project: Project, argv: string[]): Promise<number> {
-  const log = (line: string) => console.error(line);
+  terminal.verbosity = takeVerbosity(argv);
+  try {
+    return await command(project, argv.filter((arg) => !VERBOSITY_FLAGS.includes(arg)));
+  } finally {
+    terminal.finish();
+  }
+}
+
+const VERBOSITY_FLAGS = ["-q", "--quiet", "-v", "--verbose"];
+
+/** -q or -v, anywhere on the command line and for every command (the last one given wins). */
+function takeVerbosity(argv: string[]): Verbosity {
+  const given = argv.filter((arg) => VERBOSITY_FLAGS.includes(arg)).at(-1);
+  return given === undefined ? "normal" : given.startsWith("-q") || given === "--quiet" ? "quiet" : "verbose";
+}
+
+async function command(project: Project, argv: string[]): Promise<number> {
+  const log = (line: string) => terminal.say(line);
   try {
     if (argv[0] === "exp") return await experimentsCommand(project, argv.slice(1), log);
     const { values, positionals } = parseArgs({
@@ -104,14 +136,22 @@ export async function main(project: Project, argv: string[]): Promise<number> {
           executor,
           await preflight(project, workspace),
           log,
+          Boolean(values.json),
         );
       case "status":
-        return await statusCommand(workspace, await preflight(project, workspace));
+        return await statusCommand(workspace, await preflight(project, workspace), Boolean(values.json));
       case "dag":
         console.log(renderDag(project.dag));
         return 0;
       case "verify":
-        return await verifyCommand(workspace, rest, Boolean(values.cache), executor, log, words);
+        return await verifyCommand(
+          workspace,
+          rest,
+          Boolean(values.cache),
+          executor,
+          log,
+          (reasons) => words(reasons, terminal.verbose),
+        );
       case "compare":
         return await compareCommand(workspace, rest, Boolean(values.json));
       case "gc":
@@ -132,6 +172,7 @@ export async function main(project: Project, argv: string[]): Promise<number> {
         );
     }
   } catch (error) {
+    terminal.abandon(); // the error is the final line
     if (error instanceof UserError) {
       console.error(`error: ${error.message}`);
       return EXIT_USER_ERROR;
@@ -185,24 +226,38 @@ async function runCommand(
   executor: Executor,
   checks: Preflight[],
   log: (line: string) => void,
+  asJson: boolean,
 ) {
   const started = performance.now();
   if (dryRun) {
     const lock = await workspace.readLock();
     const plan = await workspace.plan({ facts: await workspace.facts(), lock, selection });
     await workspace.statCache.saveIfPossible();
+    const stages = await stageReports(workspace, plan, lock);
+    if (asJson) {
+      const json = { notices: notices(plan, checks), checks: workspace.externalChecks(), stages };
+      console.log(JSON.stringify(json, null, 2));
+      return 0;
+    }
+    const paint = terminal.paint;
     for (const line of notices(plan, checks)) log(line);
     for (const check of checkLines(workspace)) log(check);
-    for (const decision of plan.decisions) {
-      if (decision.action === "cached") {
-        log(`✓ ${decision.stage.padEnd(9)} cached   ${decision.record.key.slice(0, 12)}`);
-      } else if (decision.action === "pull") {
-        log(`⇣ ${decision.stage.padEnd(9)} would pull ${decision.record.key.slice(0, 12)} from the remote cache`);
-      } else if (decision.action !== "ran") {
-        const reasons = await workspace.namingChangedFiles(decision.stage, decision.reasons, lock);
-        log(`• ${decision.stage.padEnd(9)} would run: ${words(reasons)}${differsNote(checks, decision.stage)}`);
+    for (const { stage, action, key, reasons } of stages) {
+      if (action === "cached") {
+        log(`✓ ${stage.padEnd(9)} ${paint("cached", "good")}   ${key!.slice(0, 12)}`);
+      } else if (action === "pull") {
+        log(`⇣ ${stage.padEnd(9)} ${paint("would pull", "todo")} ${key!.slice(0, 12)} from the remote cache`);
+      } else {
+        log(
+          `• ${stage.padEnd(9)} ${paint("would run", "todo")}: ${words(reasons, terminal.verbose)}${
+            differsNote(checks, stage)
+          }`,
+        );
       }
     }
+    log(
+      dryRunSummary(stages.filter((s) => s.action === "run" || s.action === "wait").map((s) => s.stage), stages.length),
+    );
     return 0;
   }
   // Code and data are hashed before anything is written: unreadable data stops the run here.
@@ -220,13 +275,17 @@ async function runCommand(
     const outcomes = await runPipeline(workspace, {
       selection,
       executor,
-      report: (event) => log(eventLine(event)),
+      report: (event) => terminal.event(event),
       interrupt: interrupts.signal,
       facts,
       signal: lock.lost,
       preflight: checks,
     });
     const ran = outcomes.filter((outcome) => outcome.action === "ran").length;
+    terminal.detail(TIMINGS_HEADING);
+    for (const { stage, action, wallSeconds, peakRssMb } of outcomes) {
+      terminal.detail(timingLine(stage, action, wallSeconds, peakRssMb));
+    }
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
     log(
       `done in ${seconds}s: ${ran} ran, ${
@@ -315,26 +374,80 @@ function checkLines(workspace: Workspace): string[] {
   );
 }
 
-/** Each stage fresh or stale and why; a fresh one with the wall time its cache entry took to make. */
-async function statusCommand(workspace: Workspace, checks: Preflight[]): Promise<number> {
+/** A stage as `status --json` and `--dry-run --json` give it; `reasons` with their words. */
+interface StageReport {
+  stage: string;
+  decision: "fresh" | "stale" | "remote";
+  action: Decision["action"];
+  key: string | null;
+  reasons: (Reason & { text: string })[];
+  /** a fresh (or remote) stage: what making its cache entry took */
+  timings: { wall_s: number; peak_rss_mb: number | null; ran_at: string } | null;
+}
+
+async function stageReports(workspace: Workspace, plan: Plan, lock: LockFile | null): Promise<StageReport[]> {
+  const reports: StageReport[] = [];
+  for (const decision of plan.decisions) {
+    if (decision.action === "ran") continue;
+    const made = decision.action === "cached" || decision.action === "pull";
+    const reasons = made ? [] : await workspace.namingChangedFiles(decision.stage, decision.reasons, lock);
+    const run = made ? decision.run : null;
+    reports.push({
+      stage: decision.stage,
+      decision: decision.action === "cached" ? "fresh" : decision.action === "pull" ? "remote" : "stale",
+      action: decision.action,
+      key: made ? decision.record.key : decision.action === "run" ? decision.key : null,
+      reasons: reasons.map((reason) => ({ ...reason, text: describeReason(reason, true) })),
+      timings: run ? { wall_s: run.wall_s, peak_rss_mb: run.peak_rss_mb ?? null, ran_at: run.ran_at } : null,
+    });
+  }
+  return reports;
+}
+
+/**
+ * Each stage fresh or stale and why; a fresh one with the wall time its cache entry took to make
+ * (-v: with its peak memory and when); while a run goes on, its live view.
+ */
+async function statusCommand(workspace: Workspace, checks: Preflight[], asJson: boolean): Promise<number> {
   const lock = await workspace.readLock();
   const plan = await workspace.plan({ facts: await workspace.facts(), lock, selection: {} });
   await workspace.statCache.saveIfPossible();
-  for (const line of notices(plan, checks)) console.log(line);
-  for (const check of checkLines(workspace)) console.log(check);
-  const width = Math.max(...plan.decisions.map((decision) => decision.stage.length));
-  for (const decision of plan.decisions) {
-    const name = decision.stage.padEnd(width);
-    if (decision.action === "cached") {
-      const made = decision.run ? `  made in ${decision.run.wall_s}s` : "";
-      console.log(`${name}  fresh  ${decision.record.key.slice(0, 12)}${made}`);
-    } else if (decision.action === "pull") {
-      console.log(`${name}  remote ${decision.record.key.slice(0, 12)}  on the remote cache: the next run pulls it`);
-    } else if (decision.action !== "ran") {
-      const key = decision.action === "run" ? decision.key.slice(0, 12) : "?".repeat(12);
-      const reasons = await workspace.namingChangedFiles(decision.stage, decision.reasons, lock);
-      console.log(`${name}  stale  ${key}  ${words(reasons)}${differsNote(checks, decision.stage)}`);
+  const stages = await stageReports(workspace, plan, lock);
+  const live = await liveViewOfRun(workspace.outputsDir);
+  const liveView = live ? workspace.relative(live) : null;
+  if (asJson) {
+    const json = { notices: notices(plan, checks), checks: workspace.externalChecks(), stages, live_view: liveView };
+    console.log(JSON.stringify(json, null, 2));
+    return 0;
+  }
+  const paint: Paint = paintFor(Deno.stdout);
+  const quiet = terminal.verbosity === "quiet";
+  const say = (line: string) => quiet || console.log(line);
+  for (const line of notices(plan, checks)) say(line);
+  for (const check of checkLines(workspace)) say(check);
+  const width = Math.max(...stages.map((report) => report.stage.length));
+  for (const { stage, decision, key, reasons, timings } of stages) {
+    const name = stage.padEnd(width);
+    const shortKey = key?.slice(0, 12) ?? "?".repeat(12);
+    if (decision === "fresh") {
+      const made = timings ? `  made in ${timings.wall_s}s` : "";
+      const more = timings && terminal.verbose
+        ? `${timings.peak_rss_mb ? `, peak memory ${timings.peak_rss_mb} MiB` : ""}, on ${timings.ran_at}`
+        : "";
+      say(`${name}  ${paint("fresh", "good")}  ${shortKey}${made}${more}`);
+    } else if (decision === "remote") {
+      say(`${name}  ${paint("remote", "todo")} ${shortKey}  on the remote cache: the next run pulls it`);
+    } else {
+      say(
+        `${name}  ${paint("stale", "todo")}  ${shortKey}  ${words(reasons, terminal.verbose)}${
+          differsNote(checks, stage)
+        }`,
+      );
     }
   }
+  if (liveView) say(liveViewLine(liveView));
+  const named = (decision: StageReport["decision"]) =>
+    stages.filter((s) => s.decision === decision).map((s) => s.stage);
+  console.log(statusSummary(named("fresh"), named("stale"), named("remote"), paint));
   return 0;
 }

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { floorMultiple, floorRatio } from "./floor.ts";
 import { encodeBase64 } from "./base64.ts";
 import { git, showAt } from "./git.ts";
 import { escapeHtml } from "./html.ts";
@@ -96,6 +97,8 @@ interface MetricRow {
   /** each side minus the first */
   deltas: (number | null)[];
   floor: (number | null)[];
+  /** each side's value / its floor */
+  x_floor: (number | null)[];
   better: "lower" | "higher" | null;
   /** label of the best side, when the direction is known */
   best: string | null;
@@ -123,7 +126,8 @@ function metricRows(sides: Side[]): Record<string, MetricRow> {
       const pick = known.reduce((a, b) => (better === "lower" ? b[0]! < a[0]! : b[0]! > a[0]!) ? b : a);
       best = sides[pick[1]].label;
     }
-    rows[name] = { values, deltas, floor, better, best };
+    const multiples = values.map((value, i) => floorMultiple(value, floor[i]));
+    rows[name] = { values, deltas, floor, x_floor: multiples, better, best };
   }
   return rows;
 }
@@ -151,7 +155,7 @@ function formatTable(
   ) => [key, ...values.map((v) => JSON.stringify(v))]);
   if (paramRows.length) table([header("param"), ...paramRows]);
   else lines.push("  (none)");
-  lines.push("", "metrics (delta vs the first side; floor = real vs real; * = better side):");
+  lines.push("", "metrics (delta vs the first side; floor = real vs real; x floor = value / floor; * = better side):");
   const metricRows = Object.entries(report.metrics).map(([name, row]) => [
     `${name}${row.better ? ` (${row.better} better)` : ""}`,
     ...row.values.map((value, i) =>
@@ -160,8 +164,9 @@ function formatTable(
       }`
     ),
     `floor ${formatNumber(row.floor.find((value) => value !== null) ?? null)}`,
+    row.values.map((value, i) => floorRatio(value, row.floor[i])).join(" / "),
   ]);
-  if (metricRows.length) table([[...header("metric"), ""], ...metricRows]);
+  if (metricRows.length) table([[...header("metric"), "", "x floor"], ...metricRows]);
   else lines.push("  (no metrics recorded in these locks)");
   return lines.join("\n");
 }

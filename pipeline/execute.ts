@@ -11,24 +11,42 @@ import { type Cache, entryOutput, type RunInfo } from "./cache.ts";
 import type { LeaseHolder } from "./lease.ts";
 import type { LockStage, StageIdentity } from "./lock.ts";
 import type { RunnerReport, StageJob } from "./stage_runner.ts";
-import type { StageDecl } from "./types.ts";
+import type { Progress, StageDecl } from "./types.ts";
 import type { ExternalData } from "./external.ts";
+import { openLiveDir } from "./live.ts";
+
+/** Where a running job's output goes: its lines of text, and its progress events. */
+export interface StageOutput {
+  line(text: string): void;
+  progress(update: Progress): void;
+}
 
 /**
  * Runs a stage's job somewhere and reports its exit code. The job reads its inputs and writes
  * into `job.outDir` and `job.environmentFile`, both inside the stage's partial dir, which is
- * where `jobFile` lies too; aborting `signal` stops the job. An executor that hands jobs to a
- * batch system (Slurm) tells `submitted` the job's id, so a caller can record it, and can
- * `attach` to such a job later, from another process.
+ * where `jobFile` lies too; aborting `signal` stops the job. What the job prints goes to `output`.
+ * An executor that hands jobs to a batch system (Slurm) tells `submitted` the job's id, so a
+ * caller can record it, and can `attach` to such a job later, from another process.
  */
 export interface Executor {
-  run(job: StageJob, jobFile: string, signal: AbortSignal, submitted?: (id: string) => void): Promise<number>;
+  run(
+    job: StageJob,
+    jobFile: string,
+    signal: AbortSignal,
+    output: StageOutput,
+    submitted?: (id: string) => void,
+  ): Promise<number>;
   /**
    * The job `id` an earlier run submitted for this same key (that run was killed): a wait for its
    * end (its exit code) while it is still going or ended complete, or null when it ended
    * otherwise or is unknown, and the stage must run anew.
    */
-  attach?(id: string, job: StageJob, jobFile: string): Promise<((signal: AbortSignal) => Promise<number>) | null>;
+  attach?(
+    id: string,
+    job: StageJob,
+    jobFile: string,
+    output: StageOutput,
+  ): Promise<((signal: AbortSignal) => Promise<number>) | null>;
 }
 
 /** A stage the plan decided to run, with its key known. */
@@ -48,6 +66,8 @@ export interface ExecuteContext {
   cache: Cache;
   executor: Executor;
   signal: AbortSignal;
+  /** where the job's lines and progress go */
+  output: StageOutput;
   /** called when the job starts (`resumed`: it continues a killed attempt's partial output) */
   started(resumed: boolean): void;
   /** another process (on any host sharing the cache) is building the key: told once, with who */
@@ -129,6 +149,7 @@ async function runClaimed(
   const outDir = join(partial, "out");
   const resumed = Boolean(stage.resumable) && await context.cache.hasProgress(key);
   const externalFile = context.cache.externalFile(key);
+  const liveDir = stage.live ? await openLiveDir(context.outputsDir, stage.name, key) : undefined;
   const job: StageJob = {
     name: stage.name,
     root: context.root,
@@ -144,11 +165,12 @@ async function runClaimed(
     reportFile: context.cache.reportFile(key),
     logFile: join(context.outputsDir, "logs", `${stage.name}-${key.slice(0, 12)}.log`),
     resumePointFile: join(partial, RESUME_POINT_FILE),
+    ...(liveDir ? { liveDir } : {}),
   };
   const jobFile = join(partial, "job.json");
   // A job a killed run left going writes into the partial dir: wait for it instead of clearing the dir.
   const attached = context.previousJob && context.executor.attach
-    ? await context.executor.attach(context.previousJob, job, jobFile)
+    ? await context.executor.attach(context.previousJob, job, jobFile, context.output)
     : null;
   if (!attached) {
     await faultsAsLines(`preparing stage ${stage.name}`, partial, async () => {
@@ -169,7 +191,9 @@ async function runClaimed(
   // A claim taken over by another host (this one stalled past its lease) stops the job: two
   // hosts must never write one partial dir.
   const signal = AbortSignal.any([context.signal, claimLost]);
-  const code = attached ? await attached(signal) : await context.executor.run(job, jobFile, signal, context.submitted);
+  const code = attached
+    ? await attached(signal)
+    : await context.executor.run(job, jobFile, signal, context.output, context.submitted);
   const wallSeconds = Math.round((performance.now() - started) / 10) / 100;
   claimLost.throwIfAborted();
   if (code !== 0) {

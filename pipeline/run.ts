@@ -15,10 +15,12 @@ import type { StageFacts } from "./key.ts";
 import { pullEntry } from "./transfer.ts";
 import { RemoteError } from "./remote.ts";
 import type { Workspace } from "./workspace.ts";
-import type { Preflight } from "./types.ts";
+import type { Preflight, Progress } from "./types.ts";
 
 /** What a run reports as it goes; the CLI puts it into words. */
 export type RunEvent =
+  /** once, before any stage: the stages the run brings up to date (for a "k of n" count) */
+  | { kind: "planned"; stages: string[] }
   | { kind: "cached"; stage: string; key: string }
   | { kind: "start"; stage: string; key: string; reasons: Reason[]; resumed: boolean }
   | { kind: "ran"; stage: string; key: string; wallSeconds: number; files: number }
@@ -40,7 +42,11 @@ export type RunEvent =
   /** the remote's entry could not be pulled (`why`): the stage is built here instead */
   | { kind: "remote-refused"; stage: string; key: string; why: string }
   /** the local data a param names was checked for changes (one stat per file, re-hashing the changed) */
-  | { kind: "checked"; param: string; files: number; rehashed: number; seconds: number };
+  | { kind: "checked"; param: string; files: number; rehashed: number; seconds: number }
+  /** a line a running stage printed */
+  | { kind: "output"; stage: string; text: string }
+  /** how far a running stage is */
+  | { kind: "progress"; stage: string; progress: Progress };
 
 export interface RunOptions {
   selection: Selection;
@@ -174,6 +180,10 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
       cache: workspace.cache,
       executor: options.executor,
       signal: abort.signal,
+      output: {
+        line: (text: string) => options.report({ kind: "output", stage: stage.name, text }),
+        progress: (progress: Progress) => options.report({ kind: "progress", stage: stage.name, progress }),
+      },
       started: (resumed: boolean) => {
         startedHere.add(stage.name);
         options.report({ kind: "start", stage: stage.name, key: decision.key, reasons: decision.reasons, resumed });
@@ -233,6 +243,7 @@ export async function runPipeline(workspace: Workspace, options: RunOptions): Pr
       current = await workspace.plan({ facts, lock, selection: options.selection, ran });
       if (!noticed) {
         for (const line of notices(current, options.preflight ?? [])) options.report({ kind: "notice", line });
+        options.report({ kind: "planned", stages: current.included });
       }
       noticed = true;
       for (const decision of current.decisions) {

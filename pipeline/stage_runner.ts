@@ -10,7 +10,7 @@ import { EXIT_ENVIRONMENT, EXIT_FAILED, EXIT_OUT_OF_MEMORY, EXIT_USER_ERROR, Use
 import { EnvironmentFault, environmentFault } from "./faults.ts";
 import { writeFileAtomic } from "./fsutil.ts";
 import type { FlatParams, ParamValue } from "./params.ts";
-import type { StageContext, StageRun } from "./types.ts";
+import type { Progress, StageContext, StageRun } from "./types.ts";
 
 /** What the runner reports besides the environment: volatile measurements and written files' hashes. */
 export interface RunnerReport {
@@ -41,10 +41,31 @@ export interface StageJob {
   resumePointFile: string;
   /** where a failing stage leaves its one-line error, for whoever records the failure (experiments) */
   errorFile: string;
+  /** a stage that declares `live`: the folder of its live page (StageContext.liveDir) */
+  liveDir?: string;
 }
 
-/** Set by an executor whose pipe carries the runner's stderr to a terminal: redraw progress in place. */
-export const STDERR_IS_TERMINAL = "PIPELINE_STDERR_IS_TERMINAL";
+/**
+ * A progress event on the runner's stderr: this mark, the JSON of a Progress, a newline. The
+ * engine draws it; a line without the mark is the stage's own text, shown as it is.
+ */
+const PROGRESS_MARK = "\x1e";
+
+/** The Progress a line of the runner's stderr carries, or null for a line of text. */
+export function progressEvent(line: string): Progress | null {
+  if (!line.startsWith(PROGRESS_MARK)) return null;
+  try {
+    return JSON.parse(line.slice(PROGRESS_MARK.length));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The least time between two progress events: a few a second reach a terminal; a cluster job's
+ * events land in its log file, which the engine reads every few seconds anyway.
+ */
+const PROGRESS_EVERY_MS = { attached: 200, detached: 2_000 };
 
 /** A JS allocation the runtime refused (the V8 heap limit itself ends the process instead). */
 const ALLOCATION_FAILED = /allocation failed|out of memory|Maximum memory size exceeded|could not allocate/i;
@@ -87,9 +108,10 @@ function makeContext(
   job: StageJob,
   environment: Record<string, string | number | boolean>,
   written: Record<string, { sha256: string; size: number }>,
+  detached: boolean,
 ): StageContext {
-  const interactive = interactiveTerminal();
   const encoder = new TextEncoder();
+  const every = detached ? PROGRESS_EVERY_MS.detached : PROGRESS_EVERY_MS.attached;
   let lastProgress = 0;
   return {
     name: job.name,
@@ -120,18 +142,14 @@ function makeContext(
       written[path] = { sha256, size };
     },
     log(line) {
-      if (interactive) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
       console.error(`  ${job.name}: ${line}`);
     },
-    progress(line) {
-      if (interactive) {
-        Deno.stderr.writeSync(encoder.encode(`\r\x1b[K  ${job.name}: ${line}`));
-      } else if (Date.now() - lastProgress > 10_000) {
-        // Not a terminal (CI, a log file): a line every 10 s instead of a redrawn bar.
-        lastProgress = Date.now();
-        console.error(`  ${job.name}: ${line}`);
-      }
+    progress(update) {
+      if (Date.now() - lastProgress < every) return;
+      lastProgress = Date.now();
+      Deno.stderr.writeSync(encoder.encode(`${PROGRESS_MARK}${JSON.stringify(update)}\n`));
     },
+    ...(job.liveDir ? { liveDir: job.liveDir } : {}),
   };
 }
 
@@ -155,26 +173,22 @@ async function exitWithParent() {
 
 if (import.meta.main) {
   const job: StageJob = JSON.parse(await Deno.readTextFile(Deno.args[0]));
-  if (!Deno.args.includes("--detached")) exitWithParent();
+  const detached = Deno.args.includes("--detached");
+  if (!detached) exitWithParent();
   const environment: Record<string, string | number | boolean> = {};
   const written: Record<string, { sha256: string; size: number }> = {};
   try {
     const module = await import(pathToFileURL(resolve(job.root, job.module)).href);
     const run = module.run as StageRun;
     if (typeof run !== "function") throw new Error(`${job.module} does not export run(ctx)`);
-    await run(makeContext(job, environment, written));
+    await run(makeContext(job, environment, written, detached));
     const report: RunnerReport = { written, peak_rss_mb: peakRssMb() };
     await writeFileAtomic(job.reportFile, JSON.stringify(report));
     await writeFileAtomic(job.environmentFile, JSON.stringify(environment));
     Deno.exit(0);
   } catch (error) {
-    if (interactiveTerminal()) Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
     Deno.exit(await explainFailure(job, error));
   }
-}
-
-function interactiveTerminal(): boolean {
-  return Deno.stderr.isTerminal() || Deno.env.get(STDERR_IS_TERMINAL) === "1";
 }
 
 /**

@@ -30,6 +30,24 @@ export interface StageDecl {
    * of memory, e.g. a batch size or an image size
    */
   memory?: string[];
+  /**
+   * it writes a page into `StageContext.liveDir` as it runs (samples, curves so far): the engine
+   * gives it a folder under outputs/live/ and names it while the run goes on
+   */
+  live?: boolean;
+}
+
+/**
+ * How far a running stage is: `done` of `total` units (of the whole stage: a resumed stage starts
+ * above 0), or only a note when it cannot count. The engine draws it (bar, rate, ETA).
+ */
+export interface Progress {
+  done?: number;
+  total?: number;
+  /** what is counted: "img", "MB" */
+  unit?: string;
+  /** what it is doing now, short: "epoch 3/9  D 1.234 G 0.876" */
+  note?: string;
 }
 
 /** What a stage's `run` receives. It writes only into `outDir`. */
@@ -65,8 +83,10 @@ export interface StageContext {
    */
   recordWritten(path: string, sha256: string, size: number): void;
   log(line: string): void;
-  /** a transient status line (redrawn in place on a terminal) */
-  progress(line: string): void;
+  /** how far it is: sent to the engine as an event, which draws it (several times a second at most) */
+  progress(update: Progress): void;
+  /** where a stage that declares `live` writes its live page (index.html); absent for other stages */
+  liveDir?: string;
 }
 
 export type StageRun = (ctx: StageContext) => Promise<void>;

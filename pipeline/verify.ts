@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { terminal } from "./terminal.ts";
 import { removeIfExists } from "./fsutil.ts";
 import { stageByName } from "./dag.ts";
 import { UserError } from "./errors.ts";
@@ -106,13 +107,14 @@ async function verifyStages(
         cache: scratch.cache,
         executor,
         signal: interrupts.signal,
+        output: terminal.stageOutput(stage.name),
         started: () => {},
       };
       const external = scratch.externalData(stage.name);
       const ran = await executeStage(context, { stage, key, identity, external }, inputDirs).catch((error) => {
         if (interrupts.signal.aborted) return null;
         throw error;
-      });
+      }).finally(() => terminal.stageEnded(stage.name));
       if (!ran) break;
       const { record } = ran;
       if (record.output === recorded.output) {

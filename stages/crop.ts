@@ -69,8 +69,7 @@ export async function run(ctx: StageContext): Promise<void> {
         if (response.ok) await writer.add(response.pixels, name);
         else if (response.fatal) throw new UserError(`${response.error}: run the pipeline again`);
         else skipped.push({ name, reason: response.error });
-        const rate = seen / ((performance.now() - started) / 1000);
-        ctx.progress(`cropped ${seen}/${names.length} (${rate.toFixed(0)} images/s, ${skipped.length} skipped)`);
+        ctx.progress({ done: seen, total: names.length, unit: "img", note: `${skipped.length} skipped` });
       },
     );
   } finally {

@@ -74,6 +74,7 @@ export const dag: StageDecl[] = [
       "train.keep_checkpoints",
     ],
     module: "stages/train.ts",
+    live: true,
     resumable: true,
     memory: ["train.batch_size", "data.size", "train.g_conv_dim", "train.d_conv_dim"],
   },

@@ -39,7 +39,7 @@ async function synthetic(ctx: StageContext) {
       async (response, index) => {
         if (!response.ok) throw new Error(response.error);
         await Deno.writeFile(join(dir, `${String(index).padStart(6, "0")}.jpg`), response.pixels);
-        ctx.progress(`synthetic faces ${++done}/${count}`);
+        ctx.progress({ done: ++done, total: count, unit: "faces", note: "synthetic" });
       },
     );
   } finally {

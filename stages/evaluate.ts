@@ -58,13 +58,17 @@ export async function run(ctx: StageContext): Promise<void> {
   const half = Math.floor(real.length / 2);
   const [realA, realB] = [real.slice(0, half), real.slice(half, 2 * half)];
 
-  ctx.progress("sliced Wasserstein distance");
+  ctx.progress({ note: "sliced Wasserstein distance" });
   const swd = slicedWasserstein(generated, real, size, new Rng(seed + 1));
   const swdFloor = slicedWasserstein(realA, realB, size, new Rng(seed + 1));
 
   const features = await FaceFeatures.load();
   const embed = async (images: Uint8Array[], label: string) =>
-    await features.embed(images, size, (done) => ctx.progress(`face embeddings of ${label}: ${done}/${images.length}`));
+    await features.embed(
+      images,
+      size,
+      (done) => ctx.progress({ done, total: images.length, unit: "faces", note: `face embeddings of ${label}` }),
+    );
   const generatedEmbeddings = await embed(generated, "generated images");
   const realEmbeddings = await embed(real, "real images");
   const [embeddingsA, embeddingsB] = [realEmbeddings.slice(0, half), realEmbeddings.slice(half, 2 * half)];
@@ -73,7 +77,7 @@ export async function run(ctx: StageContext): Promise<void> {
   const subsets = ctx.param<number>("eval.kid_subsets");
   const kid = kernelDistance(generatedEmbeddings, realEmbeddings, new Rng(seed + 2), subsets);
   const kidFloor = kernelDistance(embeddingsA, embeddingsB, new Rng(seed + 2), subsets);
-  ctx.progress("face detection");
+  ctx.progress({ note: "face detection" });
   const detected = await features.detectionRate(generated, size);
   const detectedReal = await features.detectionRate(real, size);
 
@@ -84,8 +88,9 @@ export async function run(ctx: StageContext): Promise<void> {
   // projections) is drawn once and shared: the same numbers as a fresh slicedWasserstein per epoch.
   const perEpoch = [];
   let reference: SwdReference | undefined;
-  for (const { epoch, path } of await epochSampleFiles(ctx.inputs.train)) {
-    ctx.progress(`SWD of epoch ${epoch} samples`);
+  const epochFiles = await epochSampleFiles(ctx.inputs.train);
+  for (const [done, { epoch, path }] of epochFiles.entries()) {
+    ctx.progress({ done, total: epochFiles.length, unit: "epochs", note: `SWD of epoch ${epoch} samples` });
     const tiles = await readGridTiles(path, size);
     const n = Math.min(tiles.length, real.length);
     if (reference?.count !== n) reference = swdReference(real, size, n, new Rng(seed + 3));

@@ -11,6 +11,7 @@ import type { EvaluationMetrics } from "./evaluate.ts";
 import { UserError } from "../pipeline/errors.ts";
 import { encodeBase64 } from "../pipeline/base64.ts";
 import { escapeHtml } from "../pipeline/html.ts";
+import { floorRatio } from "../pipeline/floor.ts";
 import { useBackend } from "../models/backend.ts";
 import { Rng } from "../models/rng.ts";
 import { slerp } from "../models/latent.ts";
@@ -151,7 +152,9 @@ function report(
   const rows = Object.keys(metrics.values).map((name) =>
     `<tr><td>${name}</td><td>${metrics.values[name].toPrecision(5)}</td><td>${
       metrics.floor?.[name]?.toPrecision(5) ?? "-"
-    }</td><td>${metrics.better?.[name] ?? ""}</td></tr>`
+    }</td><td>${floorRatio(metrics.values[name], metrics.floor?.[name])}</td><td>${
+      metrics.better?.[name] ?? ""
+    }</td></tr>`
   ).join("\n");
   const params = Object.entries({ ...trainParams, ...ctx.params }).map(([k, v]) =>
     `<tr><td>${escapeHtml(k)}</td><td>${escapeHtml(JSON.stringify(v))}</td></tr>`
@@ -173,7 +176,8 @@ section{margin:2em 0}.plots{display:flex;flex-wrap:wrap;gap:1em}
 <section><h2>Samples (fixed z)</h2>${img("grid.png", "generated sample grid")}</section>
 <section><h2>Metrics</h2>
 <p>Generated (N=${n?.generated}) vs held-out real (N=${n?.real}); the floor is the same metric between two disjoint halves of the real split (N=${n?.floor_halves} each).</p>
-<table><tr><th>metric</th><th>value</th><th>floor (real vs real)</th><th>better</th></tr>
+<p>x floor: the value divided by its floor (1.00x: as close as two sets of real faces are to each other).</p>
+<table><tr><th>metric</th><th>value</th><th>floor (real vs real)</th><th>x floor</th><th>better</th></tr>
 ${rows}</table></section>
 <section><h2>Training</h2><div class="plots">${svgs.losses}${svgs.epochs_plot}</div></section>
 <section><h2>Real (left) vs generated (right)</h2>${img("real_vs_fake.png", "real and generated faces")}</section>

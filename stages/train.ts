@@ -26,6 +26,7 @@ import {
   writeLosses,
   writeTrainingSummary,
 } from "../data/training_log.ts";
+import { type LiveState, writeLivePage } from "../data/live_page.ts";
 
 function choice<T extends string>(ctx: StageContext, key: string, allowed: readonly T[]): T {
   const value = ctx.param<string>(key);
@@ -136,8 +137,16 @@ export async function run(ctx: StageContext): Promise<void> {
   const history: EpochStats[] = startEpoch ? (await readTrainingSummary(ctx.outDir)).epochs.slice(0, startEpoch) : [];
 
   const batchPixels = new Uint8Array(batchSize * imageBytes);
-  const started = performance.now();
-  let stepsThisRun = 0;
+  const totalSteps = epochs * stepsPerEpoch;
+  const live = liveView(ctx, {
+    epoch: startEpoch,
+    epochs,
+    step: gan.step,
+    steps: totalSteps,
+    grid: null,
+    losses: lossRows,
+    history,
+  });
   for (let epoch = startEpoch + 1; epoch <= epochs; epoch++) {
     // Each epoch's order depends only on the seed and the epoch number, so a resume needs no state.
     const order = new Rng(config.seed * 100_003 + epoch).permutation(index.count);
@@ -152,27 +161,24 @@ export async function run(ctx: StageContext): Promise<void> {
       const real = fromUint8Images(batchPixels, batchSize, size);
       gan.queueStep(real);
       real.dispose();
-      stepsThisRun++;
       // The losses stay on the device for a few steps, then every step's are read in one go.
       if (gan.pendingSteps < LOSS_READ_EVERY && step < stepsPerEpoch - 1) continue;
       const read = await gan.readLosses();
-      const seconds = (performance.now() - started) / 1000;
-      const rate = (stepsThisRun * batchSize) / seconds;
       for (const [i, losses] of read.entries()) {
-        const stepInEpoch = step + 1 - read.length + i; // 0-based
         sums.d_real += losses.dReal;
         sums.d_fake += losses.dFake;
         sums.g += losses.g;
         const globalStep = gan.step - read.length + i + 1;
         lossRows.push({ step: globalStep, epoch, d_real: losses.dReal, d_fake: losses.dFake, g: losses.g });
-        const remaining = (epochs - epoch) * stepsPerEpoch + (stepsPerEpoch - stepInEpoch - 1);
-        ctx.progress(
-          `epoch ${epoch}/${epochs} step ${stepInEpoch + 1}/${stepsPerEpoch}  ${rate.toFixed(0)} img/s  ` +
-            `D ${(losses.dReal + losses.dFake).toFixed(3)} G ${losses.g.toFixed(3)}  ETA ${
-              Math.ceil(remaining * batchSize / rate)
-            }s`,
-        );
       }
+      const last = lossRows[lossRows.length - 1];
+      ctx.progress({
+        done: gan.step * batchSize,
+        total: totalSteps * batchSize,
+        unit: "img",
+        note: `epoch ${epoch}/${epochs}  D ${(last.d_real + last.d_fake).toFixed(3)} G ${last.g.toFixed(3)}`,
+      });
+      await live.update({ epoch, step: gan.step }, false);
     }
     const fake = gan.sample(fixedZ);
     const grid = await toUint8Images(fake);
@@ -186,10 +192,9 @@ export async function run(ctx: StageContext): Promise<void> {
       diversity: diversity(grid, gridSide * gridSide),
     };
     history.push(stats);
-    await Deno.writeFile(
-      epochSamplePath(ctx.outDir, epoch),
-      await encodePng(gridImage(grid, gridSide * gridSide, size, gridSide)),
-    );
+    const png = await encodePng(gridImage(grid, gridSide * gridSide, size, gridSide));
+    await Deno.writeFile(epochSamplePath(ctx.outDir, epoch), png);
+    await live.update({ epoch, step: gan.step, grid: { epoch, png } }, true);
     await writeLosses(ctx.outDir, lossRows);
     const summary = { params: ctx.params, images: index.count, steps_per_epoch: stepsPerEpoch, epochs: history };
     await writeTrainingSummary(ctx.outDir, summary);
@@ -205,4 +210,27 @@ export async function run(ctx: StageContext): Promise<void> {
   }
   await writeGenerator(ctx.outDir, gan.generator);
   fixedZ.dispose();
+}
+
+/** Between epochs, the live page is rewritten at most this often (the losses move). */
+const LIVE_EVERY_MS = 10_000;
+
+/**
+ * The live page, where the engine gave a folder for it: rewritten at each epoch's end and every
+ * 10 s between. It is a view, not a result: a failure to write it is said once and training goes on.
+ */
+function liveView(ctx: StageContext, state: LiveState) {
+  let written = 0;
+  let failed = false;
+  return {
+    async update(change: Partial<LiveState>, now: boolean) {
+      Object.assign(state, change);
+      if (!ctx.liveDir || failed || (!now && Date.now() - written < LIVE_EVERY_MS)) return;
+      written = Date.now();
+      await writeLivePage(ctx.liveDir, state).catch((error) => {
+        failed = true;
+        ctx.log(`the live page could not be written (${error.message}); training goes on without it`);
+      });
+    },
+  };
 }

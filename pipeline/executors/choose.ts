@@ -63,7 +63,8 @@ export async function chooseExecutor(
   const slurm = slurmExecutor(config, path);
   const executors: Record<ExecutorName, Executor> = { local: localExecutor, slurm };
   return {
-    run: (job, jobFile, signal, submitted) => executors[where(job.name)].run(job, jobFile, signal, submitted),
+    run: (job, jobFile, signal, output, submitted) =>
+      executors[where(job.name)].run(job, jobFile, signal, output, submitted),
     attach: slurm.attach,
     runsHere: (stage) => where(stage) === "local",
   };

@@ -1,7 +1,7 @@
 /** The local executor: the stage's job runs in a child process of this machine (pipeline/stage_runner.ts). */
 import { EXIT_HEAP_LIMIT } from "../errors.ts";
-import type { Executor } from "../execute.ts";
-import { runnerArgs, STDERR_IS_TERMINAL } from "../stage_runner.ts";
+import type { Executor, StageOutput } from "../execute.ts";
+import { progressEvent, runnerArgs } from "../stage_runner.ts";
 
 /** What V8 prints when a process reaches its heap limit: a report of many lines, then it traps. */
 const HEAP_REPORT = /\n?<--- Last few GCs --->|\n?#\n# Fatal (JavaScript|process) out of memory/;
@@ -9,11 +9,10 @@ const HEAP_REPORT = /\n?<--- Last few GCs --->|\n?#\n# Fatal (JavaScript|process
 const STOP_GRACE_MS = 5_000;
 
 export const localExecutor: Executor = {
-  async run(job, jobFile, signal) {
+  async run(job, jobFile, signal, output) {
     const child = new Deno.Command(Deno.execPath(), {
       args: runnerArgs(job.root, jobFile, false),
       cwd: job.root,
-      env: Deno.stderr.isTerminal() ? { [STDERR_IS_TERMINAL]: "1" } : {},
       // Its own process group: Ctrl-C reaches only the engine, which stops the whole group.
       detached: true,
       // The runner exits when this pipe closes, so a SIGKILLed engine leaves no orphan.
@@ -28,7 +27,7 @@ export const localExecutor: Executor = {
     };
     signal.addEventListener("abort", cancel, { once: true });
     try {
-      const heapLimit = await forwardStderr(child.stderr);
+      const heapLimit = await forwardStderr(child.stderr, output);
       const { code } = await child.status;
       return heapLimit ? EXIT_HEAP_LIMIT : code;
     } finally {
@@ -46,20 +45,28 @@ function killGroup(pid: number, signal: Deno.Signal) {
 }
 
 /**
- * Copy the stage's stderr to ours as it comes, except V8's heap-limit report (dozens of lines and
- * a C stack trace): the engine says it in one line instead. Returns whether that report came.
+ * Hand the stage's stderr to `output` line by line as it comes (progress events as progress),
+ * except V8's heap-limit report (dozens of lines and a C stack trace): the engine says it in one
+ * line instead. Returns whether that report came.
  */
-async function forwardStderr(stream: ReadableStream<Uint8Array>): Promise<boolean> {
+async function forwardStderr(stream: ReadableStream<Uint8Array>, output: StageOutput): Promise<boolean> {
   const decoder = new TextDecoder();
   let heapLimit = false;
+  let pending = "";
+  const emit = (line: string) => {
+    const update = progressEvent(line);
+    if (update) output.progress(update);
+    else output.line(line);
+  };
   for await (const chunk of stream) {
     if (heapLimit) continue;
     const text = decoder.decode(chunk, { stream: true });
     const found = HEAP_REPORT.exec(text);
     if (found) heapLimit = true;
-    const shown = found ? text.slice(0, found.index) : text;
-    let bytes = new TextEncoder().encode(shown);
-    while (bytes.length) bytes = bytes.subarray(await Deno.stderr.write(bytes));
+    const lines = (pending + (found ? text.slice(0, found.index) : text)).split("\n");
+    pending = lines.pop()!;
+    lines.forEach(emit);
   }
+  if (pending) emit(pending);
   return heapLimit;
 }

@@ -10,9 +10,9 @@
  */
 import { basename, dirname, join } from "node:path";
 import { EXIT_FAILED, EXIT_OUT_OF_MEMORY, EXIT_USER_ERROR } from "../errors.ts";
-import type { Executor } from "../execute.ts";
+import type { Executor, StageOutput } from "../execute.ts";
 import { exists } from "../fsutil.ts";
-import { runnerArgs, STAGE_V8_FLAGS, type StageJob } from "../stage_runner.ts";
+import { progressEvent, runnerArgs, STAGE_V8_FLAGS, type StageJob } from "../stage_runner.ts";
 import { sbatchArgs, type SlurmConfig } from "./slurm_config.ts";
 
 /** The job script's exit code when the node cannot see the job file (sysexits' EX_NOINPUT). */
@@ -57,16 +57,16 @@ class SlurmMissing extends Error {}
 
 export function slurmExecutor(config: SlurmConfig, configLabel: string): Executor {
   return {
-    async run(job, jobFile, signal, submitted) {
+    async run(job, jobFile, signal, output, submitted) {
       try {
-        return await runJob(config, configLabel, job, jobFile, signal, submitted);
+        return await runJob(config, configLabel, job, jobFile, signal, output, submitted);
       } catch (error) {
         if (!(error instanceof SlurmMissing)) throw error;
-        console.error(`error: ${job.name}: ${error.message}`);
+        output.line(`error: ${job.name}: ${error.message}`);
         return EXIT_USER_ERROR;
       }
     },
-    attach: (id, job, jobFile) => attachJob(config, id, job, jobFile),
+    attach: (id, job, jobFile, output) => attachJob(config, id, job, jobFile, output),
   };
 }
 
@@ -75,11 +75,11 @@ function jobName(job: StageJob): string {
   return basename(job.logFile, ".log");
 }
 
-/** A line about the stage's job (`say`), or its one error line (`fail`), on stderr. */
-function voice(job: StageJob) {
+/** A line about the stage's job (`say`), or its one error line (`fail`), to the stage's output. */
+function voice(job: StageJob, output: StageOutput) {
   return {
-    say: (line: string) => console.error(`  ${job.name}: ${line}`),
-    fail: (line: string) => console.error(`error: ${job.name}: ${line}`),
+    say: (line: string) => output.line(`  ${job.name}: ${line}`),
+    fail: (line: string) => output.line(`error: ${job.name}: ${line}`),
   };
 }
 
@@ -94,9 +94,10 @@ async function runJob(
   job: StageJob,
   jobFile: string,
   signal: AbortSignal,
+  output: StageOutput,
   reportSubmitted?: (id: string) => void,
 ) {
-  const { say, fail } = voice(job);
+  const { say, fail } = voice(job, output);
   const pattern = logPattern(job);
   await Deno.mkdir(dirname(pattern), { recursive: true });
   const args = [
@@ -118,7 +119,7 @@ async function runJob(
   if (!("id" in submitted)) return EXIT_FAILED; // cancelled before it was submitted
   reportSubmitted?.(submitted.id);
   say(`Slurm job ${submitted.id} submitted (log: ${pattern.replace("%j", submitted.id)})`);
-  return await follow(config, job, jobFile, submitted.id, signal);
+  return await follow(config, job, jobFile, submitted.id, signal, output);
 }
 
 /**
@@ -131,8 +132,9 @@ async function attachJob(
   id: string,
   job: StageJob,
   jobFile: string,
+  output: StageOutput,
 ): Promise<((signal: AbortSignal) => Promise<number>) | null> {
-  const { say } = voice(job);
+  const { say } = voice(job, output);
   let result;
   try {
     result = await slurm("scontrol", ["show", "job", id, "-o"]);
@@ -155,14 +157,21 @@ async function attachJob(
         : `Slurm job ${id} of an earlier run is still ${state.state.toLowerCase()}: watching it (not resubmitted)`,
     );
   } // else: its state cannot be read now (the controller busy): the watch waits for it, as for a new job
-  return (signal) => follow(config, job, jobFile, id, signal);
+  return (signal) => follow(config, job, jobFile, id, signal, output);
 }
 
 /** Watch a submitted job to its end, copying its log; its exit code as the engine takes it. */
-async function follow(config: SlurmConfig, job: StageJob, jobFile: string, id: string, signal: AbortSignal) {
-  const { say, fail } = voice(job);
+async function follow(
+  config: SlurmConfig,
+  job: StageJob,
+  jobFile: string,
+  id: string,
+  signal: AbortSignal,
+  output: StageOutput,
+) {
+  const { say, fail } = voice(job, output);
   const log = logPattern(job).replace("%j", id);
-  const tail = new LogTail(log);
+  const tail = new LogTail(log, output);
   const end = await watch(id, tail, config.poll_seconds ?? 5, signal, say);
   if (typeof end === "string") {
     fail(`Slurm job ${id}: ${end}; log: ${log}`);
@@ -400,14 +409,14 @@ function pause(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /**
- * Copies a growing log file to stderr, whole lines at a time (other stages write there too). The
- * job's own `error: ` lines are kept back, for the one line that says how the job ended, and
- * Slurm's notice of the end is left out: that line says it.
+ * Hands a growing log file to the stage's output, whole lines at a time (progress events as
+ * progress). The job's own `error: ` lines are kept back, for the one line that says how the job
+ * ended, and Slurm's notice of the end is left out: that line says it.
  */
 class LogTail {
   readonly errors: string[] = [];
   private offset = 0;
-  constructor(private readonly path: string) {}
+  constructor(private readonly path: string, private readonly output: StageOutput) {}
 
   /** Copy what was added since the last call; `final`: the file is complete, copy a last partial line too. */
   async copy(final: boolean): Promise<void> {
@@ -418,11 +427,13 @@ class LogTail {
     const bytes = new Uint8Array(await new Response(file.readable).arrayBuffer());
     const end = final ? bytes.length : bytes.lastIndexOf(10) + 1;
     this.offset += end;
-    const lines = new TextDecoder().decode(bytes.subarray(0, end)).split(/(?<=\n)/);
-    const shown = lines.filter((line) => !line.startsWith("error: ") && !END_NOTICE.test(line));
+    const lines = new TextDecoder().decode(bytes.subarray(0, end)).split(/(?<=\n)/).filter(Boolean);
     this.errors.push(...lines.filter((line) => line.startsWith("error: ")).map((line) => line.slice(7).trim()));
-    const out = new TextEncoder().encode(shown.join(""));
-    let written = 0;
-    while (written < out.length) written += await Deno.stderr.write(out.subarray(written));
+    for (const line of lines) {
+      if (line.startsWith("error: ") || END_NOTICE.test(line)) continue;
+      const update = progressEvent(line.trimEnd());
+      if (update) this.output.progress(update);
+      else this.output.line(line.replace(/\n$/, ""));
+    }
   }
 }

@@ -8,7 +8,7 @@
 import { git } from "../git.ts";
 import { type Executor, StageFailed } from "../execute.ts";
 import { Interrupted, type RunEvent, runPipeline, type ShareStage, type StageResult } from "../run.ts";
-import { eventLine } from "../words.ts";
+import { terminal } from "../terminal.ts";
 import { Workspace } from "../workspace.ts";
 import type { MetricsFile, StageDecl } from "../types.ts";
 import { type ExperimentRecord, readRecord, type StageRunRecord, writeRecord } from "./records.ts";
@@ -83,11 +83,12 @@ async function runExperiment(
     if (event.kind === "ran" && runs[event.stage]?.action !== "ran") {
       // A "ran" without a "start" of its own: another experiment ran the same key meanwhile.
       runs[event.stage] = { action: "shared", finished_at: now };
-      log(`[${record.name}] = ${event.stage.padEnd(9)} shared: run at the same time by another experiment`);
-      return;
+      const line = `= ${event.stage.padEnd(9)} shared: run at the same time by another experiment`;
+      return terminal.event(event, record.name, line);
     }
     if (event.kind === "ran") runs[event.stage] = { ...runs[event.stage], finished_at: now, wall_s: event.wallSeconds };
-    if (event.kind !== "cached") log(`[${record.name}] ${eventLine(event)}`);
+    // The upstream stages a sweep shares are cached in every experiment: counted, not listed.
+    terminal.event(event, record.name, event.kind === "cached" ? null : undefined);
   };
   try {
     const workspace = await Workspace.open({

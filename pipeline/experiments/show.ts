@@ -10,6 +10,7 @@ import { join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 import { encodeBase64 } from "../base64.ts";
 import { formatNumber } from "../compare.ts";
+import { floorMultiple, floorRatio } from "../floor.ts";
 import { UserError } from "../errors.ts";
 import { escapeHtml } from "../html.ts";
 import type { ParamValue } from "../params.ts";
@@ -37,6 +38,8 @@ export interface MetricCell {
   sd: number | null;
   per_seed: SeedValue[];
   floor: number | null;
+  /** mean / floor */
+  x_floor: number | null;
   /** the best mean of its column */
   best: boolean;
 }
@@ -151,6 +154,7 @@ function row(group: ExperimentRecord[], params: string[], seedKey: string | null
         sd: null,
         per_seed: [],
         floor: record.metrics?.floor?.[name] ?? null,
+        x_floor: null,
         best: false,
       };
       if (cell.per_seed.some((earlier) => earlier.seed === seedOf(record) && seedKey !== null)) continue;
@@ -160,6 +164,7 @@ function row(group: ExperimentRecord[], params: string[], seedKey: string | null
   for (const cell of Object.values(metrics)) {
     const values = cell.per_seed.map((repeat) => repeat.value);
     Object.assign(cell, { n: values.length, mean: mean(values), sd: sd(values) });
+    cell.x_floor = floorMultiple(cell.mean, cell.floor);
   }
   const statuses = new Map<string, number>();
   for (const record of group) statuses.set(record.status, (statuses.get(record.status) ?? 0) + 1);
@@ -218,9 +223,10 @@ function spread(cell: MetricCell): string {
     : `${formatNumber(cell.mean)} ± ${formatNumber(cell.sd)}, n ${cell.n}`;
 }
 
-/** A cell of the table: the mean, with its sd when the seeds measured one. */
+/** A cell of the table: the mean, with its sd when the seeds measured one, and mean / floor where there is a floor. */
 function cellText(cell: MetricCell): string {
-  return cell.sd === null ? formatNumber(cell.mean) : `${formatNumber(cell.mean)} ± ${formatNumber(cell.sd)}`;
+  const value = cell.sd === null ? formatNumber(cell.mean) : `${formatNumber(cell.mean)} ± ${formatNumber(cell.sd)}`;
+  return cell.x_floor === null ? value : `${value} (${floorRatio(cell.mean, cell.floor)})`;
 }
 
 /**
@@ -267,7 +273,7 @@ export function formatLeaderboard(board: Leaderboard): string {
   const widths = header.map((_, column) => Math.max(...table.map((cells) => cells[column].length)));
   const lines = table.map((cells) => cells.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
   lines.push(
-    "* best mean of its column; n: repeats (seeds) per config, mean ± sd over them; " +
+    "* best mean of its column; n: repeats (seeds) per config, mean ± sd over them; (Nx): the mean / its floor; " +
       "floor: the metric's reference value (- where experiments differ)",
   );
   if (board.verdicts.length) lines.push(`the best config's lead over the runner-up (${board.test}):`);
@@ -346,8 +352,8 @@ img{image-rendering:pixelated;max-width:100%;border:1px solid #ccc;display:block
 <h1>Experiments</h1>
 ${tableHtml(board)}
 <p>Each metric: the mean ± sd over a config's seeds (n of them); under it the seeds' values as dots and the
-mean ± sd as a bar, on one scale per column. Bold: best mean of its column. Floor: the metric's reference value
-(e.g. real vs real).</p>
+mean ± sd as a bar, on one scale per column. Bold: best mean of its column. (Nx): the mean divided by its floor.
+Floor: the metric's reference value (e.g. real vs real).</p>
 <h2>Is the best better than the noise?</h2>
 <p>The best config's lead over the runner-up, per metric (${escapeHtml(board.test)}, over each config's seeds):</p>
 <ul class="verdicts">${board.verdicts.map((verdict) => `<li>${escapeHtml(verdict.text)}</li>`).join("\n")}</ul>

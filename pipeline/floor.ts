@@ -1,0 +1,16 @@
+/**
+ * A metric against its floor (the same metric between two sets of the reference, e.g. real vs
+ * real): the "x floor" of the report, `compare` and `exp show`. Its own small module, so the
+ * stages that show it (render) do not re-key when the engine's words change.
+ */
+
+/** `value / floor`, or null without a floor (or a zero one). */
+export function floorMultiple(value: number | null, floor: number | null | undefined): number | null {
+  return value === null || !floor ? null : value / floor;
+}
+
+/** A value against its floor, `2.31x`; "-" without a floor (or a zero one). */
+export function floorRatio(value: number | null, floor: number | null | undefined): string {
+  const multiple = floorMultiple(value, floor);
+  return multiple === null ? "-" : `${multiple.toFixed(2)}x`;
+}
