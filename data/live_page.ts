@@ -72,7 +72,8 @@ function livePage(state: LiveState): string {
 <style>
 body{font-family:system-ui,sans-serif;margin:1em;color:#222}
 img{image-rendering:pixelated;width:384px;border:1px solid #ccc}figure{margin:0}
-.row{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}svg{max-width:100%;height:auto}
+.row{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}.row>div{flex:1 1 380px;min-width:0}
+svg{width:100%;height:auto}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}
 progress{width:384px}
 </style></head><body>
@@ -81,7 +82,7 @@ progress{width:384px}
 · updated ${escapeHtml(new Date().toISOString().slice(0, 19).replace("T", " "))} UTC · reloads every ${RELOAD_S} s</p>
 <div class="row">${grid}<div>${losses}</div></div>
 <h2>Per epoch</h2>
-<div class="row">${diversity}
+<div class="row"><div>${diversity}</div>
 <table><tr><th>epoch</th><th>steps</th><th>D loss</th><th>G loss</th><th>diversity</th></tr>
 ${table}</table></div>
 </body></html>

@@ -4,12 +4,15 @@
  * stages that show it (render) do not re-key when the engine's words change.
  */
 
-/** `value / floor`, or null without a floor (or a zero one). */
+/**
+ * `value / floor`, or null without a positive floor: an unbiased estimate (KID) can sit at or
+ * just below 0 between two real sets, where a ratio says nothing.
+ */
 export function floorMultiple(value: number | null, floor: number | null | undefined): number | null {
-  return value === null || !floor ? null : value / floor;
+  return value === null || !(floor! > 0) ? null : value / floor!;
 }
 
-/** A value against its floor, `2.31x`; "-" without a floor (or a zero one). */
+/** A value against its floor, `2.31x`; "-" without a positive floor. */
 export function floorRatio(value: number | null, floor: number | null | undefined): string {
   const multiple = floorMultiple(value, floor);
   return multiple === null ? "-" : `${multiple.toFixed(2)}x`;

@@ -67,7 +67,7 @@ function indexPage(names: string[]): string {
 <title>live view</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:1em auto;max-width:1200px;color:#222}
-iframe{width:100%;height:1150px;border:1px solid #ccc}h2{font-size:1em;margin:.5em 0}
+iframe{width:100%;height:1000px;border:1px solid #ccc}h2{font-size:1em;margin:.5em 0}
 </style></head><body>
 <h1>Live view</h1>
 <p>The run's stages that show their progress, newest first; each page reloads itself.</p>

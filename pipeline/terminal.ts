@@ -90,7 +90,7 @@ export class Terminal {
     return {
       line: (text) => this.event({ kind: "output", stage, text }),
       progress: (progress) => {
-        if (!this.tasks.has(id)) this.tasks.set(id, { name: stage, started: performance.now(), said: 0 });
+        if (!this.tasks.has(id)) this.tasks.set(id, { name: stage, started: performance.now(), said: -Infinity });
         this.tick();
         this.progress(id, progress);
       },
@@ -115,7 +115,7 @@ export class Terminal {
         this.counts.set(label, { stages: new Set(event.stages), done: new Set() });
         return;
       case "start":
-        this.tasks.set(id, { name: prefix + event.stage, started: performance.now(), said: 0 });
+        this.tasks.set(id, { name: prefix + event.stage, started: performance.now(), said: -Infinity });
         this.tick();
         return say();
       case "output":

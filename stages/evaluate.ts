@@ -52,7 +52,13 @@ export async function run(ctx: StageContext): Promise<void> {
   const size = index.width;
   const realPixels = await readPackPixels(ctx.inputs.shard, index);
   const real = split(realPixels, index.count, size);
-  const generated = await generate(ctx.inputs.train, count, seed, size);
+  const generated = await generate(
+    ctx.inputs.train,
+    count,
+    seed,
+    size,
+    (done) => ctx.progress({ done, total: count, unit: "img", note: "generating faces" }),
+  );
   ctx.log(`${generated.length} generated vs ${real.length} held-out real images at ${size}x${size}`);
 
   const half = Math.floor(real.length / 2);
@@ -155,7 +161,13 @@ function split(pixels: Uint8Array, count: number, size: number): Uint8Array[] {
 }
 
 /** `count` generated images (eval mode), z drawn from Rng(seed), as uint8 like the real ones. */
-async function generate(trainDir: string, count: number, seed: number, size: number): Promise<Uint8Array[]> {
+async function generate(
+  trainDir: string,
+  count: number,
+  seed: number,
+  size: number,
+  progress: (done: number) => void,
+): Promise<Uint8Array[]> {
   const generator = await readGenerator(trainDir);
   if (generator.config.imageSize !== size) {
     throw new UserError(`the generator makes ${generator.config.imageSize} px images but the shards hold ${size} px`);
@@ -168,6 +180,7 @@ async function generate(trainDir: string, count: number, seed: number, size: num
     const out = generator.sample(z);
     images.push(...split(await toUint8Images(out), batch, size));
     tf.dispose([z, out]);
+    progress(images.length);
   }
   generator.store.dispose();
   return images;

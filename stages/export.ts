@@ -19,6 +19,7 @@ import { facesPage } from "../data/faces_page.ts";
 export async function run(ctx: StageContext): Promise<void> {
   tf.env().set("IS_TEST", true); // silences tfjs' "install tfjs-node" banner
   await tf.setBackend("cpu"); // exact: the folded weights are computed once, as the pipeline's cpu forward does
+  ctx.progress({ note: "building the generator's graph" });
   const generator = await readGenerator(ctx.inputs.train);
   const training = await readTrainingSummary(ctx.inputs.train);
   const graph = generatorGraph(generator);
@@ -31,6 +32,7 @@ export async function run(ctx: StageContext): Promise<void> {
     params: training.params,
     train_output: ctx.inputHashes.train,
   });
+  ctx.progress({ note: "writing the model and faces.html" });
   await writeTfjsModel(ctx.outDir, model);
   const bundle = await Deno.readTextFile(join(ctx.root, "node_modules", "@tensorflow", "tfjs", "dist", "tf.min.js"));
   await Deno.writeTextFile(join(ctx.outDir, "faces.html"), facesPage(model, bundle));

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { exists, facegan, projectCopy, readLock, waitFor } from "./helpers.ts";
 import { tQuantile } from "../pipeline/experiments/stats.ts";
+import { cli, makeStubProject } from "./stub_project.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 
@@ -280,8 +281,11 @@ Deno.test("exp show groups seed repeats: n, mean, sd and per-seed values; Welch'
   assert.ok(Math.abs(fd.critical - 3.261222426061745) < 1e-9, String(fd.critical));
 
   const text = (await facegan(root, ["exp", "show", "--sort", "swd_mean"])).stdout;
-  assert.match(text, /^a-1,a-2,a-3\s+done\s+3\s+10\.1000 ± 0\.3606 \*\s+0\.0507 ± 0\.0021 \*\s+11\s+7,8,9\s+0\.0002$/m);
-  assert.match(text, /^c-1\s+done\s+1\s+15\.0000\s+0\.0600\s+10\s+7\s+0\.0008$/m);
+  assert.match(
+    text,
+    /^a-1,a-2,a-3\s+done\s+3\s+10\.1000 ± 0\.3606 \(2\.02x\) \*\s+0\.0507 ± 0\.0021 \(2\.53x\) \*\s+11\s+7,8,9\s+0\.0002$/m,
+  );
+  assert.match(text, /^c-1\s+done\s+1\s+15\.0000 \(3\.00x\)\s+0\.0600 \(3\.00x\)\s+10\s+7\s+0\.0008$/m);
   assert.match(
     text,
     /^ {2}swd_mean: a-1,a-2,a-3 \(10\.1000 ± 0\.3606, n 3\) leads b-1,b-2,b-3 \(12\.0333 ± 0\.3512, n 3\) by 1\.9333: larger than the noise \(\|t\| 6\.65 > 2\.78 at df 4\.0, p 0\.0027\)$/m,
@@ -322,4 +326,22 @@ Deno.test("Student's t quantiles for fractional degrees of freedom match scipy's
   for (const [df, t] of expected) {
     assert.ok(Math.abs(tQuantile(0.975, df) - t) < 1e-9, `df ${df}: ${tQuantile(0.975, df)}`);
   }
+});
+
+Deno.test("exp show: each metric with value / floor beside it, in the table, the page and --json", async () => {
+  const root = await makeStubProject();
+  const ran = await cli(root, ["exp", "run", "--set", "train.lr=0.0002,0.0005", "-j", "2"]);
+  assert.equal(ran.code, 0, ran.stderr);
+  const board = JSON.parse((await cli(root, ["exp", "show", "--json"])).stdout);
+  const cells = board.rows.map((row: Record) => row.metrics.score);
+  // the stub's score is lr * 1000 against a floor of 0.1
+  assert.deepEqual(cells.map((cell: Record) => Number(cell.x_floor.toFixed(9))).sort(), [2, 5]);
+  assert.equal(board.rows[0].metrics.quality.x_floor, null, "no floor, no ratio");
+  const text = (await cli(root, ["exp", "show"])).stdout;
+  assert.match(text, /0\.2000 \(2\.00x\) \*/);
+  assert.match(text, /0\.5000 \(5\.00x\)/);
+  assert.match(
+    await Deno.readTextFile(join(root, "outputs", "experiments.html")),
+    /<td class="best">0\.2000 \(2\.00x\)/,
+  );
 });
