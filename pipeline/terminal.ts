@@ -106,43 +106,32 @@ export class Terminal {
   event(event: RunEvent, label = "", line?: string | null): void {
     const id = `${label}\u0000${"stage" in event ? event.stage : ""}`;
     const prefix = label ? `[${label}] ` : "";
-    const say = () => {
-      const text = line === undefined ? eventLine(event, this.paint, this.verbose) : line;
-      if (text !== null) this.say(prefix + text);
-    };
-    switch (event.kind) {
-      case "planned":
-        this.counts.set(label, { stages: new Set(event.stages), done: new Set() });
-        return;
-      case "start":
-        this.tasks.set(id, { name: prefix + event.stage, started: performance.now(), said: -Infinity });
-        this.tick();
-        return say();
-      case "output":
-        if (/^error: /.test(event.text)) return this.error(event.text);
-        return say();
-      case "progress":
-        return this.progress(id, event.progress);
-      case "cached":
-      case "ran":
-      case "reused":
-      case "pulled": {
-        this.tasks.delete(id);
-        const count = this.counts.get(label);
-        count?.done.add(event.stage);
-        say();
-        if (count && !this.tty && event.kind !== "cached") {
-          this.say(`  ${countLine(count.done.size, count.stages.size, label)}`);
-        }
-        return this.draw();
-      }
-      case "failed":
-        this.tasks.delete(id);
-        say();
-        return this.draw();
-      default:
-        return say();
+    if (event.kind === "planned") {
+      this.counts.set(label, { stages: new Set(event.stages), done: new Set() });
+      return;
     }
+    if (event.kind === "progress") return this.progress(id, event.progress);
+    if (event.kind === "output") {
+      // a stage's error line is the run's error: as it is, even in an experiment
+      if (/^error: /.test(event.text)) return this.error(event.text);
+      return this.say(prefix + (line ?? event.text));
+    }
+    if (event.kind === "start") {
+      this.tasks.set(id, { name: prefix + event.stage, started: performance.now(), said: -Infinity });
+      this.tick();
+    }
+    const text = line === undefined ? eventLine(event, this.paint, this.verbose) : line;
+    if (text !== null) this.say(prefix + text);
+    if (event.kind === "ran" || event.kind === "cached" || event.kind === "reused" || event.kind === "pulled") {
+      const count = this.counts.get(label);
+      count?.done.add(event.stage);
+      if (count && !this.tty && event.kind !== "cached") {
+        this.say(`  ${countLine(count.done.size, count.stages.size, label)}`);
+      }
+      // a finished experiment leaves the footer to those still going
+      if (label && count && count.done.size >= count.stages.size) this.counts.delete(label);
+    }
+    if (event.kind !== "start" && this.tasks.delete(id)) this.draw();
   }
 
   private progress(id: string, progress: Progress): void {

@@ -25,16 +25,13 @@ export function paintFor(stream: { isTerminal(): boolean }): Paint {
   return stream.isTerminal() && !Deno.env.get("NO_COLOR") ? coloured : plain;
 }
 
-/**
- * A run event in words (the pipeline's and each experiment's); `full`: every reason in full.
- * Progress is drawn by the terminal (progressLine), a stage's own line is shown as it is.
- */
-export function eventLine(event: RunEvent, paint: Paint = plain, full = false): string {
+/** The run events said in a line of their own (the terminal draws progress, and counts). */
+export type LineEvent = Exclude<RunEvent, { kind: "planned" | "output" | "progress" }>;
+
+/** A run event in words (the pipeline's and each experiment's); `full`: every reason in full. */
+export function eventLine(event: LineEvent, paint: Paint = plain, full = false): string {
   if (event.kind === "checked") return checkLine(event.param, event.files, event.rehashed, event.seconds);
   if (event.kind === "notice") return event.line;
-  if (event.kind === "planned") return `${event.stages.length} stages to bring up to date`;
-  if (event.kind === "output") return event.text;
-  if (event.kind === "progress") return progressLine(event.stage, event.progress, null);
   const name = event.stage.padEnd(9);
   switch (event.kind) {
     case "cached":
