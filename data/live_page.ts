@@ -47,7 +47,8 @@ function livePage(state: LiveState): string {
       ],
     })
     : "<p>no losses yet</p>";
-  const diversity = state.history.length
+  // a line needs two epochs; the table has the first
+  const diversity = state.history.length > 1
     ? plotSvg({
       title: "sample diversity per epoch",
       xLabel: "epoch",
