@@ -18,17 +18,19 @@ const RELOAD_S = { index: 30, placeholder: 3 };
 
 /** Live folders this process opened, newest first (one run lock holder per outputs dir: its run's). */
 const opened: string[] = [];
+/** The previous run's pages being cleared: once per process, awaited by every stage (experiments start at once). */
+let cleared: Promise<void> | null = null;
 
 /**
- * A fresh folder for a live stage's page, listed in the index. The first in this process clears
- * the previous run's pages. Until the stage writes its page a placeholder stands in.
+ * A fresh folder for a live stage's page, listed in the index. The first call in this process
+ * clears the previous run's pages. Until the stage writes its page a placeholder stands in.
  */
 export async function openLiveDir(outputsDir: string, stage: string, key: string): Promise<string> {
   const live = join(outputsDir, "live");
   const name = `${stage}-${key.slice(0, 12)}`;
   const dir = join(live, name);
   await faultsAsLines(`opening the live view of ${stage}`, dir, async () => {
-    if (!opened.length) await removeIfExists(live);
+    await (cleared ??= removeIfExists(live));
     await removeIfExists(dir);
     await Deno.mkdir(dir, { recursive: true });
     await writeFileAtomic(join(dir, "index.html"), placeholder(stage));
