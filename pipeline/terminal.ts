@@ -112,9 +112,9 @@ export class Terminal {
     }
     if (event.kind === "progress") return this.progress(id, event.progress);
     if (event.kind === "output") {
-      // a stage's error line is the run's error: as it is, even in an experiment
+      // a stage's own lines as it wrote them (they name the stage), in an experiment too
       if (/^error: /.test(event.text)) return this.error(event.text);
-      return this.say(prefix + (line ?? event.text));
+      return this.say(line ?? event.text);
     }
     if (event.kind === "start") {
       this.tasks.set(id, { name: prefix + event.stage, started: performance.now(), said: -Infinity });
