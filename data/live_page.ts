@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { encodeBase64 } from "../pipeline/base64.ts";
 import { escapeHtml } from "../pipeline/html.ts";
 import { writeFileAtomic } from "../pipeline/fsutil.ts";
-import { plotSvg } from "./plot.ts";
+import { lossPlot, plotSvg } from "./plot.ts";
 import type { EpochStats, LossRow } from "./training_log.ts";
 
 export interface LiveState {
@@ -35,18 +35,7 @@ export async function writeLivePage(dir: string, state: LiveState): Promise<void
 function livePage(state: LiveState): string {
   const every = Math.max(1, Math.ceil(state.losses.length / MAX_POINTS));
   const rows = state.losses.filter((_, i) => i % every === 0 || i === state.losses.length - 1);
-  const losses = rows.length
-    ? plotSvg({
-      title: "training losses so far",
-      xLabel: "step",
-      yLabel: "loss",
-      series: [
-        { name: "D real", color: 0x1f77b4, points: rows.map((r) => [r.step, r.d_real]) },
-        { name: "D fake", color: 0xff7f0e, points: rows.map((r) => [r.step, r.d_fake]) },
-        { name: "G", color: 0x2ca02c, points: rows.map((r) => [r.step, r.g]) },
-      ],
-    })
-    : "<p>no losses yet</p>";
+  const losses = rows.length ? plotSvg(lossPlot("training losses so far", rows)) : "<p>no losses yet</p>";
   // a line needs two epochs; the table has the first
   const diversity = state.history.length > 1
     ? plotSvg({

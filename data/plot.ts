@@ -3,6 +3,7 @@
  * with a built-in 5x7 bitmap font, so no font file is needed): axes with tick labels, a legend.
  */
 import { Image } from "imagescript";
+import type { LossRow } from "./training_log.ts";
 
 export interface Series {
   name: string;
@@ -22,6 +23,20 @@ export interface PlotSpec {
   xLabel: string;
   yLabel: string;
   series: Series[];
+}
+
+/** The training losses (D on real, D on fake, G) per step, in the colours the report and the live page share. */
+export function lossPlot(title: string, rows: LossRow[]): PlotSpec {
+  return {
+    title,
+    xLabel: "step",
+    yLabel: "loss",
+    series: [
+      { name: "D real", color: 0x1f77b4, points: rows.map((r) => [r.step, r.d_real]) },
+      { name: "D fake", color: 0xff7f0e, points: rows.map((r) => [r.step, r.d_fake]) },
+      { name: "G", color: 0x2ca02c, points: rows.map((r) => [r.step, r.g]) },
+    ],
+  };
 }
 
 const WIDTH = 720, HEIGHT = 400;

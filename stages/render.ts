@@ -21,7 +21,7 @@ import { readGenerator } from "../data/generator_file.ts";
 import { encodePng, gridImage, readGridTiles } from "../data/image_io.ts";
 import { epochSampleFiles, readLosses, readTrainingSummary } from "../data/training_log.ts";
 import { readPackIndex, readPackPixels } from "../data/pack.ts";
-import { plotPng, type PlotSpec, plotSvg, referenceLine, type Series } from "../data/plot.ts";
+import { lossPlot, plotPng, type PlotSpec, plotSvg, referenceLine, type Series } from "../data/plot.ts";
 
 async function sample(generator: Generator, z: Float32Array, count: number): Promise<Uint8Array> {
   const images = tf.tidy(() => generator.sample(tf.tensor2d(z, [count, generator.config.zSize])));
@@ -81,16 +81,7 @@ export async function run(ctx: StageContext): Promise<void> {
   generator.store.dispose();
 
   const losses = await readLosses(ctx.inputs.train);
-  const lossPlot: PlotSpec = {
-    title: "training losses",
-    xLabel: "step",
-    yLabel: "loss",
-    series: [
-      { name: "D real", color: 0x1f77b4, points: losses.map((r) => [r.step, r.d_real]) },
-      { name: "D fake", color: 0xff7f0e, points: losses.map((r) => [r.step, r.d_fake]) },
-      { name: "G", color: 0x2ca02c, points: losses.map((r) => [r.step, r.g]) },
-    ],
-  };
+  const lossSpec = lossPlot("training losses", losses);
   const training = await readTrainingSummary(ctx.inputs.train);
   const metrics: EvaluationMetrics = JSON.parse(
     await Deno.readTextFile(join(ctx.inputs.evaluate, "metrics.json")),
@@ -120,7 +111,7 @@ export async function run(ctx: StageContext): Promise<void> {
     ],
   };
   const svgs: Record<string, string> = {};
-  for (const [name, spec] of [["losses", lossPlot], ["epochs_plot", epochPlot]] as const) {
+  for (const [name, spec] of [["losses", lossSpec], ["epochs_plot", epochPlot]] as const) {
     svgs[name] = plotSvg(spec);
     await Deno.writeTextFile(join(ctx.outDir, `${name}.svg`), svgs[name]);
     await save(`${name}.png`, plotPng(spec));
