@@ -80,15 +80,20 @@ function processesIn(root: string): number[] {
   return pids;
 }
 
-/** The engine as a child we can signal, with its stderr collected. */
-function spawnEngine(root: string, args: string[], env: Record<string, string> = {}) {
-  const child = new Deno.Command(Deno.execPath(), {
+/** The engine as a child process of a project copy, stderr piped. */
+function engineChild(root: string, args: string[], env: Record<string, string>, stdout: "null" | "piped") {
+  return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "--config", join(REPO, "deno.json"), join(root, "main.ts"), ...args],
     cwd: root,
     env,
-    stdout: "null",
+    stdout,
     stderr: "piped",
   }).spawn();
+}
+
+/** The engine as a child we can signal, with its stderr collected. */
+function spawnEngine(root: string, args: string[], env: Record<string, string> = {}) {
+  const child = engineChild(root, args, env, "null");
   const output = child.output().then((result) => ({
     code: result.code,
     stderr: new TextDecoder().decode(result.stderr),
@@ -505,13 +510,7 @@ Deno.test("D1: a damaged newest checkpoint in a kept partial train folder: the n
 
 /** The engine with stdout piped too: `line` resolves with the first stdout line matching `pattern`. */
 function spawnWatching(root: string, args: string[], pattern: RegExp, env: Record<string, string> = {}) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--config", join(REPO, "deno.json"), join(root, "main.ts"), ...args],
-    cwd: root,
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = engineChild(root, args, env, "piped");
   const line = Promise.withResolvers<string>();
   const stdout = (async () => {
     let text = "";
