@@ -1,7 +1,8 @@
 /**
  * The docs hold together: every relative link (and #anchor, by GitHub's heading slugs) in README.md
  * and docs/*.md resolves, every docs/*.md page is linked from README.md, README.md stays short
- * (<= 25,000 bytes) and opens with the two set-up commands. Pure text checks, no subprocess.
+ * (<= 25,000 bytes), opens with the two set-up commands and lists every task. Pure text checks, no
+ * subprocess.
  */
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -152,6 +153,14 @@ Deno.test("docs: README.md's first code block is the two set-up commands", () =>
   assert.ok(first, "README.md has no code block");
   const commands = first.lines.map((line) => line.replace(/#.*/, "").trim()).filter((line) => line !== "");
   assert.deepEqual(commands, SETUP_COMMANDS);
+});
+
+Deno.test("docs: README.md's tasks table has a row for every task in deno.json", () => {
+  const tasks = Object.keys(JSON.parse(readFileSync(join(ROOT, "deno.json"), "utf8")).tasks);
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const rows = new Set([...readme.matchAll(/^\| `([a-z]+)` +\|/gm)].map((match) => match[1]));
+  assert.ok(tasks.length > 0, "deno.json has no tasks");
+  assert.deepEqual(tasks.filter((task) => !rows.has(task)), []);
 });
 
 Deno.test("docs: GitHub heading anchors: code, punctuation, links and repeats", () => {
