@@ -9,6 +9,8 @@ import { applyUpdates, type Pass, updateSpectralVectors } from "./layers.ts";
 import { discriminatorLoss, featureMatchingLoss, generatorLoss, type LossName } from "./losses.ts";
 import { Rng, type RngState } from "./rng.ts";
 import { adamOnDevice } from "./backends/webgpu_device.ts";
+import { adamInHeap } from "./backends/native_adam.ts";
+import { nativeKernelsInstalled } from "./backends/native.ts";
 import "./gradients.ts";
 
 export interface GanConfig {
@@ -63,14 +65,16 @@ class Adam {
     const correction2 = 1 - this.beta2 ** this.steps;
     const moments = (name: string) =>
       [this.moments.get(`${this.name}/m/${name}`)!, this.moments.get(`${this.name}/v/${name}`)!] as const;
-    if (tf.getBackend() === "webgpu") {
-      // One dispatch per weight, the per-step numbers as uniforms: no uploads (see webgpu_device.ts).
+    if (tf.getBackend() === "webgpu" || nativeKernelsInstalled()) {
+      // One pass per weight: a dispatch with the per-step numbers as uniforms, no uploads (see
+      // webgpu_device.ts), or a loop over the wasm heap (native_adam.ts).
       const triples = [...variables].map(([name, variable]) => {
         const [m, v] = moments(name);
         return { variable, m, v, grad: grads[variable.name] };
       });
       const { beta1, beta2 } = this;
-      return adamOnDevice(triples, { beta1, beta2, correction1, correction2, lr });
+      const update = tf.getBackend() === "webgpu" ? adamOnDevice : adamInHeap;
+      return update(triples, { beta1, beta2, correction1, correction2, lr });
     }
     tf.tidy(() => {
       for (const [name, variable] of variables) {

@@ -7,6 +7,7 @@ import * as tf from "./tf.ts";
 import type { ParamStore } from "./params.ts";
 import type { Rng } from "./rng.ts";
 import { type Activation, batchNormOnDevice } from "./backends/webgpu_batchnorm.ts";
+import { batchNormInHeap, nativeBatchNormAvailable } from "./backends/native_batchnorm.ts";
 
 export interface Pass {
   training: boolean;
@@ -95,7 +96,8 @@ export function dense(store: ParamStore, name: string, x: tf.Tensor2D, units: nu
 
 /**
  * Batch norm over N, H, W (weights N(1, 0.02) as in DCGAN), then `activation`. In training on
- * webgpu both are one fused dispatch forward and one backward (backends/webgpu_batchnorm.ts).
+ * webgpu both are one fused dispatch forward and one backward (backends/webgpu_batchnorm.ts), on
+ * native one fused kernel each way on oneDNN (backends/native_batchnorm.ts).
  */
 export function batchNorm(
   store: ParamStore,
@@ -109,9 +111,10 @@ export function batchNorm(
   const beta = store.constant(`${name}/beta`, [channels], 0);
   const runningMean = store.constant(`${name}/running_mean`, [channels], 0, false);
   const runningVar = store.constant(`${name}/running_var`, [channels], 1, false);
-  if (pass.training && tf.getBackend() === "webgpu") {
+  const onDevice = tf.getBackend() === "webgpu";
+  if (pass.training && (onDevice || nativeBatchNormAvailable())) {
     const options = { eps: BN_EPSILON, momentum: BN_MOMENTUM, activation, alpha: LEAKY_SLOPE };
-    const fused = batchNormOnDevice(x, gamma, beta, runningMean, runningVar, options);
+    const fused = (onDevice ? batchNormOnDevice : batchNormInHeap)(x, gamma, beta, runningMean, runningVar, options);
     pass.updates.push([runningMean, tf.keep(fused.runningMean)], [runningVar, tf.keep(fused.runningVar)]);
     return fused.y;
   }

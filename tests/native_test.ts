@@ -5,8 +5,11 @@
 import assert from "node:assert/strict";
 import * as tf from "../models/tf.ts";
 import { useBackend } from "../models/backend.ts";
-import { loadDnnl } from "../models/backends/native.ts";
-import { Arg } from "../models/backends/dnnl.ts";
+import { Arg, loadDnnl } from "../models/backends/dnnl.ts";
+import { batchNorm } from "../models/layers.ts";
+import { ParamStore } from "../models/params.ts";
+import { Rng } from "../models/rng.ts";
+import type { Activation } from "../models/backends/webgpu_batchnorm.ts";
 import { backendMissing, facegan, projectCopy, readLock } from "./helpers.ts";
 
 tf.env().set("IS_TEST", true);
@@ -81,6 +84,67 @@ nativeTest(
         assert.ok(error < 1e-4, `${what}, output ${name}: relative error ${error}`);
       }
     }
+  },
+);
+
+nativeTest(
+  "native fused batch norm + (leaky) ReLU in training: output, running statistics and gradients match cpu within 1e-5",
+  async () => {
+    // [batch, height, width, channels] of the batch-norm layers of the 32 px network (conv dim 32)
+    // and of the 64 and 128 px ones (conv dim 64): D's and G's, fewer images for the larger ones.
+    const shapes = [
+      [32, 8, 8, 64],
+      [32, 4, 4, 128],
+      [16, 16, 16, 32],
+      [8, 16, 16, 128],
+      [8, 8, 8, 256],
+      [4, 32, 32, 64],
+      [4, 64, 64, 64],
+      [4, 4, 4, 1024],
+    ];
+    for (const shape of shapes) {
+      for (const activation of ["leakyRelu", "relu", "none"] as Activation[]) {
+        // x scaled and shifted so that the statistics are not those of a standard normal.
+        const errors = await maxRelativeErrors([shape, shape], ([x, weights]) => {
+          const store = new ParamStore("T", new Rng(7));
+          const pass = { training: true, spectralNorm: false, updates: [] as [tf.Variable, tf.Tensor][] };
+          const input = tf.variable(x.mul(3).add(0.5), true);
+          batchNorm(store, "bn", input as tf.Tensor4D, { ...pass, training: false }); // creates gamma, beta
+          const gamma = store.trainable.get("T/bn/gamma")!;
+          gamma.assign(tf.randomNormal(gamma.shape, 1, 0.5, "float32", 5));
+          const beta = store.trainable.get("T/bn/beta")!;
+          beta.assign(tf.randomNormal(beta.shape, 0, 0.5, "float32", 6));
+          let y: tf.Tensor | null = null;
+          const { grads } = tf.variableGrads(() => {
+            y = tf.keep(batchNorm(store, "bn", input as tf.Tensor4D, pass, activation));
+            return y.mul(weights).sum() as tf.Scalar;
+          }, [input, gamma, beta]);
+          return [
+            y!,
+            grads[input.name],
+            grads[gamma.name],
+            grads[beta.name],
+            ...pass.updates.map(([, value]) => value),
+          ];
+        });
+        for (const { name, error } of errors) {
+          const what = ["y", "dx", "d gamma", "d beta", "running mean", "running var"][name];
+          assert.ok(error < 1e-5, `${activation} ${shape}: ${what} relative error ${error}`);
+        }
+      }
+    }
+    // What was compared is the fused kernel, forward and backward, not the tf ops cpu runs.
+    await useBackend("native");
+    const store = new ParamStore("T", new Rng(7));
+    const x = tf.variable(tf.randomNormal([4, 4, 4, 8]), true);
+    const pass = { training: true, spectralNorm: false, updates: [] };
+    const { kernelNames } = await tf.profile(() =>
+      tf.variableGrads(() => batchNorm(store, "bn", x as tf.Tensor4D, pass).sum() as tf.Scalar, [x]).grads
+    );
+    assert.deepEqual(kernelNames.filter((name) => name.startsWith("FaceganNative")), [
+      "FaceganNativeBatchNormTrain",
+      "FaceganNativeBatchNormTrainGrad",
+    ]);
   },
 );
 

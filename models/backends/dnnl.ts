@@ -26,19 +26,29 @@ const Tag = { any: 1, nhwc: 20, hwio: 30 } as const;
 const CPU_ENGINE = 1;
 const STREAM_DEFAULT = 0x7;
 const PROP_FORWARD_TRAINING = 64;
+const PROP_BACKWARD = 128;
 const CONVOLUTION_DIRECT = 1;
-/** Elementwise functions (dnnl_alg_kind_t); relu with a slope alpha below zero is leaky ReLU. */
-export const Eltwise = { relu: 0x1f, tanh: 0x2f, logistic: 0xaf } as const;
-const QUERY_MD = { weights: 131, diff_weights: 132 } as const;
+/** dnnl_normalization_flags_t: gamma and beta given, packed [2, C] (their gradients come out the same way) */
+const USE_SCALESHIFT = 0x2;
+/**
+ * Elementwise functions (dnnl_alg_kind_t); relu with a slope alpha below zero is leaky ReLU.
+ * `reluUseDst` is the same function whose gradient reads its output instead of its input.
+ */
+export const Eltwise = { relu: 0x1f, tanh: 0x2f, logistic: 0xaf, reluUseDst: 0x100 } as const;
+const QUERY_MD = { weights: 131, diff_weights: 132, execArg: 255 } as const;
 export const Arg = {
   src: 1,
   dst: 17,
   weights: 33,
+  mean: 49,
+  variance: 50,
   diffSrc: 129,
   diffDst: 145,
   diffWeights: 161,
   from: 1, // a reorder's source and destination are SRC and DST
   to: 17,
+  scaleShift: 33, // batch normalization's gamma and beta are its WEIGHTS, their gradient DIFF_WEIGHTS
+  diffScaleShift: 161,
 } as const;
 const ISA_NAMES: Record<number, string> = {
   0x1: "sse41",
@@ -91,6 +101,11 @@ const SYMBOLS = {
   },
   dnnl_eltwise_forward_desc_init: { parameters: ["buffer", "i32", "i32", "pointer", "f32", "f32"], result: "i32" },
   dnnl_eltwise_backward_desc_init: { parameters: ["buffer", "i32", "pointer", "pointer", "f32", "f32"], result: "i32" },
+  dnnl_batch_normalization_forward_desc_init: { parameters: ["buffer", "i32", "pointer", "f32", "u32"], result: "i32" },
+  dnnl_batch_normalization_backward_desc_init: {
+    parameters: ["buffer", "i32", "pointer", "pointer", "f32", "u32"],
+    result: "i32",
+  },
   dnnl_matmul_desc_init: { parameters: ["buffer", "pointer", "pointer", "pointer", "pointer"], result: "i32" },
   dnnl_primitive_desc_create: { parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"], result: "i32" },
   dnnl_primitive_desc_query_md: { parameters: ["pointer", "i32", "i32"], result: "pointer" },
@@ -234,6 +249,7 @@ export class Primitive {
       }
       this.dnnl.check("dnnl_memory_set_data_handle", this.dnnl.lib.dnnl_memory_set_data_handle(memory, region.pointer));
     }
+    this.dnnl.runs++;
     this.dnnl.check(
       "dnnl_primitive_execute",
       this.dnnl.lib.dnnl_primitive_execute(this.handle, this.dnnl.stream, this.memories.length, this.args),
@@ -269,6 +285,24 @@ export interface PlannedPrimitive {
   reorder?: { primitive: Primitive; before: boolean; scratch: Uint8Array };
 }
 
+let loaded: Dnnl | null = null;
+
+/** oneDNN, loaded once per process; throws DnnlUnavailable with the reason when it cannot be. */
+export function loadDnnl(): Dnnl {
+  if (!loaded) {
+    const requested = Number(Deno.env.get("FACEGAN_THREADS") ?? navigator.hardwareConcurrency);
+    if (!Number.isInteger(requested) || requested < 1) {
+      throw new DnnlUnavailable(`FACEGAN_THREADS must be a positive integer, got '${Deno.env.get("FACEGAN_THREADS")}'`);
+    }
+    // OpenMP threads that spin while waiting for work stall a busy machine: on 2 cores shared with
+    // other processes a step took 2.7-3.1 s spinning and 0.5-0.6 s sleeping (libgomp reads this
+    // when it loads, with oneDNN, just below).
+    if (!Deno.env.get("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
+    loaded = new Dnnl(requested);
+  }
+  return loaded;
+}
+
 export class Dnnl {
   readonly lib: Library;
   readonly engine: Pointer;
@@ -276,6 +310,9 @@ export class Dnnl {
   readonly version: string;
   readonly isa: string;
   readonly threads: number;
+  private readonly openmp: Deno.DynamicLibrary<typeof OPENMP_SYMBOLS>["symbols"];
+  /** primitives run so far (reorders included): what `deno task bench training` counts per step */
+  runs = 0;
 
   /** The library `locateDnnl()` finds, run on `threads` OpenMP threads; throws DnnlUnavailable. */
   constructor(threads: number) {
@@ -284,9 +321,9 @@ export class Dnnl {
     this.lib = library.symbols;
     const version = new Deno.UnsafePointerView(this.lib.dnnl_version()!);
     this.version = [0, 4, 8].map((offset) => version.getInt32(offset)).join(".");
-    const openmp = Deno.dlopen("libgomp.so.1", OPENMP_SYMBOLS).symbols;
-    openmp.omp_set_num_threads(threads);
-    this.threads = openmp.omp_get_max_threads();
+    this.openmp = Deno.dlopen("libgomp.so.1", OPENMP_SYMBOLS).symbols;
+    this.openmp.omp_set_num_threads(threads);
+    this.threads = this.openmp.omp_get_max_threads();
     this.isa = ISA_NAMES[this.lib.dnnl_get_effective_cpu_isa()] ?? "unknown";
     const engine = pointerOut();
     this.check("dnnl_engine_create", this.lib.dnnl_engine_create(engine, CPU_ENGINE, 0n));
@@ -295,6 +332,20 @@ export class Dnnl {
     this.check("dnnl_stream_create", this.lib.dnnl_stream_create(stream, this.engine, STREAM_DEFAULT));
     this.stream = fromOut(stream);
     this.checkAbi(path);
+  }
+
+  /**
+   * `work` (creating or running primitives) on one OpenMP thread. For oneDNN's batch
+   * normalization: it spins at barriers between its passes, and on 2 cores shared with other
+   * processes one forward call of the 32 px network took ~22 ms on 2 threads, ~2.6 ms on one.
+   */
+  singleThreaded<T>(work: () => T): T {
+    this.openmp.omp_set_num_threads(1);
+    try {
+      return work();
+    } finally {
+      this.openmp.omp_set_num_threads(this.threads);
+    }
   }
 
   check(name: string, status: number): void {
@@ -368,8 +419,8 @@ export class Dnnl {
     return this.primitive(fromOut(out), [{ arg: Arg.from, md: from }, { arg: Arg.to, md: to }]);
   }
 
-  private query(pd: Pointer, what: number): Pointer {
-    const md = this.lib.dnnl_primitive_desc_query_md(pd, what, 0);
+  private query(pd: Pointer, what: number, index = 0): Pointer {
+    const md = this.lib.dnnl_primitive_desc_query_md(pd, what, index);
     if (!md) throw new Error(`oneDNN: primitive has no memory descriptor ${what}`);
     return md;
   }
@@ -454,7 +505,8 @@ export class Dnnl {
 
   /**
    * An elementwise function over `size` floats (one dimension: the layout does not matter), or its
-   * gradient: diff_src from diff_dst and the forward input src.
+   * gradient: diff_src from diff_dst and the forward input src (the output dst for a `*UseDst`
+   * algorithm).
    */
   eltwise(algorithm: number, size: number, alpha: number, backward: boolean): Primitive {
     const data = this.plain([size], 2 /* dnnl_a */);
@@ -473,10 +525,58 @@ export class Dnnl {
       this.lib.dnnl_eltwise_backward_desc_init(backwardDesc, algorithm, data.pointer, data.pointer, alpha, 0),
     );
     return this.primitive(this.primitiveDesc(backwardDesc, forward), [
-      { arg: Arg.src, md: data.pointer },
+      { arg: algorithm === Eltwise.reluUseDst ? Arg.dst : Arg.src, md: data.pointer },
       { arg: Arg.diffDst, md: data.pointer },
       { arg: Arg.diffSrc, md: data.pointer },
     ]);
+  }
+
+  /**
+   * Training-mode batch normalization of NHWC data, `shape` [N, C, H, W], with gamma and beta:
+   * the forward pass (writes the batch's mean and biased variance) and the backward pass (diff
+   * src, and the gradients of gamma and beta packed [2, C]).
+   */
+  batchNormalization(shape: number[], epsilon: number): { forward: Primitive; backward: Primitive } {
+    const data = this.plain(shape, Tag.nhwc);
+    const forwardDesc = new Uint8Array(OP_DESC_BYTES);
+    this.check(
+      "dnnl_batch_normalization_forward_desc_init",
+      this.lib.dnnl_batch_normalization_forward_desc_init(
+        forwardDesc,
+        PROP_FORWARD_TRAINING,
+        data.pointer,
+        epsilon,
+        USE_SCALESHIFT,
+      ),
+    );
+    const forward = this.primitiveDesc(forwardDesc);
+    const backwardDesc = new Uint8Array(OP_DESC_BYTES);
+    this.check(
+      "dnnl_batch_normalization_backward_desc_init",
+      this.lib.dnnl_batch_normalization_backward_desc_init(
+        backwardDesc,
+        PROP_BACKWARD,
+        data.pointer,
+        data.pointer,
+        epsilon,
+        USE_SCALESHIFT,
+      ),
+    );
+    const backward = this.primitiveDesc(backwardDesc, forward);
+    const withArgs = (pd: Pointer, args: number[]) =>
+      this.primitive(pd, args.map((arg) => ({ arg, md: this.query(pd, QUERY_MD.execArg, arg) })));
+    return {
+      forward: withArgs(forward, [Arg.src, Arg.dst, Arg.mean, Arg.variance, Arg.scaleShift]),
+      backward: withArgs(backward, [
+        Arg.src,
+        Arg.mean,
+        Arg.variance,
+        Arg.diffDst,
+        Arg.scaleShift,
+        Arg.diffSrc,
+        Arg.diffScaleShift,
+      ]),
+    };
   }
 
   /** Batched matrix product dst[b] = src[b] x weights[b], each operand described by its strides. */

@@ -2,8 +2,9 @@
  * The `native` backend: tfjs-wasm with its heavy kernels — Conv2D, Conv2DBackpropInput (also
  * conv2dTranspose, the whole generator), Conv2DBackpropFilter and BatchMatMul — executed by oneDNN
  * (`dnnl.ts`) on every core, reading and writing the tensors where they live in the wasm heap (no
- * copy). Everything else (batch norm, activations, Adam) stays on wasm's SIMD kernels, which are a
- * small part of a training step.
+ * copy). Training-mode batch norm + (leaky) ReLU is one fused kernel each way (native_batchnorm.ts)
+ * and Adam one pass per weight (native_adam.ts, called by models/gan.ts); what else a step runs
+ * stays on wasm's SIMD kernels, a small part of it.
  *
  * Kernels are swapped into the wasm backend's registry rather than registered under a new backend
  * name: tfjs-wasm binds its C functions into module-level variables when a backend instance starts,
@@ -20,71 +21,24 @@ import { type BackendInfo, BackendUnavailable } from "./common.ts";
 import { startWasm } from "./wasm.ts";
 import { type ConvolutionAttrs, forwardInfo, type Shape4 } from "./conv_gradients.ts";
 import { RELU_GRADIENT_KERNEL } from "../gradients.ts";
+import { bufferRegion, floats, region, type WasmBackend } from "./wasm_heap.ts";
+import { BATCH_NORM_KERNELS } from "./native_batchnorm.ts";
 import {
   Arg,
   type ConvDirection,
   type ConvGeometry,
-  Dnnl,
+  type Dnnl,
   DnnlUnavailable,
   Eltwise,
+  loadDnnl,
   type PlannedPrimitive,
 } from "./dnnl.ts";
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type TensorInfo = tf.TensorInfo;
 
-/** The parts of tfjs-wasm's backend class these kernels use. */
-interface WasmBackend {
-  wasm: { HEAPU8: Uint8Array };
-  dataIdMap: { get(dataId: object): { memoryOffset: number } };
-  makeOutput(shape: number[], dtype: "float32"): TensorInfo;
-  incRef(dataId: object): void;
-}
-
-let dnnl: Dnnl | null = null;
 const primitives = new Map<string, PlannedPrimitive>();
 const matmuls = new Map<string, ReturnType<Dnnl["matmul"]>>();
-
-/** oneDNN, loaded once per process; throws DnnlUnavailable with the reason when it cannot be. */
-export function loadDnnl(): Dnnl {
-  if (!dnnl) {
-    const requested = Number(Deno.env.get("FACEGAN_THREADS") ?? navigator.hardwareConcurrency);
-    if (!Number.isInteger(requested) || requested < 1) {
-      throw new DnnlUnavailable(`FACEGAN_THREADS must be a positive integer, got '${Deno.env.get("FACEGAN_THREADS")}'`);
-    }
-    // OpenMP threads that spin while waiting for work stall a busy machine: on 2 cores shared with
-    // other processes a step took 2.7-3.1 s spinning and 0.5-0.6 s sleeping (libgomp reads this
-    // when it loads, with oneDNN, just below).
-    if (!Deno.env.get("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
-    dnnl = new Dnnl(requested);
-  }
-  return dnnl;
-}
-
-/** Where a float32 tensor's bytes are in the wasm heap (checked against the heap's size). */
-function place(backend: WasmBackend, tensor: TensorInfo) {
-  const offset = backend.dataIdMap.get(tensor.dataId).memoryOffset;
-  const bytes = tf.util.sizeFromShape(tensor.shape) * 4;
-  if (tensor.dtype !== "float32") throw new Error(`native kernels take float32 tensors, got ${tensor.dtype}`);
-  if (offset + bytes > backend.wasm.HEAPU8.byteLength) throw new Error("native kernel: tensor outside the wasm heap");
-  return { offset, bytes };
-}
-
-/** A pointer to a tensor's bytes, taken now: the heap may have grown (and moved) since the last call. */
-function region(backend: WasmBackend, tensor: TensorInfo) {
-  const { offset, bytes } = place(backend, tensor);
-  return { pointer: Deno.UnsafePointer.offset(Deno.UnsafePointer.of(backend.wasm.HEAPU8)!, offset), bytes };
-}
-
-/** A float32 view of a tensor in the wasm heap, for this call only. */
-function floats(backend: WasmBackend, tensor: TensorInfo): Float32Array {
-  const { offset, bytes } = place(backend, tensor);
-  return new Float32Array(backend.wasm.HEAPU8.buffer, offset, bytes / 4);
-}
-
-function scratchRegion(scratch: Uint8Array) {
-  return { pointer: Deno.UnsafePointer.of(scratch), bytes: scratch.byteLength };
-}
 
 function geometry(info: tf.backend_util.Conv2DInfo): ConvGeometry {
   return {
@@ -128,7 +82,7 @@ function convolve(
     planned.primitive.run({ ...regions, [weightsArg]: user });
     return;
   }
-  const inner = scratchRegion(reorder.scratch);
+  const inner = bufferRegion(reorder.scratch);
   if (reorder.before) reorder.primitive.run({ [Arg.from]: user, [Arg.to]: inner });
   planned.primitive.run({ ...regions, [weightsArg]: inner });
   if (!reorder.before) reorder.primitive.run({ [Arg.from]: inner, [Arg.to]: user });
@@ -315,6 +269,7 @@ const replaced = new Map<string, tf.KernelConfig>();
 function installNativeKernels(): void {
   if (replaced.size) return;
   tf.registerKernel({ kernelName: RELU_GRADIENT_KERNEL, backendName: "wasm", kernelFunc: reluGradient });
+  for (const config of BATCH_NORM_KERNELS) tf.registerKernel(config);
   for (const [kernelName, kernelFunc] of Object.entries(KERNELS)) {
     const original = tf.getKernel(kernelName, "wasm")!;
     replaced.set(kernelName, original);
@@ -327,10 +282,16 @@ function installNativeKernels(): void {
   }
 }
 
+/** Whether the backend in use is native (wasm with these kernels installed). */
+export function nativeKernelsInstalled(): boolean {
+  return replaced.size > 0 && tf.getBackend() === "wasm";
+}
+
 /** Put tfjs-wasm's own kernels back (when another backend, wasm itself included, is chosen). */
 export function removeNativeKernels(): void {
   if (!replaced.size) return;
   tf.unregisterKernel(RELU_GRADIENT_KERNEL, "wasm");
+  for (const { kernelName } of BATCH_NORM_KERNELS) tf.unregisterKernel(kernelName, "wasm");
   for (const [kernelName, original] of replaced) {
     tf.unregisterKernel(kernelName, "wasm");
     tf.registerKernel(original);

@@ -1,0 +1,42 @@
+/**
+ * The tfjs-wasm heap as the native backend's kernels see it: where a tensor's bytes are, as a
+ * pointer for oneDNN or a float32 view for JavaScript, taken anew at every call (the heap may have
+ * grown, and so moved, since the last one).
+ */
+import * as tf from "../tf.ts";
+
+type TensorInfo = tf.TensorInfo;
+
+/** The parts of tfjs-wasm's backend class the native kernels use. */
+export interface WasmBackend {
+  wasm: { HEAPU8: Uint8Array };
+  dataIdMap: { get(dataId: object): { memoryOffset: number; refCount: number } };
+  makeOutput(shape: number[], dtype: "float32"): TensorInfo;
+  incRef(dataId: object): void;
+}
+
+/** Where a float32 tensor's bytes are in the wasm heap (checked against the heap's size). */
+function place(backend: WasmBackend, tensor: TensorInfo) {
+  const offset = backend.dataIdMap.get(tensor.dataId).memoryOffset;
+  const bytes = tf.util.sizeFromShape(tensor.shape) * 4;
+  if (tensor.dtype !== "float32") throw new Error(`native kernels take float32 tensors, got ${tensor.dtype}`);
+  if (offset + bytes > backend.wasm.HEAPU8.byteLength) throw new Error("native kernel: tensor outside the wasm heap");
+  return { offset, bytes };
+}
+
+/** A pointer to a tensor's bytes, taken now: the heap may have grown (and moved) since the last call. */
+export function region(backend: WasmBackend, tensor: TensorInfo) {
+  const { offset, bytes } = place(backend, tensor);
+  return { pointer: Deno.UnsafePointer.offset(Deno.UnsafePointer.of(backend.wasm.HEAPU8)!, offset), bytes };
+}
+
+/** A float32 view of a tensor in the wasm heap, for this call only. */
+export function floats(backend: WasmBackend, tensor: TensorInfo): Float32Array {
+  const { offset, bytes } = place(backend, tensor);
+  return new Float32Array(backend.wasm.HEAPU8.buffer, offset, bytes / 4);
+}
+
+/** A pointer to a buffer outside the heap (scratch space, small per-channel parameters). */
+export function bufferRegion(buffer: Uint8Array | Float32Array) {
+  return { pointer: Deno.UnsafePointer.of(buffer), bytes: buffer.byteLength };
+}
