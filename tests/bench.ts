@@ -7,6 +7,8 @@
  *     same network in PyTorch when `python3 -c "import torch"` works: ratio best tfjs / PyTorch,
  *     goal >= 4.0; the 64 px network (conv dim 64) on the best CPU backend, goal >= 3.0; GFLOP/s
  *     of each against the machine's f32 matrix-product rate (oneDNN sgemm, every core)
+ *     kernel launches per step on native and wasm (tfjs kernels that compute, Adam passes
+ *     included; goal <= 300), beside those that only share data and oneDNN's primitive runs
  *  4. WebGPU calls per training step of that network (uploads, readbacks, submits, dispatches):
  *     hardware-independent, so counted on a software adapter too (tests/step_counts.ts has the goals)
  *  5. the data path at CelebA's full scale (tests/bench_scale.ts): only when named,
@@ -17,8 +19,8 @@ import { join } from "node:path";
 import * as tf from "../models/tf.ts";
 import { BACKENDS, BackendUnavailable, useBackend } from "../models/backend.ts";
 import { Gan, type GanConfig } from "../models/gan.ts";
-import { loadDnnl } from "../models/backends/native.ts";
-import { Arg } from "../models/backends/dnnl.ts";
+import { Arg, loadDnnl } from "../models/backends/dnnl.ts";
+import { adamCounts } from "../models/backends/native_adam.ts";
 import { STEP_CONFIG_32, STEP_CONFIG_64, stepFlopsPerImage } from "./bench_config.ts";
 import { countSteps, GOALS } from "./step_counts.ts";
 import { perStepLine } from "../models/backends/webgpu_counts.ts";
@@ -71,7 +73,40 @@ async function preprocess() {
   );
 }
 
-async function trainingRate(backend: string, config: GanConfig, steps: number): Promise<number | string> {
+/** What one training step launches, counted over one more step after the timed ones. */
+interface Launches {
+  /** tfjs kernels that compute (whose outputs are new data), and Adam's passes on native */
+  computing: number;
+  /** tfjs kernels whose output shares its input's data (SHARING) */
+  sharing: number;
+  /** oneDNN primitive runs (reorders included), within the kernels above */
+  primitives: number;
+}
+
+/**
+ * Kernels whose output is their input's data with a new shape or a reference count: Reshape on
+ * both, Identity on native (models/backends/native.ts; wasm copies). Cast shares only when the
+ * dtype stays, so it is counted as computing.
+ */
+const SHARING: Record<string, string[]> = { native: ["Identity", "Reshape"], wasm: ["Reshape"] };
+
+async function countLaunches(backend: string, gan: Gan, real: tf.Tensor4D): Promise<Launches> {
+  const dnnl = backend === "native" ? loadDnnl() : null;
+  const [runsBefore, passesBefore] = [dnnl?.runs ?? 0, adamCounts.passes];
+  const { kernels } = await tf.profile(async () => {
+    await gan.trainStep(real);
+    return [];
+  });
+  const sharing = kernels.filter((kernel) => SHARING[backend].includes(kernel.name)).length;
+  const passes = adamCounts.passes - passesBefore;
+  return { computing: kernels.length - sharing + passes, sharing, primitives: (dnnl?.runs ?? 0) - runsBefore };
+}
+
+async function trainingRate(
+  backend: string,
+  config: GanConfig,
+  steps: number,
+): Promise<{ rate: number; launches: Launches | null } | string> {
   try {
     await useBackend(backend as typeof BACKENDS[number]);
   } catch (error) {
@@ -85,9 +120,11 @@ async function trainingRate(backend: string, config: GanConfig, steps: number): 
   const started = performance.now();
   for (let i = 0; i < steps; i++) await gan.trainStep(real);
   const rate = (128 * steps) / ((performance.now() - started) / 1000);
+  // Counted on the CPU backends only: webgpu's dispatches are counted by `counts` below.
+  const launches = backend === "native" || backend === "wasm" ? await countLaunches(backend, gan, real) : null;
   gan.dispose();
   real.dispose();
-  return rate;
+  return { rate, launches };
 }
 
 function torchRate(size: number, convDim: number, steps: number): number | null {
@@ -131,16 +168,20 @@ async function training() {
   // cpu (plain JavaScript) is the reference for tests, not a training backend: one batch-128 step
   // takes minutes, so it is not timed here.
   for (const [backend, steps] of [["native", 6], ["wasm", 6], ["webgpu", 3], ["tensorflow", 6]] as const) {
-    const rate = await trainingRate(backend, STEP_CONFIG_32, steps);
-    if (typeof rate === "string") {
-      report(`training ${backend}: not available here: ${rate}`);
+    const measured = await trainingRate(backend, STEP_CONFIG_32, steps);
+    if (typeof measured === "string") {
+      report(`training ${backend}: not available here: ${measured}`);
       continue;
     }
+    const { rate, launches } = measured;
     rates[backend] = rate;
+    const launched = launches
+      ? `; ${launches.computing} kernel launches per step (goal <= 300; tfjs kernels that compute, Adam passes included), ${launches.sharing} more that only share data, ${launches.primitives} oneDNN primitive runs`
+      : "";
     report(
       `training ${backend}: ${rate.toFixed(1)} images/s = ${
         gflops(rate, flops32)
-      } GFLOP/s (seeds' 32 px DCGAN, batch 128, D+G step, ${(flops32 / 1e6).toFixed(0)} MFLOP per image)`,
+      } GFLOP/s (seeds' 32 px DCGAN, batch 128, D+G step, ${(flops32 / 1e6).toFixed(0)} MFLOP per image)${launched}`,
     );
   }
   const peak = sgemmPeak();
@@ -168,7 +209,7 @@ async function training() {
   // The 64 px network (conv dim 64) on the best CPU backend only: wasm would take minutes.
   const cpuBest = "native" in rates ? "native" : "wasm";
   const flops64 = stepFlopsPerImage(STEP_CONFIG_64);
-  const rate64 = await trainingRate(cpuBest, STEP_CONFIG_64, 3) as number;
+  const { rate: rate64 } = await trainingRate(cpuBest, STEP_CONFIG_64, 3) as { rate: number };
   const torch64 = torchRate(64, 64, 2)!;
   report(
     `training 64 px (conv dim 64, batch 128, ${(flops64 / 1e6).toFixed(0)} MFLOP per image): ${cpuBest} ${
