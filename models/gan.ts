@@ -43,7 +43,8 @@ export interface StepLosses {
   g: number;
 }
 
-class Adam {
+/** Adam over one network's weights, its moments kept as variables (checkpointed with the weights). */
+export class Adam {
   readonly moments = new Map<string, tf.Variable>();
   steps = 0;
 

@@ -10,6 +10,8 @@ import { batchNorm } from "../models/layers.ts";
 import { ParamStore } from "../models/params.ts";
 import { Rng } from "../models/rng.ts";
 import type { Activation } from "../models/backends/webgpu_batchnorm.ts";
+import { adamCounts } from "../models/backends/native_adam.ts";
+import { Adam } from "../models/gan.ts";
 import { backendMissing, facegan, projectCopy, readLock } from "./helpers.ts";
 
 tf.env().set("IS_TEST", true);
@@ -145,6 +147,36 @@ nativeTest(
       "FaceganNativeBatchNormTrain",
       "FaceganNativeBatchNormTrainGrad",
     ]);
+  },
+);
+
+nativeTest(
+  "native Adam, one pass per weight over the wasm heap, gives the bits of the tf-ops Adam on wasm",
+  async () => {
+    const shapes = [[4, 4, 3, 32], [32], [100, 2048], [1]];
+    const values = await inputs([...shapes, ...shapes]); // weights, then gradients
+    const train = async (backend: "wasm" | "native") => {
+      await useBackend(backend);
+      // Made outside a tidy, so each weight's data is shared with its initial tensor at first.
+      const weights = new Map(shapes.map((shape, i) => [`w${i}`, tf.variable(tf.tensor(values[i], shape))]));
+      const adam = new Adam("adam", 0.9, 0.999);
+      adam.init(weights);
+      for (let step = 1; step <= 3; step++) {
+        const grads = Object.fromEntries(
+          [...weights.values()].map((w, i) => [w.name, tf.tensor(values[shapes.length + i], shapes[i]).mul(step)]),
+        );
+        adam.apply(weights, grads, 2e-4 * step);
+      }
+      return [...weights.values(), ...adam.moments.values()].map((v) => Array.from(v.dataSync()));
+    };
+    const expected = await train("wasm");
+    const passes = adamCounts.passes;
+    const actual = await train("native");
+    assert.equal(adamCounts.passes - passes, 3 * shapes.length, "one pass per weight and step");
+    actual.forEach((values, tensor) => {
+      const differ = values.findIndex((value, i) => !Object.is(value, expected[tensor][i]));
+      assert.equal(differ, -1, `tensor ${tensor}, value ${differ}: ${values[differ]} vs ${expected[tensor][differ]}`);
+    });
   },
 );
 
