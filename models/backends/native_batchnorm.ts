@@ -12,7 +12,7 @@
 import * as tf from "../tf.ts";
 import { Arg, type Dnnl, Eltwise, loadDnnl, type Primitive } from "./dnnl.ts";
 import { bufferRegion, floats, region, type WasmBackend } from "./wasm_heap.ts";
-import type { Activation, BatchNormOptions } from "./webgpu_batchnorm.ts";
+import type { Activation, BatchNormOptions, FusedBatchNorm } from "./webgpu_batchnorm.ts";
 
 const FORWARD_KERNEL = "FaceganNativeBatchNormTrain";
 const BACKWARD_KERNEL = "FaceganNativeBatchNormTrainGrad";
@@ -159,22 +159,11 @@ export function nativeBatchNormAvailable(): boolean {
   return tf.getKernel(FORWARD_KERNEL, tf.getBackend()) !== undefined;
 }
 
-/**
- * act(batchNorm(x)) in training mode with gradients for x, gamma and beta, and the updated
- * running statistics (not differentiated).
- */
-export function batchNormInHeap(
-  x: tf.Tensor4D,
-  gamma: tf.Tensor,
-  beta: tf.Tensor,
-  runningMean: tf.Tensor,
-  runningVar: tf.Tensor,
-  options: BatchNormOptions,
-): { y: tf.Tensor4D; runningMean: tf.Tensor; runningVar: tf.Tensor } {
+export const batchNormInHeap: FusedBatchNorm = (x, gamma, beta, runningMean, runningVar, options) => {
   const [y, , newMean, newVar] = tf.engine().runKernel(
     FORWARD_KERNEL,
     { x, gamma, beta, runningMean, runningVar },
     options as unknown as tf.NamedAttrMap,
   ) as tf.Tensor[];
   return { y: y as tf.Tensor4D, runningMean: newMean, runningVar: newVar };
-}
+};

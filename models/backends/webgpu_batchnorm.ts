@@ -134,6 +134,19 @@ export interface BatchNormOptions {
   alpha: number;
 }
 
+/**
+ * act(batchNorm(x)) in training mode with gradients for x, gamma and beta, and the updated
+ * running statistics (not differentiated): what a backend's fused batch norm gives.
+ */
+export type FusedBatchNorm = (
+  x: tf.Tensor4D,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  runningMean: tf.Tensor,
+  runningVar: tf.Tensor,
+  options: BatchNormOptions,
+) => { y: tf.Tensor4D; runningMean: tf.Tensor; runningVar: tf.Tensor };
+
 const FORWARD_KERNEL = "FaceganBatchNormTrain";
 const BACKWARD_KERNEL = "FaceganBatchNormTrainGrad";
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -222,18 +235,7 @@ function register(): void {
   });
 }
 
-/**
- * act(batchNorm(x)) in training mode with gradients for x, gamma and beta, and the updated
- * running statistics (not differentiated).
- */
-export function batchNormOnDevice(
-  x: tf.Tensor4D,
-  gamma: tf.Tensor,
-  beta: tf.Tensor,
-  runningMean: tf.Tensor,
-  runningVar: tf.Tensor,
-  options: BatchNormOptions,
-): { y: tf.Tensor4D; runningMean: tf.Tensor; runningVar: tf.Tensor } {
+export const batchNormOnDevice: FusedBatchNorm = (x, gamma, beta, runningMean, runningVar, options) => {
   register();
   const [y, stats] = tf.engine().runKernel(
     FORWARD_KERNEL,
@@ -247,4 +249,4 @@ export function batchNormOnDevice(
     runningMean: part(backend, stats, 2, channels),
     runningVar: part(backend, stats, 3, channels),
   };
-}
+};
