@@ -16,7 +16,7 @@ import { acquireRunLock, BusyError } from "./runlock.ts";
 import { Interrupts } from "./interrupts.ts";
 import { LeaseLost } from "./lease.ts";
 import { RemoteCache } from "./remote.ts";
-import { pullCommand, pushCommand } from "./transfer.ts";
+import { pullCommand, pushCommand } from "./push_pull.ts";
 import { Interrupted, notices, runPipeline, StaleUpstream, type StoppedStage } from "./run.ts";
 import { type Executor, StageFailed } from "./execute.ts";
 import { chooseExecutor } from "./executors/choose.ts";
@@ -144,14 +144,7 @@ async function command(project: Project, argv: string[]): Promise<number> {
         console.log(renderDag(project.dag));
         return 0;
       case "verify":
-        return await verifyCommand(
-          workspace,
-          rest,
-          Boolean(values.cache),
-          executor,
-          log,
-          (reasons) => words(reasons, terminal.verbose),
-        );
+        return await verifyCommand(workspace, rest, Boolean(values.cache), executor, log);
       case "compare":
         return await compareCommand(workspace, rest, Boolean(values.json));
       case "gc":

@@ -5,20 +5,7 @@
  */
 import { UserError } from "./errors.ts";
 import type { FlatParams, ParamValue } from "./params.ts";
-import type { StageDecl } from "./types.ts";
-
-export interface ParamSpec {
-  type: "number" | "integer" | "string" | "boolean";
-  description: string;
-  /** null is allowed (and means what the description says) */
-  nullable?: boolean;
-  min?: number;
-  max?: number;
-  /** the only values allowed */
-  choices?: readonly (string | number)[];
-}
-
-export type ParamSchema = Record<string, ParamSpec>;
+import type { ParamSchema, ParamSpec, StageDecl } from "./types.ts";
 
 /** The schema and the DAG must name the same keys: a stage reading an undeclared key is a project bug. */
 export function checkSchemaCoversDag(schema: ParamSchema, dag: StageDecl[], params: FlatParams): void {

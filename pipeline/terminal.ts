@@ -5,7 +5,7 @@
  * the live lines are redrawn in place; elsewhere (a pipe, a log file) each stage's progress is
  * a plain line every 10 s. The words come from words.ts.
  */
-import type { RunEvent } from "./run.ts";
+import type { RunEvent } from "./events.ts";
 import type { StageOutput } from "./execute.ts";
 import type { Progress } from "./types.ts";
 import { countLine, eventLine, footerLine, type Pace, type Paint, paintFor, progressLine } from "./words.ts";

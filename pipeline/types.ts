@@ -1,6 +1,20 @@
 import type { FlatParams, ParamValue } from "./params.ts";
 import type { ExternalData } from "./external.ts";
-import type { ParamSchema } from "./schema.ts";
+
+/** One param's type, range or choices and meaning, as the project declares it (`Project.schema`). */
+export interface ParamSpec {
+  type: "number" | "integer" | "string" | "boolean";
+  description: string;
+  /** null is allowed (and means what the description says) */
+  nullable?: boolean;
+  min?: number;
+  max?: number;
+  /** the only values allowed */
+  choices?: readonly (string | number)[];
+}
+
+/** Every param's spec, by dotted key. */
+export type ParamSchema = Record<string, ParamSpec>;
 
 /** One stage of the DAG, as declared by the project (pure data: loading it imports no stage code). */
 export interface StageDecl {

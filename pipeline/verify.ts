@@ -8,7 +8,8 @@ import { Interrupts } from "./interrupts.ts";
 import { hostFileName, isAlive } from "./lease.ts";
 import { stageIdentity, stageKey } from "./key.ts";
 import type { LockStage } from "./lock.ts";
-import { changes, type Reason } from "./plan.ts";
+import { changes } from "./plan.ts";
+import { words } from "./words.ts";
 import { Workspace } from "./workspace.ts";
 
 /**
@@ -23,11 +24,8 @@ export async function verifyCommand(
   rehashCache: boolean,
   executor: Executor,
   log: (line: string) => void,
-  describe: (reasons: Reason[]) => string,
 ): Promise<number> {
-  return rehashCache
-    ? await verifyCache(workspace, log)
-    : await verifyStages(workspace, names, executor, log, describe);
+  return rehashCache ? await verifyCache(workspace, log) : await verifyStages(workspace, names, executor, log);
 }
 
 async function verifyCache(workspace: Workspace, log: (line: string) => void): Promise<number> {
@@ -58,7 +56,6 @@ async function verifyStages(
   names: string[],
   executor: Executor,
   log: (line: string) => void,
-  describe: (reasons: Reason[]) => string,
 ): Promise<number> {
   const lock = await workspace.readLock();
   if (!lock) throw new UserError("no pipeline.lock.json: run `deno task pipeline` first, then verify");
@@ -91,7 +88,7 @@ async function verifyStages(
       const identity = stageIdentity((await scratch.facts())[stage.name], recorded.inputs);
       const key = stageKey(stage.name, identity);
       if (key !== recorded.key) {
-        const why = describe(changes(recorded, identity)) || "key differs";
+        const why = words(changes(recorded, identity), terminal.verbose) || "key differs";
         console.log(`${stage.name.padEnd(9)} not checked: the lock is stale (${why}); run the pipeline first`);
         continue;
       }

@@ -4,7 +4,7 @@
  */
 import { formatBytes } from "./fsutil.ts";
 import type { Reason } from "./plan.ts";
-import type { RunEvent } from "./run.ts";
+import type { RunEvent } from "./events.ts";
 import type { LeaseHolder } from "./lease.ts";
 import type { Progress } from "./types.ts";
 

@@ -7,7 +7,8 @@
  */
 import { git } from "../git.ts";
 import { type Executor, StageFailed } from "../execute.ts";
-import { Interrupted, type RunEvent, runPipeline, type ShareStage, type StageResult } from "../run.ts";
+import type { RunEvent } from "../events.ts";
+import { Interrupted, runPipeline, type ShareStage, type StageResult } from "../run.ts";
 import { terminal } from "../terminal.ts";
 import { Workspace } from "../workspace.ts";
 import type { MetricsFile, StageDecl } from "../types.ts";
