@@ -14,8 +14,8 @@ import { slerp } from "./models/latent.ts";
 import { toUint8Images } from "./models/serialize.ts";
 import { loadTfjsModel } from "./data/tfjs_model_file.ts";
 import { encodePng, gridImage } from "./data/image_io.ts";
-import { exists } from "./pipeline/fsutil.ts";
-import { EXIT_USER_ERROR, UserError } from "./pipeline/errors.ts";
+import { exists } from "./pipeline/storage/fsutil.ts";
+import { EXIT_USER_ERROR, UserError } from "./pipeline/core/errors.ts";
 
 const USAGE =
   "usage: deno task sample [--n 64] [--seed S] [--out faces.png] [--grid] [--interpolate A,B] [--model DIR]";

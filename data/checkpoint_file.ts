@@ -5,8 +5,8 @@
  * table. A checkpoint dir is written under a temporary name and renamed. Written and read by train.
  */
 import { join } from "node:path";
-import { sha256 } from "../pipeline/hash.ts";
-import { removeIfExists, writeFileAtomic } from "../pipeline/fsutil.ts";
+import { sha256 } from "../pipeline/core/hash.ts";
+import { removeIfExists, writeFileAtomic } from "../pipeline/storage/fsutil.ts";
 import type { Gan } from "../models/gan.ts";
 import type { RngState } from "../models/rng.ts";
 import { assignTensors, serializeTensors, type TensorEntry } from "../models/serialize.ts";

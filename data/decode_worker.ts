@@ -10,7 +10,7 @@ import { REFERENCE_HEIGHT, REFERENCE_WIDTH } from "./frame.ts";
 import { type Rect, resampleArea } from "./resample.ts";
 import { serve, type WorkerResponse } from "./worker_serve.ts";
 import type { TurboJpeg } from "./turbojpeg.ts";
-import { sha256 } from "../pipeline/hash.ts";
+import { sha256 } from "../pipeline/core/hash.ts";
 
 export interface DecodeRequest {
   /** the photo's bytes, or (`file`) where to read them */

@@ -20,7 +20,7 @@ export class FaceFeatures {
   static async load(): Promise<FaceFeatures> {
     const module = await import(ENTRY);
     const api = module.default ?? module;
-    const weights = fileURLToPath(new URL("../model/", import.meta.resolve(ENTRY)));
+    const weights = fileURLToPath(new URL("../model", import.meta.resolve(ENTRY)));
     await api.nets.faceRecognitionNet.loadFromDisk(weights);
     await api.nets.tinyFaceDetector.loadFromDisk(weights);
     return new FaceFeatures(api);

@@ -6,7 +6,7 @@
  * The page draws z with the project's own seeded generator and interpolates with its own slerp
  * (their source inlined), so seed S shows the first faces of `deno task sample --seed S`.
  */
-import { encodeBase64 } from "../pipeline/base64.ts";
+import { encodeBase64 } from "../pipeline/ui/base64.ts";
 import { Rng } from "../models/rng.ts";
 import { slerp } from "../models/latent.ts";
 import { toUint8Images } from "../models/serialize.ts";

@@ -4,9 +4,9 @@
  * reports how many MB it has (the engine draws rate and ETA), and checks an optional pinned sha256 before the file gets its final
  * name (a mismatch deletes it: nothing is kept).
  */
-import { sha256File } from "../pipeline/hash.ts";
-import { UserError } from "../pipeline/errors.ts";
-import type { Progress } from "../pipeline/types.ts";
+import { sha256File } from "../pipeline/core/hash.ts";
+import { UserError } from "../pipeline/core/errors.ts";
+import type { Progress } from "../pipeline/core/types.ts";
 
 export interface DownloadOptions {
   sha256?: string;

@@ -5,9 +5,9 @@
  * outside the stage's output, so it is in no key and no artifact.
  */
 import { join } from "node:path";
-import { encodeBase64 } from "../pipeline/base64.ts";
-import { escapeHtml } from "../pipeline/html.ts";
-import { writeFileAtomic } from "../pipeline/fsutil.ts";
+import { encodeBase64 } from "../pipeline/ui/base64.ts";
+import { escapeHtml } from "../pipeline/ui/html.ts";
+import { writeFileAtomic } from "../pipeline/storage/fsutil.ts";
 import { lossPlot, plotSvg } from "./plot.ts";
 import type { EpochStats, LossRow } from "./training_log.ts";
 

@@ -14,7 +14,7 @@ export class WorkerPool<WorkerRequest> {
   private readonly queue: { requests: WorkerRequest[]; transfer: Transferable[]; pending: Pending }[] = [];
   private readonly busy = new Map<Worker, Pending>();
 
-  /** `module`: the worker module, e.g. `new URL("../data/decode_worker.ts", import.meta.url)` */
+  /** `module`: the worker module, e.g. `new URL("./decode_worker.ts", import.meta.url)` */
   constructor(module: URL, size = navigator.hardwareConcurrency || 2) {
     for (let i = 0; i < size; i++) {
       const worker = new Worker(module.href, { type: "module" });

@@ -6,8 +6,8 @@
  */
 import { extname, join } from "node:path";
 import { ZipReader } from "./zip.ts";
-import type { ExternalData } from "../pipeline/external.ts";
-import { sha256 } from "../pipeline/hash.ts";
+import type { ExternalData } from "../pipeline/storage/external.ts";
+import { sha256 } from "../pipeline/core/hash.ts";
 
 export const IMAGE_EXTENSIONS = new Set([".jpg", ".jpeg", ".png"]);
 

@@ -4,8 +4,8 @@
  * fixed-z grid after each epoch). Written by train, read by evaluate, render and export.
  */
 import { join } from "node:path";
-import { writeFileAtomic } from "../pipeline/fsutil.ts";
-import type { FlatParams } from "../pipeline/params.ts";
+import { writeFileAtomic } from "../pipeline/storage/fsutil.ts";
+import type { FlatParams } from "../pipeline/core/params.ts";
 
 export interface LossRow {
   step: number;

@@ -4,7 +4,7 @@
  * img_align_celeba.zip has 202,599 entries, past the 65,535 of plain zip). Entry names that are
  * absolute or climb out with `..` are refused (zip-slip), even though nothing is written by name.
  */
-import { UserError } from "../pipeline/errors.ts";
+import { UserError } from "../pipeline/core/errors.ts";
 
 export interface ZipEntry {
   name: string;

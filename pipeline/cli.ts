@@ -9,25 +9,25 @@ import {
   EXIT_OUT_OF_MEMORY,
   EXIT_USER_ERROR,
   UserError,
-} from "./errors.ts";
-import { EnvironmentFault, faultsAsLines } from "./faults.ts";
-import { renderDag, stageByName } from "./dag.ts";
-import { acquireRunLock, BusyError } from "./runlock.ts";
-import { Interrupts } from "./interrupts.ts";
-import { LeaseLost } from "./lease.ts";
-import { RemoteCache } from "./remote.ts";
-import { pullCommand, pushCommand } from "./push_pull.ts";
-import { Interrupted, notices, runPipeline, StaleUpstream, type StoppedStage } from "./run.ts";
-import { type Executor, StageFailed } from "./execute.ts";
+} from "./core/errors.ts";
+import { EnvironmentFault, faultsAsLines } from "./core/faults.ts";
+import { renderDag, stageByName } from "./core/dag.ts";
+import { acquireRunLock, BusyError } from "./storage/runlock.ts";
+import { Interrupts } from "./core/interrupts.ts";
+import { LeaseLost } from "./storage/lease.ts";
+import { RemoteCache } from "./storage/remote.ts";
+import { pullCommand, pushCommand } from "./commands/push_pull.ts";
+import { Interrupted, notices, runPipeline, StaleUpstream, type StoppedStage } from "./core/run_pipeline.ts";
+import { type Executor, StageFailed } from "./core/execute.ts";
 import { chooseExecutor } from "./executors/choose.ts";
-import { STAGE_V8_FLAGS } from "./stage_runner.ts";
-import type { Decision, Plan, Reason, Selection } from "./plan.ts";
-import { CACHE_ENV, Workspace } from "./workspace.ts";
-import { verifyCommand } from "./verify.ts";
-import { compareCommand } from "./compare.ts";
-import { gcCommand } from "./gc.ts";
-import { checkParams, checkSchemaCoversDag, describeParams } from "./schema.ts";
-import type { Preflight, Project } from "./types.ts";
+import { STAGE_V8_FLAGS } from "./core/stage_runner.ts";
+import type { Decision, Plan, Reason, Selection } from "./core/plan.ts";
+import { CACHE_ENV, Workspace } from "./storage/workspace.ts";
+import { verifyCommand } from "./commands/verify.ts";
+import { compareCommand } from "./commands/compare.ts";
+import { gcCommand } from "./commands/gc.ts";
+import { checkParams, checkSchemaCoversDag, describeParams } from "./core/schema.ts";
+import type { Preflight, Project } from "./core/types.ts";
 import {
   checkLine,
   describeReason,
@@ -39,11 +39,11 @@ import {
   timingLine,
   TIMINGS_HEADING,
   words,
-} from "./words.ts";
-import { terminal, type Verbosity } from "./terminal.ts";
-import { liveViewOfRun } from "./live.ts";
-import type { LockFile } from "./lock.ts";
-import { loadParams } from "./params.ts";
+} from "./ui/words.ts";
+import { terminal, type Verbosity } from "./ui/terminal.ts";
+import { liveViewOfRun } from "./ui/live.ts";
+import type { LockFile } from "./core/lock.ts";
+import { loadParams } from "./core/params.ts";
 import { experimentsCommand } from "./experiments/command.ts";
 
 const USAGE = `usage: main.ts COMMAND [options]

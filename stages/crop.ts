@@ -8,8 +8,8 @@
  * every file that was skipped (corrupt, truncated, empty, not an image) and why.
  */
 import { join } from "node:path";
-import type { StageContext } from "../pipeline/types.ts";
-import { UserError } from "../pipeline/errors.ts";
+import type { StageContext } from "../pipeline/core/types.ts";
+import { UserError } from "../pipeline/core/errors.ts";
 import { openRawSource } from "../data/source.ts";
 import { PackWriter } from "../data/pack.ts";
 import { orderedMap, WorkerPool } from "../data/pool.ts";

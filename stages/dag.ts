@@ -3,7 +3,7 @@
  * Pure data, so `status` and a no-op run load no tensor code; the engine runs each stage's
  * module (exporting `run(ctx)`) in its own process.
  */
-import type { StageDecl } from "../pipeline/types.ts";
+import type { StageDecl } from "../pipeline/core/types.ts";
 
 export const dag: StageDecl[] = [
   {

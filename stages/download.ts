@@ -3,8 +3,8 @@
  * or a local zip) or `source.json` (a reference to a local folder). data/source.ts reads each form.
  */
 import { extname, join } from "node:path";
-import type { StageContext } from "../pipeline/types.ts";
-import { UserError } from "../pipeline/errors.ts";
+import type { StageContext } from "../pipeline/core/types.ts";
+import { UserError } from "../pipeline/core/errors.ts";
 import { downloadFile } from "../data/http.ts";
 import { orderedMap, WorkerPool } from "../data/pool.ts";
 import type { SyntheticRequest } from "../data/synthetic_worker.ts";

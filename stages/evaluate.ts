@@ -6,8 +6,8 @@
  */
 import { join } from "node:path";
 import * as tf from "../models/tf.ts";
-import type { MetricsFile, StageContext } from "../pipeline/types.ts";
-import { UserError } from "../pipeline/errors.ts";
+import type { MetricsFile, StageContext } from "../pipeline/core/types.ts";
+import { UserError } from "../pipeline/core/errors.ts";
 import { BackendUnavailable, EVAL_BACKENDS, type EvalBackendName, useEvalBackend } from "../models/backend.ts";
 import {
   fitGaussian,

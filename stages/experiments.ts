@@ -5,7 +5,7 @@
  * loads no plotting code: `figures` loads it when the page is made.
  */
 import { join } from "node:path";
-import type { ExperimentFigures, ExperimentsDecl } from "../pipeline/types.ts";
+import type { ExperimentFigures, ExperimentsDecl } from "../pipeline/core/types.ts";
 import type { EvaluationMetrics } from "./evaluate.ts";
 import type { Series } from "../data/plot.ts";
 

@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import * as tf from "../models/tf.ts";
-import type { StageContext } from "../pipeline/types.ts";
+import type { StageContext } from "../pipeline/core/types.ts";
 import { generatorGraph } from "../models/generator_graph.ts";
 import { readGenerator } from "../data/generator_file.ts";
 import { readTrainingSummary } from "../data/training_log.ts";

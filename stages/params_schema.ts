@@ -2,7 +2,7 @@
  * facegan's params schema: every key of params.json with what it accepts and what it means
  * (which stage reads it is in dag.ts). Pure data, like dag.ts: checking params loads no tensor code.
  */
-import type { ParamSchema } from "../pipeline/types.ts";
+import type { ParamSchema } from "../pipeline/core/types.ts";
 import { BACKENDS, EVAL_BACKENDS } from "../models/backend_names.ts";
 
 const SEED = { type: "integer", min: 0 } as const;

@@ -5,8 +5,8 @@
  * the native backend, this machine's cannot be the same bytes. Only a library probe (dlopen, then
  * close): no tensor code is loaded, so `status` stays quick.
  */
-import type { FlatParams } from "../pipeline/params.ts";
-import type { Environment, Preflight } from "../pipeline/types.ts";
+import type { FlatParams } from "../pipeline/core/params.ts";
+import type { Environment, Preflight } from "../pipeline/core/types.ts";
 import { DnnlUnavailable, locateDnnl } from "../models/backends/dnnl.ts";
 
 /** The stages that can run on the native backend, and the param that picks their backend. */

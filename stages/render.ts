@@ -6,12 +6,12 @@
 import { join } from "node:path";
 import { Image } from "imagescript";
 import * as tf from "../models/tf.ts";
-import type { MetricsFile, StageContext } from "../pipeline/types.ts";
+import type { MetricsFile, StageContext } from "../pipeline/core/types.ts";
 import type { EvaluationMetrics } from "./evaluate.ts";
-import { UserError } from "../pipeline/errors.ts";
-import { encodeBase64 } from "../pipeline/base64.ts";
-import { escapeHtml } from "../pipeline/html.ts";
-import { floorRatio } from "../pipeline/floor.ts";
+import { UserError } from "../pipeline/core/errors.ts";
+import { encodeBase64 } from "../pipeline/ui/base64.ts";
+import { escapeHtml } from "../pipeline/ui/html.ts";
+import { floorRatio } from "../pipeline/ui/floor.ts";
 import { useBackend } from "../models/backend.ts";
 import { Rng } from "../models/rng.ts";
 import { slerp } from "../models/latent.ts";

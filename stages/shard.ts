@@ -6,8 +6,8 @@
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import type { StageContext } from "../pipeline/types.ts";
-import { UserError } from "../pipeline/errors.ts";
+import type { StageContext } from "../pipeline/core/types.ts";
+import { UserError } from "../pipeline/core/errors.ts";
 import { PackReader, PackWriter, readPackIndex } from "../data/pack.ts";
 import { Rng } from "../models/rng.ts";
 

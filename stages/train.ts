@@ -6,8 +6,8 @@
  */
 import { join } from "node:path";
 import * as tf from "../models/tf.ts";
-import type { StageContext } from "../pipeline/types.ts";
-import { UserError } from "../pipeline/errors.ts";
+import type { StageContext } from "../pipeline/core/types.ts";
+import { UserError } from "../pipeline/core/errors.ts";
 import { type BackendName, BACKENDS, BackendUnavailable, useBackend } from "../models/backend.ts";
 import { Gan, type GanConfig, LOSS_READ_EVERY } from "../models/gan.ts";
 import { LOSSES, type LossName } from "../models/losses.ts";

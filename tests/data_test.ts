@@ -23,8 +23,8 @@ import {
   shardSharedSample,
   SHARED_CELEBA,
   urlSource,
-} from "./helpers.ts";
-import { makeZip } from "./zip_writer.ts";
+} from "./support/helpers.ts";
+import { makeZip } from "./support/zip_writer.ts";
 
 async function syntheticJpegs(count: number, seed = 5): Promise<{ name: string; data: Uint8Array }[]> {
   const files = [];

@@ -1,9 +1,9 @@
 /** The pipeline engine on a stub project: caching, invalidation, crash safety, locking, errors. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { cli, makeStubProject, takeRuns } from "./stub_project.ts";
-import { exists, partialDirs, waitFor } from "./helpers.ts";
-import { isRacy } from "../pipeline/statcache.ts";
+import { cli, makeStubProject, takeRuns } from "./support/stub_project.ts";
+import { exists, partialDirs, waitFor } from "./support/helpers.ts";
+import { isRacy } from "../pipeline/storage/statcache.ts";
 
 const ALL = ["download", "crop", "resize", "shard", "train", "evaluate", "render"];
 

@@ -4,9 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { exists, facegan, projectCopy, readLock, waitFor } from "./helpers.ts";
+import { exists, facegan, projectCopy, readLock, waitFor } from "./support/helpers.ts";
 import { tQuantile } from "../pipeline/experiments/stats.ts";
-import { cli, makeStubProject } from "./stub_project.ts";
+import { cli, makeStubProject } from "./support/stub_project.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 

@@ -11,9 +11,9 @@ import { Rng } from "../models/rng.ts";
 import { generatorGraph } from "../models/generator_graph.ts";
 import { readGenerator } from "../data/generator_file.ts";
 import { loadTfjsModel, tfjsModel, writeTfjsModel } from "../data/tfjs_model_file.ts";
-import { exists, facegan, projectCopy, run } from "./helpers.ts";
-import { BrowserPage, findChromium } from "./chromium.ts";
-import { STEP_CONFIG_32 } from "./bench_config.ts";
+import { exists, facegan, projectCopy, run } from "./support/helpers.ts";
+import { BrowserPage, findChromium } from "./support/chromium.ts";
+import { STEP_CONFIG_32 } from "../bench/bench_config.ts";
 
 tf.env().set("IS_TEST", true);
 await tf.setBackend("cpu");

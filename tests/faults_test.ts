@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { cli, makeStubProject, takeRuns } from "./stub_project.ts";
-import { exists, facegan, partialDirs, projectCopy, REPO, waitFor } from "./helpers.ts";
-import { writeFileAtomic } from "../pipeline/fsutil.ts";
-import { environmentFault } from "../pipeline/faults.ts";
+import { cli, makeStubProject, takeRuns } from "./support/stub_project.ts";
+import { exists, facegan, partialDirs, projectCopy, REPO, waitFor } from "./support/helpers.ts";
+import { writeFileAtomic } from "../pipeline/storage/fsutil.ts";
+import { environmentFault } from "../pipeline/core/faults.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 

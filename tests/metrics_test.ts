@@ -7,7 +7,7 @@ import { fitGaussian, frechetDistance, kernelDistance, slicedWasserstein, sqrtPs
 import { Rng } from "../models/rng.ts";
 import { FaceFeatures } from "../data/face_features.ts";
 import { readPackImages, readPackIndex } from "../data/pack.ts";
-import { copyRealPhotos, facegan, localSource, needsRealSample, projectCopy, REAL_SAMPLE } from "./helpers.ts";
+import { copyRealPhotos, facegan, localSource, needsRealSample, projectCopy, REAL_SAMPLE } from "./support/helpers.ts";
 
 tf.env().set("IS_TEST", true);
 

@@ -4,8 +4,8 @@ import { join } from "node:path";
 import * as tf from "../models/tf.ts";
 import { useBackend } from "../models/backend.ts";
 import { Gan, type GanConfig } from "../models/gan.ts";
-import { STEP_CONFIG_32 } from "./bench_config.ts";
-import { backendMissing, exists, facegan, partialDirs, projectCopy, readLock, waitFor } from "./helpers.ts";
+import { STEP_CONFIG_32 } from "../bench/bench_config.ts";
+import { backendMissing, exists, facegan, partialDirs, projectCopy, readLock, waitFor } from "./support/helpers.ts";
 
 tf.env().set("IS_TEST", true);
 

@@ -12,7 +12,7 @@ import { Rng } from "../models/rng.ts";
 import type { Activation } from "../models/backends/webgpu_batchnorm.ts";
 import { adamCounts } from "../models/backends/native_adam.ts";
 import { Adam } from "../models/gan.ts";
-import { backendMissing, facegan, projectCopy, readLock } from "./helpers.ts";
+import { backendMissing, facegan, projectCopy, readLock } from "./support/helpers.ts";
 
 tf.env().set("IS_TEST", true);
 

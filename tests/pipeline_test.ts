@@ -2,10 +2,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { decode, Image } from "imagescript";
-import { exists, facegan, projectCopy, readLock, run } from "./helpers.ts";
-import { CHROMIUM_FLAGS, findChromium } from "./chromium.ts";
-import { loadParams } from "../pipeline/params.ts";
-import { checkParams } from "../pipeline/schema.ts";
+import { exists, facegan, projectCopy, readLock, run } from "./support/helpers.ts";
+import { CHROMIUM_FLAGS, findChromium } from "./support/chromium.ts";
+import { loadParams } from "../pipeline/core/params.ts";
+import { checkParams } from "../pipeline/core/schema.ts";
 import { schema } from "../stages/params_schema.ts";
 
 const TINY = ["--params", "params/tiny.json"];
@@ -53,8 +53,8 @@ Deno.test("the tiny profile runs all seven stages, reproducibly, and re-runs onl
     assert.match(status.stdout, /train\s+fresh\s+\w+\s+made in [\d.]+s/);
   });
 
-  await t.step("editing pipeline/compare.ts leaves render cached (render does not import it)", async () => {
-    await Deno.writeTextFile(join(root, "pipeline", "compare.ts"), "\n// an edit\n", { append: true });
+  await t.step("editing pipeline/commands/compare.ts leaves render cached (render does not import it)", async () => {
+    await Deno.writeTextFile(join(root, "pipeline", "commands", "compare.ts"), "\n// an edit\n", { append: true });
     const status = await facegan(root, ["status", ...TINY]);
     assert.equal(status.code, 0, status.stderr);
     for (const stage of STAGES) assert.match(status.stdout, new RegExp(`${stage}\\s+fresh`));

@@ -12,8 +12,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { npmTurboJpegPath, SYSTEM_TURBOJPEG, TurboJpeg, TurboJpegUnavailable } from "../data/turbojpeg.ts";
-import { type LockStage, readLock as readLockFile, writeLock } from "../pipeline/lock.ts";
-import { facegan, projectCopy, readLock } from "./helpers.ts";
+import { type LockStage, readLock as readLockFile, writeLock } from "../pipeline/core/lock.ts";
+import { facegan, projectCopy, readLock } from "./support/helpers.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 const NO_DNNL = { FACEGAN_DNNL_PATH: "/nonexistent/libdnnl.so.2" };

@@ -1,10 +1,10 @@
 /** plan(): decisions and structured reasons from the DAG, facts, lock and a cache view; pure, no subprocess. */
 import assert from "node:assert/strict";
-import { type CacheView, type Decision, plan, type PlanInput } from "../pipeline/plan.ts";
-import { type StageFacts, stageIdentity, stageKey } from "../pipeline/key.ts";
-import type { EntryState } from "../pipeline/cache.ts";
-import type { LockFile, LockStage } from "../pipeline/lock.ts";
-import type { StageDecl } from "../pipeline/types.ts";
+import { type CacheView, type Decision, plan, type PlanInput } from "../pipeline/core/plan.ts";
+import { type StageFacts, stageIdentity, stageKey } from "../pipeline/core/key.ts";
+import type { EntryState } from "../pipeline/storage/cache.ts";
+import type { LockFile, LockStage } from "../pipeline/core/lock.ts";
+import type { StageDecl } from "../pipeline/core/types.ts";
 
 const DAG: StageDecl[] = [
   { name: "a", deps: [], params: ["a.n"], module: "a.ts" },

@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
-import { exists, facegan, partialDirs, projectCopy } from "./helpers.ts";
-import { cli, makeStubProject } from "./stub_project.ts";
+import { exists, facegan, partialDirs, projectCopy } from "./support/helpers.ts";
+import { cli, makeStubProject } from "./support/stub_project.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 

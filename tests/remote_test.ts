@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type CommandResult, exists, facegan, projectCopy, waitFor } from "./helpers.ts";
-import { nginxMissing, startNginx } from "./nginx.ts";
-import { listFiles } from "../pipeline/fsutil.ts";
+import { type CommandResult, exists, facegan, projectCopy, waitFor } from "./support/helpers.ts";
+import { nginxMissing, startNginx } from "./support/nginx.ts";
+import { listFiles } from "../pipeline/storage/fsutil.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 const STAGES = ["download", "crop", "shard", "train", "export", "evaluate", "render"];

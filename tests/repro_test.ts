@@ -1,8 +1,8 @@
 /** verify, compare and gc on a stub project inside a temporary git repository. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { cli, makeStubProject, takeRuns } from "./stub_project.ts";
-import { run } from "./helpers.ts";
+import { cli, makeStubProject, takeRuns } from "./support/stub_project.ts";
+import { run } from "./support/helpers.ts";
 
 async function git(root: string, ...args: string[]) {
   const result = await run(root, [

@@ -13,7 +13,7 @@ import { orderedMap, WorkerPool } from "../data/pool.ts";
 import type { DecodeRequest } from "../data/decode_worker.ts";
 import { renderSyntheticFace, SYNTHETIC_HEIGHT, SYNTHETIC_WIDTH } from "../data/synthetic.ts";
 import { resampleArea } from "../data/resample.ts";
-import { facegan, listCache, localSource, projectCopy, readLock, SHARED_CELEBA } from "./helpers.ts";
+import { facegan, listCache, localSource, projectCopy, readLock, SHARED_CELEBA } from "./support/helpers.ts";
 
 const FULL = join(SHARED_CELEBA, "img_align_full");
 const fullMissing = existsSync(FULL) ? null : `${FULL} is absent; the real CelebA sample lives in ../shared`;
@@ -27,7 +27,7 @@ const noTurbo = turboMissing();
 
 /**
  * A folder of synthetic JPEG faces whose times are set 10 s back: a file hashed within 100 ms of
- * its last write is hashed again next time (the racy rule, pipeline/statcache.ts), which the first
+ * its last write is hashed again next time (the racy rule, pipeline/storage/statcache.ts), which the first
  * test would otherwise see depending on how fast the machine is.
  */
 async function facesFolder(count: number, subfolder = false): Promise<string> {

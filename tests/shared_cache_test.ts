@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { cli, cliArgs, makeStubProject, takeRuns } from "./stub_project.ts";
-import { exists, readLock, waitFor } from "./helpers.ts";
+import { cli, cliArgs, makeStubProject, takeRuns } from "./support/stub_project.ts";
+import { exists, readLock, waitFor } from "./support/helpers.ts";
 
 const ALL = ["download", "crop", "resize", "shard", "train", "evaluate", "render"];
 

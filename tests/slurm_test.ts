@@ -1,13 +1,13 @@
 /**
- * The Slurm executor against a real single-node cluster (tests/slurm_cluster.ts): the tiny
+ * The Slurm executor against a real single-node cluster (tests/support/slurm_cluster.ts): the tiny
  * profile as Slurm jobs gives a local run's bytes; failed, cancelled and timed-out jobs and a
  * node that cannot see the cache each end in one line with the job id and log; Ctrl-C scancels.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { exists, facegan, partialDirs, projectCopy, readLock, REPO, waitFor } from "./helpers.ts";
-import { cli, makeStubProject } from "./stub_project.ts";
-import { SlurmCluster, slurmMissing } from "./slurm_cluster.ts";
+import { exists, facegan, partialDirs, projectCopy, readLock, REPO, waitFor } from "./support/helpers.ts";
+import { cli, makeStubProject } from "./support/stub_project.ts";
+import { SlurmCluster, slurmMissing } from "./support/slurm_cluster.ts";
 import { describeEnd, parseJob } from "../pipeline/executors/slurm.ts";
 
 const TINY = ["--params", "params/tiny.json"];

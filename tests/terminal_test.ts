@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { cli, makeStubProject } from "./stub_project.ts";
-import { exists, facegan, projectCopy, waitFor } from "./helpers.ts";
+import { cli, makeStubProject } from "./support/stub_project.ts";
+import { exists, facegan, projectCopy, waitFor } from "./support/helpers.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 const ESC = "\x1b";

@@ -9,9 +9,9 @@ import { batchNorm, type Pass } from "../models/layers.ts";
 import { ParamStore } from "../models/params.ts";
 import { Rng } from "../models/rng.ts";
 import type { Activation } from "../models/backends/webgpu_batchnorm.ts";
-import { STEP_CONFIG_32 } from "./bench_config.ts";
-import { countSteps, GOALS } from "./step_counts.ts";
-import { backendMissing } from "./helpers.ts";
+import { STEP_CONFIG_32 } from "../bench/bench_config.ts";
+import { countSteps, GOALS } from "./support/step_counts.ts";
+import { backendMissing } from "./support/helpers.ts";
 
 tf.env().set("IS_TEST", true);
 

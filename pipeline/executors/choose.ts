@@ -4,10 +4,10 @@
  * its key.
  */
 import { resolve } from "node:path";
-import { UserError } from "../errors.ts";
-import type { Executor } from "../execute.ts";
-import { exists } from "../fsutil.ts";
-import type { StageDecl } from "../types.ts";
+import { UserError } from "../core/errors.ts";
+import type { Executor } from "../core/execute.ts";
+import { exists } from "../storage/fsutil.ts";
+import type { StageDecl } from "../core/types.ts";
 import { localExecutor } from "./local.ts";
 import { slurmExecutor } from "./slurm.ts";
 import { DEFAULT_SLURM_CONFIG, readSlurmConfig } from "./slurm_config.ts";

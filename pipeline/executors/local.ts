@@ -1,7 +1,7 @@
-/** The local executor: the stage's job runs in a child process of this machine (pipeline/stage_runner.ts). */
-import { EXIT_HEAP_LIMIT } from "../errors.ts";
-import type { Executor, StageOutput } from "../execute.ts";
-import { progressEvent, runnerArgs } from "../stage_runner.ts";
+/** The local executor: the stage's job runs in a child process of this machine (pipeline/core/stage_runner.ts). */
+import { EXIT_HEAP_LIMIT } from "../core/errors.ts";
+import type { Executor, StageOutput } from "../core/execute.ts";
+import { progressEvent, runnerArgs } from "../core/stage_runner.ts";
 
 /** What V8 prints when a process reaches its heap limit: a report of many lines, then it traps. */
 const HEAP_REPORT = /\n?<--- Last few GCs --->|\n?#\n# Fatal (JavaScript|process) out of memory/;

@@ -1,5 +1,5 @@
 /**
- * The Slurm executor: a stage's job (the same job.json and pipeline/stage_runner.ts as a local
+ * The Slurm executor: a stage's job (the same job.json and pipeline/core/stage_runner.ts as a local
  * run) runs as a batch job on a cluster node. This module only submits it (`sbatch --parsable`,
  * tried again with backoff when sbatch itself fails), watches it (`scontrol show job ID -o`: no
  * accounting database needed), copies its log into the run's output, says in one line how a job
@@ -9,10 +9,10 @@
  * apart from a stage that failed.
  */
 import { basename, dirname, join } from "node:path";
-import { EXIT_FAILED, EXIT_OUT_OF_MEMORY, EXIT_USER_ERROR } from "../errors.ts";
-import type { Executor, StageOutput } from "../execute.ts";
-import { exists } from "../fsutil.ts";
-import { progressEvent, runnerArgs, STAGE_V8_FLAGS, type StageJob } from "../stage_runner.ts";
+import { EXIT_FAILED, EXIT_OUT_OF_MEMORY, EXIT_USER_ERROR } from "../core/errors.ts";
+import type { Executor, StageOutput } from "../core/execute.ts";
+import { exists } from "../storage/fsutil.ts";
+import { progressEvent, runnerArgs, STAGE_V8_FLAGS, type StageJob } from "../core/stage_runner.ts";
 import { sbatchArgs, type SlurmConfig } from "./slurm_config.ts";
 
 /** The job script's exit code when the node cannot see the job file (sysexits' EX_NOINPUT). */

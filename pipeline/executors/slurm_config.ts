@@ -6,7 +6,7 @@
  *   { "partition": "gpu", "time": "2:00:00", "account": "lab",
  *     "stages": { "train": { "gres": "gpu:1", "cpus": 8, "mem": "32G" } } }
  */
-import { UserError } from "../errors.ts";
+import { UserError } from "../core/errors.ts";
 
 /** sbatch options; a stage's entry under `stages` overrides the top level's, key by key. */
 export interface SbatchOptions {

@@ -6,14 +6,14 @@
  */
 import { parseArgs } from "node:util";
 import { isAbsolute, join, relative, resolve } from "node:path";
-import { UserError } from "../errors.ts";
-import { writeFileAtomic } from "../fsutil.ts";
-import { acquireRunLock } from "../runlock.ts";
-import { Interrupts } from "../interrupts.ts";
-import { type FlatParams, loadParams, overlayParams, readParamsFile } from "../params.ts";
-import { checkParams, checkSchemaCoversDag } from "../schema.ts";
-import { outputsDir, Workspace } from "../workspace.ts";
-import type { Project } from "../types.ts";
+import { UserError } from "../core/errors.ts";
+import { writeFileAtomic } from "../storage/fsutil.ts";
+import { acquireRunLock } from "../storage/runlock.ts";
+import { Interrupts } from "../core/interrupts.ts";
+import { type FlatParams, loadParams, overlayParams, readParamsFile } from "../core/params.ts";
+import { checkParams, checkSchemaCoversDag } from "../core/schema.ts";
+import { outputsDir, Workspace } from "../storage/workspace.ts";
+import type { Project } from "../core/types.ts";
 import { type Axis, gridOverlays, parseAxis, randomOverlays } from "./spec.ts";
 import {
   checkName,

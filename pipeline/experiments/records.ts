@@ -5,11 +5,11 @@
  * not depend on params files that change later; after a run, the lock entries it produced.
  */
 import { join } from "node:path";
-import { UserError } from "../errors.ts";
-import { writeFileAtomic } from "../fsutil.ts";
-import type { FlatParams } from "../params.ts";
-import type { LockStage } from "../lock.ts";
-import type { MetricsFile } from "../types.ts";
+import { UserError } from "../core/errors.ts";
+import { writeFileAtomic } from "../storage/fsutil.ts";
+import type { FlatParams } from "../core/params.ts";
+import type { LockStage } from "../core/lock.ts";
+import type { MetricsFile } from "../core/types.ts";
 
 export type Status = "queued" | "running" | "done" | "failed";
 

@@ -5,13 +5,13 @@
  * different keys go on at once, each stage in its own process. An experiment writes only its own
  * record, never pipeline.lock.json or outputs/latest, so experiments never race for them.
  */
-import { git } from "../git.ts";
-import { type Executor, StageFailed } from "../execute.ts";
-import type { RunEvent } from "../events.ts";
-import { Interrupted, runPipeline, type ShareStage, type StageResult } from "../run.ts";
-import { terminal } from "../terminal.ts";
-import { Workspace } from "../workspace.ts";
-import type { MetricsFile, StageDecl } from "../types.ts";
+import { git } from "../core/git.ts";
+import { type Executor, StageFailed } from "../core/execute.ts";
+import type { RunEvent } from "../core/events.ts";
+import { Interrupted, runPipeline, type ShareStage, type StageResult } from "../core/run_pipeline.ts";
+import { terminal } from "../ui/terminal.ts";
+import { Workspace } from "../storage/workspace.ts";
+import type { MetricsFile, StageDecl } from "../core/types.ts";
 import { type ExperimentRecord, readRecord, type StageRunRecord, writeRecord } from "./records.ts";
 
 export interface RunnerOptions {

@@ -8,14 +8,14 @@
  */
 import { join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
-import { encodeBase64 } from "../base64.ts";
-import { formatNumber } from "../compare.ts";
-import { floorMultiple, floorRatio } from "../floor.ts";
-import { UserError } from "../errors.ts";
-import { escapeHtml } from "../html.ts";
-import type { ParamValue } from "../params.ts";
-import type { ExperimentFigures, ExperimentOutputs, StageDecl } from "../types.ts";
-import type { Cache } from "../cache.ts";
+import { encodeBase64 } from "../ui/base64.ts";
+import { formatNumber } from "../commands/compare.ts";
+import { floorMultiple, floorRatio } from "../ui/floor.ts";
+import { UserError } from "../core/errors.ts";
+import { escapeHtml } from "../ui/html.ts";
+import type { ParamValue } from "../core/params.ts";
+import type { ExperimentFigures, ExperimentOutputs, StageDecl } from "../core/types.ts";
+import type { Cache } from "../storage/cache.ts";
 import type { ExperimentRecord } from "./records.ts";
 import { mean, sd, welch } from "./stats.ts";
 

@@ -3,8 +3,8 @@
  * (`v1,v2,...`) or a range (`lo..hi`, `log:lo..hi`); `--grid` takes the product of the lists,
  * `--random N --seed S` draws N overlays (a range only with --random). Pure: no I/O.
  */
-import { UserError } from "../errors.ts";
-import { type FlatParams, type ParamValue, parseSetArgument } from "../params.ts";
+import { UserError } from "../core/errors.ts";
+import { type FlatParams, type ParamValue, parseSetArgument } from "../core/params.ts";
 
 export type Axis =
   | { key: string; argument: string; kind: "values"; values: ParamValue[] }

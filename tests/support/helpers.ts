@@ -1,0 +1,140 @@
+/** Shared test helpers: a private copy of the project to run the real CLI in, and CLI runs. */
+import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+export const REPO = fileURLToPath(new URL("../..", import.meta.url));
+export const SHARED_CELEBA = join(REPO, "..", "shared", "celeba");
+
+const PROJECT_FILES = [
+  "deno.json",
+  "deno.lock",
+  "main.ts",
+  "sample.ts",
+  "params.json",
+  "params",
+  "pipeline",
+  "stages",
+  "models",
+  "data",
+];
+
+/**
+ * Copy the project's sources into a temp dir (node_modules linked, not copied), so a test owns
+ * its outputs/, lock and params without touching the checkout.
+ */
+export async function projectCopy(): Promise<string> {
+  const root = await Deno.makeTempDir({ prefix: "facegan-test-" });
+  for (const name of PROJECT_FILES) {
+    await new Deno.Command("cp", { args: ["-r", join(REPO, name), join(root, name)] }).output();
+  }
+  await Deno.symlink(join(REPO, "node_modules"), join(root, "node_modules"));
+  return root;
+}
+
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * `env`: extra variables for this command only. Never Deno.env.set in a test: `deno test --parallel`
+ * runs the test files in one process, so the variable would reach every other file's commands.
+ */
+export async function run(cwd: string, args: string[], env?: Record<string, string>): Promise<CommandResult> {
+  const output = await new Deno.Command(Deno.execPath(), { args, cwd, env, stdout: "piped", stderr: "piped" }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
+}
+
+/** `deno run -A main.ts ARGS` in a project copy. */
+export function facegan(root: string, args: string[], env?: Record<string, string>): Promise<CommandResult> {
+  return run(root, ["run", "-A", "main.ts", ...args], env);
+}
+
+export async function readLock(root: string) {
+  return JSON.parse(await Deno.readTextFile(join(root, "pipeline.lock.json")));
+}
+
+export { exists } from "../../pipeline/storage/fsutil.ts";
+
+/** Poll until `condition` holds (or fail after `timeoutMs`). */
+export async function waitFor(condition: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** The files of the partial (in-progress) cache dirs of a project copy. */
+export async function partialDirs(root: string): Promise<string[]> {
+  const found: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(join(root, "outputs", "cache"))) {
+      if (entry.name.startsWith(".partial-")) found.push(join(root, "outputs", "cache", entry.name));
+    }
+  } catch { /* no cache yet */ }
+  return found;
+}
+
+const REAL_HALF = join(SHARED_CELEBA, "img_align_half");
+
+/** ../shared/celeba/img_align_half, or null where it is absent. */
+export const REAL_SAMPLE: string | null = existsSync(REAL_HALF) ? REAL_HALF : null;
+
+/** Options of a test that needs the real sample: ignored, with the reason in its name, where it is absent. */
+export function needsRealSample(name: string): { name: string; ignore: boolean } {
+  if (REAL_SAMPLE) return { name, ignore: false };
+  return { name: `${name} (ignored: ${REAL_HALF} is absent; the real CelebA sample lives in ../shared)`, ignore: true };
+}
+
+/** A temp folder with the first `count` photos of the real sample. */
+export async function copyRealPhotos(half: string, count: number): Promise<string> {
+  const folder = await Deno.makeTempDir();
+  for (let i = 1; i <= count; i++) {
+    const name = `${String(i).padStart(6, "0")}.jpg`;
+    await Deno.copyFile(join(half, name), join(folder, name));
+  }
+  return folder;
+}
+
+/** The data stages on all 8,000 real photos (params/shared-sample.json) in a project copy. */
+export async function shardSharedSample(root: string, half: string): Promise<void> {
+  const args = ["run", "--params", "params/shared-sample.json", "--set", `data.path=${half}`, "--until", "shard"];
+  const result = await facegan(root, args);
+  if (result.code !== 0) throw new Error(result.stderr);
+}
+
+/** `--set` arguments that point the download stage at a local folder or zip. */
+export function localSource(path: string): string[] {
+  return ["--set", "data.source=path", "--set", `data.path=${path}`];
+}
+
+/** `--set` arguments that point the download stage at a URL with a pinned sha256. */
+export function urlSource(url: string, sha256: string): string[] {
+  return ["--set", "data.source=url", "--set", `data.url=${url}`, "--set", `data.sha256=${sha256}`];
+}
+
+/** Why an optional backend cannot start here (the message says what to install), or null; leaves cpu as the backend. */
+export async function backendMissing(backend: "native" | "webgpu"): Promise<string | null> {
+  // Imported here, not at the top: most tests never load tfjs.
+  const { BackendUnavailable, useBackend } = await import("../../models/backend.ts");
+  try {
+    await useBackend(backend);
+    return null;
+  } catch (error) {
+    if (!(error instanceof BackendUnavailable)) throw error;
+    return error.message;
+  } finally {
+    await useBackend("cpu");
+  }
+}
+
+/** The files of a cache entry's artifact in a project copy. */
+export async function listCache(root: string, key: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(join(root, "outputs", "cache", key, "out"))) names.push(entry.name);
+  return names.sort();
+}
