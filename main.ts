@@ -7,6 +7,5 @@ import { schema } from "./stages/params_schema.ts";
 import { experiments } from "./stages/experiments.ts";
 import { preflight } from "./stages/preflight.ts";
 
-Deno.exit(
-  await main({ root: dirname(fileURLToPath(import.meta.url)), dag, schema, experiments, preflight }, Deno.args),
-);
+const root = dirname(fileURLToPath(import.meta.url));
+Deno.exit(await main({ name: "facegan", envPrefix: "FACEGAN_", root, dag, schema, experiments, preflight }, Deno.args));

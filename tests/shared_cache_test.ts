@@ -1,6 +1,6 @@
 /**
- * One cache shared by two "hosts" (two processes with different FACEGAN_HOST_ID, each with its
- * own copy of the stub project, FACEGAN_CACHE pointing both at one folder): a key is built once,
+ * One cache shared by two "hosts" (two processes with different STUB_HOST_ID (the stub project's prefix for the engine's variables), each with its
+ * own copy of the stub project, STUB_CACHE pointing both at one folder): a key is built once,
  * a live holder's heartbeat keeps its claim, a SIGKILLed holder's claim and run lock are taken
  * over once their leases expire, not before.
  */
@@ -12,7 +12,7 @@ import { exists, readLock, waitFor } from "./support/helpers.ts";
 const ALL = ["download", "crop", "resize", "shard", "train", "evaluate", "render"];
 
 function host(id: string, cache: string, lease: number, extra: Record<string, string> = {}) {
-  return { FACEGAN_HOST_ID: id, FACEGAN_CACHE: cache, FACEGAN_LEASE_S: String(lease), ...extra };
+  return { STUB_HOST_ID: id, STUB_CACHE: cache, STUB_LEASE_S: String(lease), ...extra };
 }
 
 function spawn(root: string, args: string[], env: Record<string, string>) {

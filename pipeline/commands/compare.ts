@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { projectName } from "../core/env.ts";
 import { floorMultiple, floorRatio } from "../ui/floor.ts";
 import { encodeBase64 } from "../ui/base64.ts";
 import { git, showAt } from "../core/git.ts";
@@ -199,7 +200,7 @@ async function comparePage(
     }
     columns.push(`<div class="side"><h2>${escapeHtml(side.label)}</h2>${images.join("")}</div>`);
   }
-  const html = `<!doctype html><meta charset="utf-8"><title>facegan compare</title>
+  const html = `<!doctype html><meta charset="utf-8"><title>${projectName()} compare</title>
 <style>body{font-family:sans-serif;margin:2em}.sides{display:flex;gap:2em}img{image-rendering:pixelated;max-width:100%}pre{background:#f4f4f4;padding:1em}</style>
 <h1>compare: ${report.sides.map(escapeHtml).join(" vs ")}</h1>
 <pre>${escapeHtml(formatTable(report))}</pre>

@@ -1,4 +1,6 @@
 import { basename } from "node:path";
+import { envName } from "../core/env.ts";
+import { UserError } from "../core/errors.ts";
 import { git, showAt } from "../core/git.ts";
 import { formatBytes, removeIfExists, treeBytes } from "../storage/fsutil.ts";
 import { Interrupts } from "../core/interrupts.ts";
@@ -19,6 +21,13 @@ export async function gcCommand(
   keepCommits: number,
   log: (line: string) => void,
 ): Promise<number> {
+  const shared = envName("CACHE");
+  if (Deno.env.get(shared)) {
+    throw new UserError(
+      `gc knows only this clone's locks, so in a cache shared through ${shared} it would remove ` +
+        `entries other clones use; unset ${shared} to collect this clone's own outputs/cache`,
+    );
+  }
   const runLock = dryRun ? null : await acquireRunLock(workspace.outputsDir, "gc", log);
   // Ctrl-C stops a real gc between entries (--dry-run writes nothing: it just ends).
   using interrupts = runLock && new Interrupts(() => runLock.releaseSync());
@@ -80,4 +89,15 @@ async function unreferencedEntries(workspace: Workspace, referenced: Set<string>
     entries.push({ path, bytes: await treeBytes(path), remove: () => removeIfExists(path) });
   }
   return entries;
+}
+
+/** `gc --keep-commits N`: a whole number (default 20); anything else would keep the wrong commits' entries. */
+export function keepCommits(text = "20"): number {
+  if (!/^\d+$/.test(text)) {
+    throw new UserError(
+      `--keep-commits ${text}: expected a whole number >= 0 (how many recent commits' locks keep their entries), ` +
+        "e.g. --keep-commits 20",
+    );
+  }
+  return Number(text);
 }

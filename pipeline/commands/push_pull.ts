@@ -1,5 +1,6 @@
 /** The `push` and `pull` commands: a remote cache's entries for the named stages, sent or fetched (transfer.ts). */
 import { stageByName } from "../core/dag.ts";
+import { envName } from "../core/env.ts";
 import { UserError } from "../core/errors.ts";
 import type { Manifest } from "../storage/cache.ts";
 import type { Decision } from "../core/plan.ts";
@@ -92,7 +93,9 @@ export async function pullCommand(workspace: Workspace, names: string[], log: (l
 function requireRemote(workspace: Workspace): RemoteCache {
   if (!workspace.remote) {
     throw new UserError(
-      "no remote cache: set FACEGAN_REMOTE=http://HOST:PORT/PREFIX (and FACEGAN_REMOTE_TOKEN or FACEGAN_REMOTE_BASIC)",
+      `no remote cache: set ${envName("REMOTE")}=http://HOST:PORT/PREFIX (and ${envName("REMOTE_TOKEN")} or ${
+        envName("REMOTE_BASIC")
+      })`,
     );
   }
   workspace.remote.strict = true;

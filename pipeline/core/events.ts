@@ -1,8 +1,9 @@
 /**
- * What a run reports as it goes (types only): the engine makes these, words.ts puts them into
+ * What a run reports as it goes and returns at the end (types only): the engine makes these, words.ts puts them into
  * words, the terminal and the experiments runner show them.
  */
 import type { LeaseHolder } from "../storage/lease.ts";
+import type { LockStage } from "./lock.ts";
 import type { Reason } from "./plan.ts";
 import type { Progress } from "./types.ts";
 
@@ -36,3 +37,15 @@ export type RunEvent =
   | { kind: "output"; stage: string; text: string }
   /** how far a running stage is */
   | { kind: "progress"; stage: string; progress: Progress };
+
+/** One selected stage at the end of a run. */
+export interface StageOutcome {
+  stage: string;
+  action: "cached" | "ran";
+  record: LockStage;
+  reasons: Reason[];
+  /** this run's wall time, or the cached entry's */
+  wallSeconds?: number;
+  /** the stage process's peak resident memory in this run or the cached entry's, where known */
+  peakRssMb?: number | null;
+}

@@ -5,7 +5,8 @@
  */
 import { join } from "node:path";
 import { stageByName } from "./dag.ts";
-import { exists, removeIfExists, tempPath, treeBytes, writeFileAtomic } from "../storage/fsutil.ts";
+import { exists, treeBytes } from "../storage/fsutil.ts";
+import { publishLatest } from "../storage/publish.ts";
 import { executeStage, type Executor, readResumePoint, StageFailed } from "./execute.ts";
 import { faultsAsLines, freeBytes } from "./faults.ts";
 import type { LeaseHolder } from "../storage/lease.ts";
@@ -16,7 +17,7 @@ import { pullEntry } from "../storage/transfer.ts";
 import { RemoteError } from "../storage/remote.ts";
 import type { Workspace } from "../storage/workspace.ts";
 import type { Preflight, Progress } from "./types.ts";
-import type { RunEvent } from "./events.ts";
+import type { RunEvent, StageOutcome } from "./events.ts";
 
 export interface RunOptions {
   selection: Selection;
@@ -78,18 +79,6 @@ export class StaleUpstream extends Error {
   constructor(readonly stage: string, readonly reasons: Reason[]) {
     super(`stage ${stage} is not up to date`);
   }
-}
-
-/** One selected stage at the end of a run. */
-export interface StageOutcome {
-  stage: string;
-  action: "cached" | "ran";
-  record: LockStage;
-  reasons: Reason[];
-  /** this run's wall time, or the cached entry's */
-  wallSeconds?: number;
-  /** the stage process's peak resident memory in this run or the cached entry's, where known */
-  peakRssMb?: number | null;
 }
 
 /** Bring the selected stages up to date. Returns one outcome per selected stage, in DAG order. */
@@ -338,42 +327,4 @@ function inputDirs(workspace: Workspace, plan: Plan, name: string): Record<strin
     if ("record" in decision) dirs[dep] = workspace.cache.outDir(decision.record.key);
   }
   return dirs;
-}
-
-/**
- * outputs/latest/<stage> -> the artifact the run used; declared files copied beside them; and
- * summary.json, this run's record (what ran and why, wall times): the volatile facts the lock
- * leaves out.
- */
-async function publishLatest(workspace: Workspace, latest: string, outcomes: StageOutcome[]): Promise<void> {
-  await Deno.mkdir(latest, { recursive: true });
-  for (const outcome of outcomes) {
-    const target = workspace.cache.outDir(outcome.record.key);
-    const link = join(latest, outcome.stage);
-    const temp = tempPath(link);
-    await removeIfExists(temp);
-    try {
-      await Deno.symlink(target, temp);
-      await Deno.rename(temp, link);
-    } catch (error) {
-      await removeIfExists(temp);
-      throw error;
-    }
-    for (const file of stageByName(workspace.dag, outcome.stage).publish ?? []) {
-      await writeFileAtomic(join(latest, file), await Deno.readFile(join(target, file)));
-    }
-  }
-  const summary = {
-    finished_at: new Date().toISOString(),
-    params_file: workspace.paramsFile,
-    stages: Object.fromEntries(outcomes.map((outcome) => [outcome.stage, {
-      action: outcome.action,
-      key: outcome.record.key,
-      output: outcome.record.output,
-      wall_s: outcome.wallSeconds ?? null,
-      peak_rss_mb: outcome.peakRssMb ?? null,
-      reasons: outcome.reasons,
-    }])),
-  };
-  await writeFileAtomic(join(latest, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
 }

@@ -67,15 +67,3 @@ function range(spec: ParamSpec): string {
   if (spec.max !== undefined) return ` <= ${spec.max}`;
   return "";
 }
-
-/** `params` command: every key, its default, what it accepts, which stages read it, what it means. */
-export function describeParams(schema: ParamSchema, defaults: FlatParams, dag: StageDecl[]): string {
-  const lines: string[] = [];
-  for (const key of Object.keys(defaults)) {
-    const spec = schema[key];
-    const readers = dag.filter((stage) => stage.params.includes(key)).map((stage) => stage.name);
-    lines.push(`${key} = ${JSON.stringify(defaults[key])}  (${describeSpec(spec)}; read by ${readers.join(", ")})`);
-    lines.push(`    ${spec.description}`);
-  }
-  return lines.join("\n");
-}

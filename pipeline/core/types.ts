@@ -163,6 +163,10 @@ export interface Preflight {
 }
 
 export interface Project {
+  /** what the engine calls the project where it writes for people (a page title, an example URL) */
+  name: string;
+  /** the prefix of the environment variables the engine reads: "FACEGAN_" gives FACEGAN_CACHE (core/env.ts) */
+  envPrefix: string;
   root: string;
   dag: StageDecl[];
   /** every param's type, range or choices and meaning; checked before any stage runs */

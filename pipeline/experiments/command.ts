@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { UserError } from "../core/errors.ts";
+import { SHARED_OPTIONS } from "../commands/options.ts";
 import { writeFileAtomic } from "../storage/fsutil.ts";
 import { acquireRunLock } from "../storage/runlock.ts";
 import { Interrupts } from "../core/interrupts.ts";
@@ -46,8 +47,7 @@ export async function experimentsCommand(project: Project, argv: string[], log: 
     args: argv,
     allowPositionals: true,
     options: {
-      params: { type: "string" },
-      set: { type: "string", multiple: true },
+      ...SHARED_OPTIONS,
       grid: { type: "boolean" },
       random: { type: "string" },
       seed: { type: "string" },
@@ -55,12 +55,8 @@ export async function experimentsCommand(project: Project, argv: string[], log: 
       jobs: { type: "string", short: "j" },
       queue: { type: "boolean" },
       seeds: { type: "string" },
-      executor: { type: "string", multiple: true },
-      "slurm-config": { type: "string" },
       sort: { type: "string" },
-      json: { type: "boolean" },
       to: { type: "string" },
-      help: { type: "boolean", short: "h" },
     },
   });
   const [command, ...names] = positionals;

@@ -6,6 +6,7 @@
  * within a lease period.
  */
 import { UserError } from "../core/errors.ts";
+import { envName, readEnv } from "../core/env.ts";
 
 export interface LeaseHolder {
   host: string;
@@ -22,15 +23,13 @@ export interface LeaseHolder {
 /** The lease was taken over (its holder stalled past its expiry) or its file removed. */
 export class LeaseLost extends Error {}
 
-export const HOST_ENV = "FACEGAN_HOST_ID";
-export const LEASE_ENV = "FACEGAN_LEASE_S";
 const DEFAULT_LEASE_S = 60;
 /** tokens of the leases this process holds (concurrent runs in one process: experiments) */
 const heldHere = new Set<string>();
 
-/** This host's name in leases: the hostname, or FACEGAN_HOST_ID (two "hosts" on one machine in tests). */
+/** This host's name in leases: the hostname, or <PREFIX>HOST_ID (two "hosts" on one machine in tests). */
 export function hostId(): string {
-  return Deno.env.get(HOST_ENV) || Deno.hostname();
+  return readEnv("HOST_ID") || Deno.hostname();
 }
 
 /** hostId() as a part of a file name. */
@@ -38,12 +37,12 @@ export function hostFileName(): string {
   return hostId().replace(/[^A-Za-z0-9._-]/g, "_");
 }
 
-/** The lease period in seconds: FACEGAN_LEASE_S, default 60. */
+/** The lease period in seconds: <PREFIX>LEASE_S, default 60. */
 export function leaseSeconds(): number {
-  const text = Deno.env.get(LEASE_ENV);
+  const text = readEnv("LEASE_S");
   if (text === undefined || text === "") return DEFAULT_LEASE_S;
   const seconds = Number(text);
-  if (!(seconds > 0)) throw new UserError(`${LEASE_ENV} must be a number of seconds > 0, got '${text}'`);
+  if (!(seconds > 0)) throw new UserError(`${envName("LEASE_S")} must be a number of seconds > 0, got '${text}'`);
   return seconds;
 }
 

@@ -9,10 +9,7 @@
 import { createHash } from "node:crypto";
 import { entryOutput, type EntryState, type Manifest, manifestProblem, type RunInfo } from "./cache.ts";
 import { UserError } from "../core/errors.ts";
-
-export const REMOTE_ENV = "FACEGAN_REMOTE";
-export const TOKEN_ENV = "FACEGAN_REMOTE_TOKEN";
-export const BASIC_ENV = "FACEGAN_REMOTE_BASIC";
+import { envName, projectName, readEnv } from "../core/env.ts";
 
 const FORMAT = "facegan-entry-1";
 
@@ -39,15 +36,18 @@ export class RemoteCache {
     private readonly warn: (line: string) => void,
   ) {}
 
-  /** The remote FACEGAN_REMOTE names, with FACEGAN_REMOTE_TOKEN (bearer) or FACEGAN_REMOTE_BASIC (user:password). */
+  /** The remote <PREFIX>REMOTE names, with <PREFIX>REMOTE_TOKEN (bearer) or <PREFIX>REMOTE_BASIC (user:password). */
   static fromEnv(warn: (line: string) => void): RemoteCache | null {
-    const url = Deno.env.get(REMOTE_ENV);
+    const [REMOTE_ENV, TOKEN_ENV, BASIC_ENV] = [envName("REMOTE"), envName("REMOTE_TOKEN"), envName("REMOTE_BASIC")];
+    const url = readEnv("REMOTE");
     if (!url) return null;
     let parsed: URL;
     try {
       parsed = new URL(url);
     } catch {
-      throw new UserError(`${REMOTE_ENV} is not a URL; set it like ${REMOTE_ENV}=http://cache.example:8080/facegan`);
+      throw new UserError(
+        `${REMOTE_ENV} is not a URL; set it like ${REMOTE_ENV}=http://cache.example:8080/${projectName()}`,
+      );
     }
     if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
       throw new UserError(`${REMOTE_ENV} must be an http:// or https:// URL`);
@@ -55,8 +55,8 @@ export class RemoteCache {
     if (parsed.username || parsed.password) {
       throw new UserError(`${REMOTE_ENV} must not hold credentials; put them in ${BASIC_ENV}=user:password`);
     }
-    const token = Deno.env.get(TOKEN_ENV);
-    const basic = Deno.env.get(BASIC_ENV);
+    const token = readEnv("REMOTE_TOKEN");
+    const basic = readEnv("REMOTE_BASIC");
     if (token && basic) throw new UserError(`set one of ${TOKEN_ENV} and ${BASIC_ENV}, not both`);
     if (basic && !basic.includes(":")) throw new UserError(`${BASIC_ENV} must be user:password`);
     const authorization = token
@@ -178,7 +178,9 @@ export class RemoteCache {
     if (response.ok || (response.status === 404 && method !== "PUT")) return response;
     await response.body?.cancel();
     const advice = response.status === 401 || response.status === 403
-      ? `: set ${TOKEN_ENV} (a bearer token) or ${BASIC_ENV} (user:password) to credentials it accepts`
+      ? `: set ${envName("REMOTE_TOKEN")} (a bearer token) or ${
+        envName("REMOTE_BASIC")
+      } (user:password) to credentials it accepts`
       : "";
     throw new RemoteError(`${method} ${url} was refused: HTTP ${response.status} ${response.statusText}${advice}`);
   }

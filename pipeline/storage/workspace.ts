@@ -1,4 +1,5 @@
 import { join, relative, resolve } from "node:path";
+import { readEnv } from "../core/env.ts";
 import { Cache, type EntryState } from "./cache.ts";
 import { readImportMap } from "../core/codehash.ts";
 import { type ExternalCheck, type StageFacts, stageFacts } from "../core/key.ts";
@@ -18,14 +19,11 @@ export interface WorkspaceOptions {
   params: FlatParams;
   /** the params file these params came from, relative to root (recorded in the lock) */
   paramsFile: string;
-  /** defaults to FACEGAN_CACHE, else `<root>/outputs/cache`; verify points it at a scratch dir */
+  /** defaults to <PREFIX>CACHE (a folder several hosts and users share), else `<root>/outputs/cache`; verify points it at a scratch dir */
   cacheDir?: string;
   /** a remote cache: keys missing here are looked up there */
   remote?: RemoteCache | null;
 }
-
-/** Where the cache is when not in `outputs/cache`: a folder several hosts and users share. */
-export const CACHE_ENV = "FACEGAN_CACHE";
 
 /** The project's outputs/ folder: its run lock, outputs/latest and (unless shared) the cache. */
 export function outputsDir(root: string): string {
@@ -56,7 +54,7 @@ export class Workspace {
     this.params = options.params;
     this.paramsFile = options.paramsFile;
     this.outputsDir = outputsDir(options.root);
-    const shared = Deno.env.get(CACHE_ENV);
+    const shared = readEnv("CACHE");
     const cacheDir = options.cacheDir ?? (shared ? resolve(options.root, shared) : join(this.outputsDir, "cache"));
     // One stat cache per host: a file another host wrote into a shared cache is hashed here
     // before this host first uses it, not trusted on the word of that host's stat cache.

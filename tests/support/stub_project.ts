@@ -105,7 +105,7 @@ export async function makeStubProject(): Promise<string> {
     `import { main } from ${JSON.stringify(ENGINE_CLI)};
 const dag = ${JSON.stringify(dag)};
 const schema = ${JSON.stringify(STUB_SCHEMA)};
-Deno.exit(await main({ root: ${JSON.stringify(root)}, dag, schema }, Deno.args));
+Deno.exit(await main({ name: "stub", envPrefix: "STUB_", root: ${JSON.stringify(root)}, dag, schema }, Deno.args));
 `,
   );
   return root;
