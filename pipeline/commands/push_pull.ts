@@ -7,7 +7,7 @@ import type { Decision } from "../core/plan.ts";
 import type { RemoteCache } from "../storage/remote.ts";
 import { pullEntry, type PullHooks, pushEntry } from "../storage/transfer.ts";
 import type { Workspace } from "../storage/workspace.ts";
-import { eventLine } from "../ui/words.ts";
+import { eventLine, notOnRemoteLine, pulledLine, pushedLine, pushSkippedLine, shortHash } from "../ui/words.ts";
 
 /** `push [STAGE...]`: send the named stages' entries (default: every stage the plan knows a key for). */
 export async function pushCommand(workspace: Workspace, names: string[], log: (line: string) => void) {
@@ -19,14 +19,14 @@ export async function pushCommand(workspace: Workspace, names: string[], log: (l
   for (const decision of decisions) {
     const key = "record" in decision ? decision.record.key : decision.action === "run" ? decision.key : null;
     if (!key) {
-      log(`• ${decision.stage.padEnd(9)} skipped: its inputs are not in the local cache`);
+      log(pushSkippedLine(decision.stage, null));
       continue;
     }
     const { manifest, problems } = await workspace.cache.check(key, true);
     if (manifest) ready.push({ stage: decision.stage, key, manifest });
     else if (problems.join() === "not in cache") {
-      log(`• ${decision.stage.padEnd(9)} skipped: ${key.slice(0, 12)} is not in the local cache`);
-    } else damaged.push(`${decision.stage} (${key.slice(0, 12)}: ${problems.join(", ")})`);
+      log(pushSkippedLine(decision.stage, key));
+    } else damaged.push(`${decision.stage} (${shortHash(key)}: ${problems.join(", ")})`);
   }
   await workspace.statCache.save();
   if (!ready.length && !damaged.length) {
@@ -45,11 +45,11 @@ export async function pushCommand(workspace: Workspace, names: string[], log: (l
   for (const { stage, key, manifest } of ready) {
     const there = await remote.entry(key).catch(() => null);
     if (there?.manifest.output === manifest.output) {
-      log(`✓ ${stage.padEnd(9)} already on the remote  ${key.slice(0, 12)}`);
+      log(pushedLine(stage, key, manifest.files.length, null));
       continue;
     }
     const sent = await pushEntry(workspace.cache, remote, key, manifest);
-    log(`⇡ ${stage.padEnd(9)} pushed ${key.slice(0, 12)}  (${manifest.files.length} files, ${sent} bytes sent)`);
+    log(pushedLine(stage, key, manifest.files.length, sent));
   }
   log(`${ready.length} entries on ${remote.url}`);
   return 0;
@@ -61,7 +61,6 @@ export async function pullCommand(workspace: Workspace, names: string[], log: (l
   let pulled = 0;
   for (const decision of await selected(workspace, names)) {
     const { stage } = decision;
-    const name = stage.padEnd(9);
     if (decision.action === "cached") {
       log(eventLine({ kind: "cached", stage, key: decision.record.key }));
     } else if (decision.action === "pull") {
@@ -74,15 +73,11 @@ export async function pullCommand(workspace: Workspace, names: string[], log: (l
       const { manifest, reused } = await pullEntry(workspace.cache, remote, key, stage, hooks);
       workspace.forget(key);
       pulled++;
-      log(
-        `⇣ ${name} ${reused ? "made meanwhile by another process" : "pulled"} ${
-          key.slice(0, 12)
-        }  (${manifest.files.length} files)`,
-      );
+      log(pulledLine(stage, key, manifest.files.length, reused));
     } else if (decision.action === "run") {
-      log(`• ${name} not on the remote: ${decision.key.slice(0, 12)} (run the pipeline to make it)`);
+      log(notOnRemoteLine(stage, decision.key));
     } else {
-      log(`• ${name} not on the remote: its inputs are not made yet`);
+      log(notOnRemoteLine(stage, null));
     }
   }
   await workspace.statCache.save();

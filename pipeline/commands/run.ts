@@ -3,26 +3,27 @@
  * goes and one line at the end; `--dry-run`: what it would do, writing nothing.
  */
 import { join } from "node:path";
-import {
-  EXIT_ENVIRONMENT,
-  EXIT_FAILED,
-  EXIT_HEAP_LIMIT,
-  EXIT_KILLED,
-  EXIT_OUT_OF_MEMORY,
-  EXIT_USER_ERROR,
-} from "../core/errors.ts";
+import { EXIT_FAILED, EXIT_USER_ERROR } from "../core/errors.ts";
 import { EnvironmentFault, faultsAsLines } from "../core/faults.ts";
 import { stageByName } from "../core/dag.ts";
 import { type Executor, StageFailed } from "../core/execute.ts";
 import { Interrupts } from "../core/interrupts.ts";
 import type { Selection } from "../core/plan.ts";
-import { Interrupted, notices, runPipeline, type StoppedStage } from "../core/run_pipeline.ts";
-import { STAGE_V8_FLAGS } from "../core/stage_runner.ts";
+import { Interrupted, notices, runPipeline } from "../core/run_pipeline.ts";
 import type { Preflight } from "../core/types.ts";
 import { acquireRunLock } from "../storage/runlock.ts";
 import type { Workspace } from "../storage/workspace.ts";
 import { terminal } from "../ui/terminal.ts";
-import { dryRunSummary, timingLine, TIMINGS_HEADING, words } from "../ui/words.ts";
+import {
+  doneLine,
+  dryRunLine,
+  dryRunSummary,
+  interruptedLine,
+  stageFailedLine,
+  timingLine,
+  TIMINGS_HEADING,
+  words,
+} from "../ui/words.ts";
 import { checkLines, differsNote, stageReports } from "./status.ts";
 
 export async function runCommand(
@@ -49,17 +50,7 @@ export async function runCommand(
     for (const line of notices(plan, checks)) log(line);
     for (const check of checkLines(workspace)) log(check);
     for (const { stage, action, key, reasons } of stages) {
-      if (action === "cached") {
-        log(`✓ ${stage.padEnd(9)} ${paint("cached", "good")}   ${key!.slice(0, 12)}`);
-      } else if (action === "pull") {
-        log(`⇣ ${stage.padEnd(9)} ${paint("would pull", "todo")} ${key!.slice(0, 12)} from the remote cache`);
-      } else {
-        log(
-          `• ${stage.padEnd(9)} ${paint("would run", "todo")}: ${words(reasons, terminal.verbose)}${
-            differsNote(checks, stage)
-          }`,
-        );
-      }
+      log(dryRunLine(stage, action, key, `${words(reasons, terminal.verbose)}${differsNote(checks, stage)}`, paint));
     }
     log(
       dryRunSummary(stages.filter((s) => s.action === "run" || s.action === "wait").map((s) => s.stage), stages.length),
@@ -93,11 +84,7 @@ export async function runCommand(
       terminal.detail(timingLine(stage, action, wallSeconds, peakRssMb));
     }
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
-    log(
-      `done in ${seconds}s: ${ran} ran, ${
-        outcomes.length - ran
-      } cached; lock: pipeline.lock.json, timings: outputs/latest/summary.json`,
-    );
+    log(doneLine(seconds, ran, outcomes.length - ran));
     return 0;
   } catch (error) {
     if (error instanceof Interrupted) {
@@ -105,7 +92,9 @@ export async function runCommand(
       return interrupts.exitCode;
     }
     if (error instanceof StageFailed) {
-      const line = stageFailedLine(workspace, error);
+      const drivers = (stageByName(workspace.dag, error.stage).memory ?? [])
+        .map((key) => `${key}=${JSON.stringify(workspace.params[key])}`);
+      const line = stageFailedLine(error.stage, error.exitCode, drivers);
       if (line) log(line);
       return error.exitCode === EXIT_USER_ERROR ? EXIT_USER_ERROR : EXIT_FAILED;
     }
@@ -125,40 +114,4 @@ async function checkOutputsLink(outputsDir: string): Promise<void> {
       "to use a local outputs/",
     EXIT_USER_ERROR,
   );
-}
-
-/** `interrupted: train's progress kept (epoch 4 of 9); run again to resume` */
-function interruptedLine(stopped: StoppedStage[]): string {
-  const parts = stopped.map(({ stage, kept, resumePoint }) =>
-    kept
-      ? `${stage}'s progress kept${resumePoint ? ` (${resumePoint})` : ""}`
-      : `${stage} stopped (its partial output removed)`
-  );
-  parts.push(stopped.some((stage) => stage.kept) ? "run again to resume" : "run again to continue");
-  return `interrupted: ${parts.join("; ")}`;
-}
-
-/**
- * Why a stage failed, in one line. The runner has said it already for bad input, a full disk or
- * a refused permission, and for a crash (with its log); a stage out of memory or killed cannot
- * speak, so the engine says it, with the params that drive the stage's memory.
- */
-function stageFailedLine(workspace: Workspace, error: StageFailed): string | null {
-  const { stage, exitCode } = error;
-  if (exitCode === EXIT_USER_ERROR || exitCode === EXIT_ENVIRONMENT) return null;
-  const drivers = (stageByName(workspace.dag, stage).memory ?? [])
-    .map((key) => `${key}=${JSON.stringify(workspace.params[key])}`);
-  const lower = drivers.length ? `; its memory grows with ${drivers.join(", ")}: lower one` : "";
-  switch (exitCode) {
-    case EXIT_HEAP_LIMIT:
-      return `error: stage ${stage} ran out of memory: it reached the JavaScript heap limit${lower}, or raise the ` +
-        `limit (${STAGE_V8_FLAGS}=--max-old-space-size=MiB)`;
-    case EXIT_OUT_OF_MEMORY:
-      return `error: stage ${stage} ran out of memory: an allocation failed${lower}`;
-    case EXIT_KILLED:
-      return `error: stage ${stage} was killed (SIGKILL) from outside the pipeline, most likely by the kernel's ` +
-        `out-of-memory killer${lower}`;
-  }
-  if (exitCode > 128) return `error: stage ${stage} died of signal ${exitCode - 128}`;
-  return `pipeline stopped: stage ${stage} failed (its partial output is not in the cache)`;
 }

@@ -9,7 +9,16 @@ import type { Workspace } from "../storage/workspace.ts";
 import { notices } from "../core/run_pipeline.ts";
 import { liveViewOfRun } from "../ui/live.ts";
 import { terminal } from "../ui/terminal.ts";
-import { checkLine, describeReason, liveViewLine, type Paint, paintFor, statusSummary, words } from "../ui/words.ts";
+import {
+  checkLine,
+  describeReason,
+  liveViewLine,
+  type Paint,
+  paintFor,
+  shortHash,
+  statusSummary,
+  words,
+} from "../ui/words.ts";
 
 /** "; its output will differ from the lock's: WHY" where a preflight check says so for this stage. */
 export function differsNote(preflight: Preflight[], stage: string): string {
@@ -77,7 +86,7 @@ export async function statusCommand(workspace: Workspace, checks: Preflight[], a
   const width = Math.max(...stages.map((report) => report.stage.length));
   for (const { stage, decision, key, reasons, timings } of stages) {
     const name = stage.padEnd(width);
-    const shortKey = key?.slice(0, 12) ?? "?".repeat(12);
+    const shortKey = key ? shortHash(key) : "?".repeat(12);
     if (decision === "fresh") {
       const made = timings ? `  made in ${timings.wall_s}s` : "";
       const more = timings && terminal.verbose

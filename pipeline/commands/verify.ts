@@ -9,7 +9,7 @@ import { hostFileName, isAlive } from "../storage/lease.ts";
 import { stageIdentity, stageKey } from "../core/key.ts";
 import type { LockStage } from "../core/lock.ts";
 import { changes } from "../core/plan.ts";
-import { words } from "../ui/words.ts";
+import { verifyLine, words } from "../ui/words.ts";
 import { Workspace } from "../storage/workspace.ts";
 
 /**
@@ -74,7 +74,7 @@ async function verifyStages(
       if (interrupts.signal.aborted) break;
       const recorded = lock.stages[stage.name];
       if (!recorded?.output) {
-        console.log(`${stage.name.padEnd(9)} not checked: no output recorded in pipeline.lock.json`);
+        console.log(verifyLine(stage.name, { kind: "not-checked", why: "no output recorded in pipeline.lock.json" }));
         continue;
       }
       // Recompute with the params the lock recorded, so a changed params.json cannot mask the check.
@@ -89,12 +89,14 @@ async function verifyStages(
       const key = stageKey(stage.name, identity);
       if (key !== recorded.key) {
         const why = words(changes(recorded, identity), terminal.verbose) || "key differs";
-        console.log(`${stage.name.padEnd(9)} not checked: the lock is stale (${why}); run the pipeline first`);
+        console.log(
+          verifyLine(stage.name, { kind: "not-checked", why: `the lock is stale (${why}); run the pipeline first` }),
+        );
         continue;
       }
       const inputDirs = await inputsFromCache(workspace, lock.stages, stage.deps);
       if (typeof inputDirs === "string") {
-        console.log(`${stage.name.padEnd(9)} not checked: ${inputDirs}`);
+        console.log(verifyLine(stage.name, { kind: "not-checked", why: inputDirs }));
         continue;
       }
       log(`verifying ${stage.name}: recomputing into ${workspace.relative(scratchDir)}`);
@@ -115,13 +117,12 @@ async function verifyStages(
       if (!ran) break;
       const { record } = ran;
       if (record.output === recorded.output) {
-        console.log(`${stage.name.padEnd(9)} reproducible  ${recorded.output.slice(0, 12)}`);
+        console.log(verifyLine(stage.name, { kind: "reproducible", output: recorded.output }));
       } else {
         differs++;
         const files = await differingFiles(workspace, scratch, recorded.key);
-        console.log(`${stage.name.padEnd(9)} DIFFERS  ${files}`);
         const environment = environmentDifferences(recorded, record);
-        if (environment) console.log(`${" ".repeat(9)} note: ${environment}`);
+        console.log(verifyLine(stage.name, { kind: "differs", files, environment: environment || null }));
       }
     }
   } finally {

@@ -49,3 +49,11 @@ export interface StageOutcome {
   /** the stage process's peak resident memory in this run or the cached entry's, where known */
   peakRssMb?: number | null;
 }
+
+/** A stage that was running when the run stopped: its partial output kept (resumable) or removed. */
+export interface StoppedStage {
+  stage: string;
+  kept: boolean;
+  /** what a resumed run continues from, as the stage said ("epoch 4 of 9") */
+  resumePoint: string | null;
+}

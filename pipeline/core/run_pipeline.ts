@@ -17,7 +17,7 @@ import { pullEntry } from "../storage/transfer.ts";
 import { RemoteError } from "../storage/remote.ts";
 import type { Workspace } from "../storage/workspace.ts";
 import type { Preflight, Progress } from "./types.ts";
-import type { RunEvent, StageOutcome } from "./events.ts";
+import type { RunEvent, StageOutcome, StoppedStage } from "./events.ts";
 
 export interface RunOptions {
   selection: Selection;
@@ -58,14 +58,6 @@ export type ShareStage = (
   signal: AbortSignal,
   execute: () => Promise<StageResult>,
 ) => Promise<StageResult>;
-
-/** A stage that was running when the run stopped: its partial output kept (resumable) or removed. */
-export interface StoppedStage {
-  stage: string;
-  kept: boolean;
-  /** what a resumed run continues from, as the stage said ("epoch 4 of 9") */
-  resumePoint: string | null;
-}
 
 /** The run was stopped by a signal; every running stage was stopped and settled. */
 export class Interrupted extends Error {

@@ -10,6 +10,7 @@ import { type Executor, StageFailed } from "../core/execute.ts";
 import type { RunEvent } from "../core/events.ts";
 import { Interrupted, runPipeline, type ShareStage, type StageResult } from "../core/run_pipeline.ts";
 import { terminal } from "../ui/terminal.ts";
+import { sharedLine } from "../ui/words.ts";
 import { Workspace } from "../storage/workspace.ts";
 import type { MetricsFile, StageDecl } from "../core/types.ts";
 import { type ExperimentRecord, readRecord, type StageRunRecord, writeRecord } from "./records.ts";
@@ -84,8 +85,7 @@ async function runExperiment(
     if (event.kind === "ran" && runs[event.stage]?.action !== "ran") {
       // A "ran" without a "start" of its own: another experiment ran the same key meanwhile.
       runs[event.stage] = { action: "shared", finished_at: now };
-      const line = `= ${event.stage.padEnd(9)} shared: run at the same time by another experiment`;
-      return terminal.event(event, record.name, line);
+      return terminal.event(event, record.name, sharedLine(event.stage));
     }
     if (event.kind === "ran") runs[event.stage] = { ...runs[event.stage], finished_at: now, wall_s: event.wallSeconds };
     // The upstream stages a sweep shares are cached in every experiment: counted, not listed.

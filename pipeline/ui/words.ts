@@ -4,7 +4,9 @@
  */
 import { formatBytes } from "../storage/fsutil.ts";
 import type { Reason } from "../core/plan.ts";
-import type { RunEvent } from "../core/events.ts";
+import { EXIT_ENVIRONMENT, EXIT_HEAP_LIMIT, EXIT_KILLED, EXIT_OUT_OF_MEMORY, EXIT_USER_ERROR } from "../core/errors.ts";
+import type { RunEvent, StoppedStage } from "../core/events.ts";
+import { STAGE_V8_FLAGS } from "../core/stage_runner.ts";
 import type { LeaseHolder } from "../storage/lease.ts";
 import type { Progress } from "../core/types.ts";
 
@@ -25,6 +27,16 @@ export function paintFor(stream: { isTerminal(): boolean }): Paint {
   return stream.isTerminal() && !Deno.env.get("NO_COLOR") ? coloured : plain;
 }
 
+/** A stage's name as every stage line starts with it: in a column 9 wide. */
+export function stageColumn(stage: string): string {
+  return stage.padEnd(9);
+}
+
+/** A key or output hash as people read it: its first 12 hex digits. */
+export function shortHash(hash: string): string {
+  return hash.slice(0, 12);
+}
+
 /** The run events said in a line of their own (the terminal draws progress, and counts). */
 export type LineEvent = Exclude<RunEvent, { kind: "planned" | "output" | "progress" }>;
 
@@ -32,17 +44,17 @@ export type LineEvent = Exclude<RunEvent, { kind: "planned" | "output" | "progre
 export function eventLine(event: LineEvent, paint: Paint = plain, full = false): string {
   if (event.kind === "checked") return checkLine(event.param, event.files, event.rehashed, event.seconds);
   if (event.kind === "notice") return event.line;
-  const name = event.stage.padEnd(9);
+  const name = stageColumn(event.stage);
   switch (event.kind) {
     case "cached":
-      return `✓ ${name} ${paint("cached", "good")}   ${event.key.slice(0, 12)}`;
+      return `✓ ${name} ${paint("cached", "good")}   ${shortHash(event.key)}`;
     case "start":
-      return `▶ ${name} ${paint("running", "todo")}  ${event.key.slice(0, 12)}  (${words(event.reasons, full)})${
+      return `▶ ${name} ${paint("running", "todo")}  ${shortHash(event.key)}  (${words(event.reasons, full)})${
         event.resumed ? " [resuming]" : ""
       }`;
     case "ran":
       return `✓ ${name} ${paint("ran", "good")} in ${event.wallSeconds}s  -> ${
-        event.key.slice(0, 12)
+        shortHash(event.key)
       } (${event.files} files)`;
     case "failed":
       return `✗ ${name} ${paint("failed", "bad")} after ${event.wallSeconds}s (exit ${event.exitCode})`;
@@ -55,18 +67,18 @@ export function eventLine(event: LineEvent, paint: Paint = plain, full = false):
         event.resumePoint ? ` (${event.resumePoint})` : ""
       }: the next run resumes from it`;
     case "waiting":
-      return `… ${name} waiting: ${describeHolder(event.holder)} holds the claim on ${event.key.slice(0, 12)}`;
+      return `… ${name} waiting: ${describeHolder(event.holder)} holds the claim on ${shortHash(event.key)}`;
     case "took-over":
-      return `⚠ ${name} taking over the claim on ${event.key.slice(0, 12)}: ${event.why}`;
+      return `⚠ ${name} taking over the claim on ${shortHash(event.key)}: ${event.why}`;
     case "reused":
-      return `✓ ${name} ${paint("cached", "good")}   ${event.key.slice(0, 12)} (made meanwhile by another process)`;
+      return `✓ ${name} ${paint("cached", "good")}   ${shortHash(event.key)} (made meanwhile by another process)`;
     case "reproduced":
       return `= ${name} reproduced the lock's output in another environment (${
         event.differences.join("; ")
       }): its lock entry is kept`;
     case "pulled":
       return `⇣ ${name} ${paint("pulled", "good")}   ${
-        event.key.slice(0, 12)
+        shortHash(event.key)
       } from the remote cache (${event.files} files)`;
     case "remote-refused":
       return `warning: ${event.stage}: not pulled (${event.why}); building it here`;
@@ -139,7 +151,7 @@ export const TIMINGS_HEADING = "timings (this run's, or for a cached stage what 
 /** `-v`: a stage's timings in full (this run's, or the cached entry's). */
 export function timingLine(stage: string, action: string, wallSeconds?: number, peakRssMb?: number | null): string {
   const peak = peakRssMb ? `, peak memory ${peakRssMb} MiB` : "";
-  return `  ${stage.padEnd(9)} ${action.padEnd(6)} ${wallSeconds === undefined ? "-" : `${wallSeconds}s`}${peak}`;
+  return `  ${stageColumn(stage)} ${action.padEnd(6)} ${wallSeconds === undefined ? "-" : `${wallSeconds}s`}${peak}`;
 }
 
 /** status's last line: `7 stages: 5 fresh, 2 stale (train, export)` */
@@ -153,6 +165,103 @@ export function statusSummary(fresh: string[], stale: string[], remote: string[]
 /** `--dry-run`'s last line: `dry run: 2 of 7 stages would run (train, render)` */
 export function dryRunSummary(toRun: string[], total: number): string {
   return `dry run: ${toRun.length} of ${total} stages would run${toRun.length ? ` (${toRun.join(", ")})` : ""}`;
+}
+
+/** `run --dry-run`: what a stage would do; `why`: its reasons in words (a stage that would run). */
+export function dryRunLine(stage: string, action: string, key: string | null, why: string, paint: Paint): string {
+  if (action === "cached") return `✓ ${stageColumn(stage)} ${paint("cached", "good")}   ${shortHash(key!)}`;
+  if (action === "pull") {
+    return `⇣ ${stageColumn(stage)} ${paint("would pull", "todo")} ${shortHash(key!)} from the remote cache`;
+  }
+  return `• ${stageColumn(stage)} ${paint("would run", "todo")}: ${why}`;
+}
+
+/** An experiment's stage whose key another experiment ran at the same time. */
+export function sharedLine(stage: string): string {
+  return `= ${stageColumn(stage)} shared: run at the same time by another experiment`;
+}
+
+/** `push`: a stage not sent; `key` null: its inputs are not made, so its key is not known. */
+export function pushSkippedLine(stage: string, key: string | null): string {
+  return `• ${stageColumn(stage)} skipped: ${key ? `${shortHash(key)} is` : "its inputs are"} not in the local cache`;
+}
+
+/** `push`: a stage sent, or found on the remote already (`sent` null). */
+export function pushedLine(stage: string, key: string, files: number, sent: number | null): string {
+  return sent === null
+    ? `✓ ${stageColumn(stage)} already on the remote  ${shortHash(key)}`
+    : `⇡ ${stageColumn(stage)} pushed ${shortHash(key)}  (${files} files, ${sent} bytes sent)`;
+}
+
+/** `pull`: a stage fetched, or made by another process while this one waited for the key's claim. */
+export function pulledLine(stage: string, key: string, files: number, reused: boolean): string {
+  return `⇣ ${stageColumn(stage)} ${reused ? "made meanwhile by another process" : "pulled"} ${
+    shortHash(key)
+  }  (${files} files)`;
+}
+
+/** `pull`: a stage the remote lacks; `key` null: its inputs are not made yet. */
+export function notOnRemoteLine(stage: string, key: string | null): string {
+  return key
+    ? `• ${stageColumn(stage)} not on the remote: ${shortHash(key)} (run the pipeline to make it)`
+    : `• ${stageColumn(stage)} not on the remote: its inputs are not made yet`;
+}
+
+/** What `verify` found for a stage. */
+export type VerifyOutcome =
+  | { kind: "not-checked"; why: string }
+  | { kind: "reproducible"; output: string }
+  | { kind: "differs"; files: string; environment: string | null };
+
+/** `verify`: a stage's outcome, in a line (two when its environment differed too). */
+export function verifyLine(stage: string, outcome: VerifyOutcome): string {
+  switch (outcome.kind) {
+    case "not-checked":
+      return `${stageColumn(stage)} not checked: ${outcome.why}`;
+    case "reproducible":
+      return `${stageColumn(stage)} reproducible  ${shortHash(outcome.output)}`;
+    case "differs":
+      return `${stageColumn(stage)} DIFFERS  ${outcome.files}` +
+        (outcome.environment ? `\n${" ".repeat(9)} note: ${outcome.environment}` : "");
+  }
+}
+
+/** A run's last line. */
+export function doneLine(seconds: string, ran: number, cached: number): string {
+  return `done in ${seconds}s: ${ran} ran, ${cached} cached; lock: pipeline.lock.json, timings: outputs/latest/summary.json`;
+}
+
+/** `interrupted: train's progress kept (epoch 4 of 9); run again to resume` */
+export function interruptedLine(stopped: StoppedStage[]): string {
+  const parts = stopped.map(({ stage, kept, resumePoint }) =>
+    kept
+      ? `${stage}'s progress kept${resumePoint ? ` (${resumePoint})` : ""}`
+      : `${stage} stopped (its partial output removed)`
+  );
+  parts.push(stopped.some((stage) => stage.kept) ? "run again to resume" : "run again to continue");
+  return `interrupted: ${parts.join("; ")}`;
+}
+
+/**
+ * Why a stage failed, in one line. The runner has said it already for bad input, a full disk or
+ * a refused permission, and for a crash (with its log); a stage out of memory or killed cannot
+ * speak, so the engine says it, with the params that drive the stage's memory (`drivers`: "key=value").
+ */
+export function stageFailedLine(stage: string, exitCode: number, drivers: string[]): string | null {
+  if (exitCode === EXIT_USER_ERROR || exitCode === EXIT_ENVIRONMENT) return null;
+  const lower = drivers.length ? `; its memory grows with ${drivers.join(", ")}: lower one` : "";
+  switch (exitCode) {
+    case EXIT_HEAP_LIMIT:
+      return `error: stage ${stage} ran out of memory: it reached the JavaScript heap limit${lower}, or raise the ` +
+        `limit (${STAGE_V8_FLAGS}=--max-old-space-size=MiB)`;
+    case EXIT_OUT_OF_MEMORY:
+      return `error: stage ${stage} ran out of memory: an allocation failed${lower}`;
+    case EXIT_KILLED:
+      return `error: stage ${stage} was killed (SIGKILL) from outside the pipeline, most likely by the kernel's ` +
+        `out-of-memory killer${lower}`;
+  }
+  if (exitCode > 128) return `error: stage ${stage} died of signal ${exitCode - 128}`;
+  return `pipeline stopped: stage ${stage} failed (its partial output is not in the cache)`;
 }
 
 /** `status` while a run is going on, with a live view open. */
