@@ -14,7 +14,7 @@ import { removeNativeKernels, startNative } from "./backends/native.ts";
 
 export { type BackendInfo, BackendUnavailable };
 
-import { type BackendName, BACKENDS, EVAL_BACKENDS, type EvalBackendName } from "./backend_names.ts";
+import { type BackendName, BACKENDS, EVAL_BACKENDS, type EvalBackendName } from "./choices.ts";
 
 export { type BackendName, BACKENDS, EVAL_BACKENDS, type EvalBackendName };
 

@@ -18,14 +18,14 @@ import {
 } from "./layers.ts";
 import { ParamStore } from "./params.ts";
 import type { Rng } from "./rng.ts";
+import type { SpectralNorm } from "./choices.ts";
 
 export interface DcganConfig {
   imageSize: 32 | 64 | 128;
   zSize: number;
   gConvDim: number;
   dConvDim: number;
-  /** "none" | "d" | "g" | "both" */
-  spectralNorm: string;
+  spectralNorm: SpectralNorm;
   selfAttention: boolean;
   dDropout: number;
   minibatchStd: boolean;

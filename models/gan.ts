@@ -6,7 +6,8 @@
 import * as tf from "./tf.ts";
 import { type DcganConfig, Discriminator, Generator } from "./dcgan.ts";
 import { applyUpdates, type Pass, updateSpectralVectors } from "./layers.ts";
-import { discriminatorLoss, featureMatchingLoss, generatorLoss, type LossName } from "./losses.ts";
+import { discriminatorLoss, featureMatchingLoss, generatorLoss } from "./losses.ts";
+import type { LossName, LrDecay } from "./choices.ts";
 import { Rng, type RngState } from "./rng.ts";
 import { adamOnDevice } from "./backends/webgpu_device.ts";
 import { adamInHeap } from "./backends/native_adam.ts";
@@ -26,8 +27,8 @@ export interface GanConfig {
   flipLabels: number;
   featureMatching: boolean;
   gradientPenalty: number;
-  /** "none" | "linear" (to 0 at totalSteps) | "step" (x gamma every decayEvery steps) */
-  lrDecay: string;
+  /** linear: to 0 at totalSteps; step: x gamma every decayEvery steps */
+  lrDecay: LrDecay;
   decayEvery: number;
   decayGamma: number;
   totalSteps: number;

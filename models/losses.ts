@@ -1,8 +1,6 @@
 /** GAN losses on discriminator logits. Targets allow one-sided label smoothing (real = 0.9). */
 import * as tf from "./tf.ts";
-
-export const LOSSES = ["bce", "lsgan", "hinge", "wgan-gp"] as const;
-export type LossName = typeof LOSSES[number];
+import type { LossName } from "./choices.ts";
 
 /** Binary cross-entropy with logits, numerically stable: max(x,0) - x*t + log(1 + e^-|x|). */
 export function bceWithLogits(logits: tf.Tensor, target: tf.Tensor | number): tf.Scalar {

@@ -8,9 +8,9 @@ import { join } from "node:path";
 import * as tf from "../models/tf.ts";
 import type { StageContext } from "../pipeline/core/types.ts";
 import { UserError } from "../pipeline/core/errors.ts";
-import { type BackendName, BACKENDS, BackendUnavailable, useBackend } from "../models/backend.ts";
+import { type BackendName, BackendUnavailable, useBackend } from "../models/backend.ts";
 import { Gan, type GanConfig, LOSS_READ_EVERY } from "../models/gan.ts";
-import { LOSSES, type LossName } from "../models/losses.ts";
+import type { LossName, LrDecay, SpectralNorm } from "../models/choices.ts";
 import { Rng } from "../models/rng.ts";
 import { fromUint8Images, toUint8Images } from "../models/serialize.ts";
 import { readPackIndex, readPackPixels } from "../data/pack.ts";
@@ -28,28 +28,20 @@ import {
 } from "../data/training_log.ts";
 import { type LiveState, writeLivePage } from "../data/live_page.ts";
 
-function choice<T extends string>(ctx: StageContext, key: string, allowed: readonly T[]): T {
-  const value = ctx.param<string>(key);
-  if (!allowed.includes(value as T)) throw new UserError(`${key} '${value}' is not one of ${allowed.join(", ")}`);
-  return value as T;
-}
-
-function positive(ctx: StageContext, key: string): number {
-  const value = ctx.param<number>(key);
-  if (!(value > 0)) throw new UserError(`${key} must be positive, got ${value}`);
-  return value;
-}
-
+/**
+ * The GAN's configuration from the params, as typed values: the engine checked each against the
+ * schema (stages/params_schema.ts) before the stage started, so nothing is checked again here.
+ */
 export function ganConfig(ctx: StageContext, imageSize: number, totalSteps: number): GanConfig {
-  const loss = choice<LossName>(ctx, "train.loss", LOSSES);
-  const lr = positive(ctx, "train.lr");
+  const loss = ctx.param<LossName>("train.loss");
+  const lr = ctx.param<number>("train.lr");
   return {
     model: {
       imageSize: imageSize as 32 | 64 | 128,
-      zSize: positive(ctx, "train.z_size"),
-      gConvDim: positive(ctx, "train.g_conv_dim"),
-      dConvDim: positive(ctx, "train.d_conv_dim"),
-      spectralNorm: choice(ctx, "train.spectral_norm", ["none", "d", "g", "both"] as const),
+      zSize: ctx.param<number>("train.z_size"),
+      gConvDim: ctx.param<number>("train.g_conv_dim"),
+      dConvDim: ctx.param<number>("train.d_conv_dim"),
+      spectralNorm: ctx.param<SpectralNorm>("train.spectral_norm"),
       selfAttention: ctx.param<boolean>("train.self_attention"),
       dDropout: ctx.param<number>("train.d_dropout"),
       minibatchStd: ctx.param<boolean>("train.minibatch_std"),
@@ -66,7 +58,7 @@ export function ganConfig(ctx: StageContext, imageSize: number, totalSteps: numb
     flipLabels: ctx.param<number>("train.flip_labels"),
     featureMatching: ctx.param<boolean>("train.feature_matching"),
     gradientPenalty: ctx.param<number>("train.gp_weight"),
-    lrDecay: choice(ctx, "train.lr_decay", ["none", "linear", "step"] as const),
+    lrDecay: ctx.param<LrDecay>("train.lr_decay"),
     decayEvery: ctx.param<number>("train.lr_decay_every"),
     decayGamma: ctx.param<number>("train.lr_decay_gamma"),
     totalSteps,
@@ -96,14 +88,14 @@ export function diversity(pixels: Uint8Array, count: number): number {
 export async function run(ctx: StageContext): Promise<void> {
   // The split is known now: a batch it cannot fill is refused before the backend loads or anything is written.
   const index = await readPackIndex(ctx.inputs.shard, "train");
-  const batchSize = positive(ctx, "train.batch_size");
+  const batchSize = ctx.param<number>("train.batch_size");
   if (batchSize > index.count) {
     throw new UserError(
       `train.batch_size ${batchSize} is larger than the ${index.count} images of the training split (shard's ` +
         `train.json): lower train.batch_size to ${index.count} or less, or give it more data`,
     );
   }
-  const backendName = choice<BackendName>(ctx, "train.backend", BACKENDS);
+  const backendName = ctx.param<BackendName>("train.backend");
   tf.env().set("IS_TEST", true); // silences tfjs' "install tfjs-node" banner
   const backend = await useBackend(backendName).catch((error) => {
     // A backend asked for by name that cannot start here is the user's to fix (install it, or pick another).
@@ -118,11 +110,11 @@ export async function run(ctx: StageContext): Promise<void> {
   const pixels = await readPackPixels(ctx.inputs.shard, index);
   const size = index.width;
   const imageBytes = size * size * 3;
-  const epochs = positive(ctx, "train.epochs");
+  const epochs = ctx.param<number>("train.epochs");
   const stepsPerEpoch = Math.floor(index.count / batchSize);
   const config = ganConfig(ctx, size, epochs * stepsPerEpoch);
   const gan = new Gan(config);
-  const gridSide = positive(ctx, "train.sample_grid");
+  const gridSide = ctx.param<number>("train.sample_grid");
   const keepCheckpoints = ctx.param<number>("train.keep_checkpoints");
   const fixedZ = tf.tensor2d(new Rng(config.seed + 7919).normals(gridSide * gridSide * config.model.zSize), [
     gridSide * gridSide,

@@ -1,5 +1,5 @@
 /** What every backend module returns when it starts, and the error that lets `auto` try the next one. */
-import type { BackendName } from "../backend_names.ts";
+import type { BackendName } from "../choices.ts";
 
 export interface BackendInfo {
   name: Exclude<BackendName, "auto">;
