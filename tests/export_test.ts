@@ -14,6 +14,7 @@ import { loadTfjsModel, tfjsModel, writeTfjsModel } from "../data/tfjs_model_fil
 import { exists, facegan, projectCopy, run } from "./support/helpers.ts";
 import { BrowserPage, findChromium } from "./support/chromium.ts";
 import { STEP_CONFIG_32 } from "../bench/bench_config.ts";
+import { requires } from "./support/requires.ts";
 
 tf.env().set("IS_TEST", true);
 await tf.setBackend("cpu");
@@ -188,9 +189,10 @@ Deno.test("the export stage on the tiny profile: the model, deno task sample, fa
   });
 
   await t.step({
-    name:
+    ...requires(
       "faces.html in headless Chromium from file:// and a static server: faces drawn, 'new faces' changes them, a seed repeats, the slider interpolates",
-    ignore: BROWSER === null,
+      BROWSER === null && "no chromium; apt-get install chromium",
+    ),
     fn: async () => {
       const url = `file://${join(root, "outputs", "latest", "faces.html")}`;
       const page = await BrowserPage.open(BROWSER!, url);

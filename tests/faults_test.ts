@@ -9,6 +9,7 @@ import { cli, makeStubProject, takeRuns } from "./support/stub_project.ts";
 import { exists, facegan, partialDirs, projectCopy, REPO, waitFor } from "./support/helpers.ts";
 import { writeFileAtomic } from "../pipeline/storage/fsutil.ts";
 import { environmentFault } from "../pipeline/core/faults.ts";
+import { requires } from "./support/requires.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 
@@ -31,7 +32,7 @@ const MOUNT_MISSING = cannotMount();
 
 /** A test that needs mounts: ignored, with the reason in its name, where they cannot be made. */
 function mountTest(name: string, fn: () => Promise<void>) {
-  Deno.test({ name: MOUNT_MISSING ? `${name} (ignored: ${MOUNT_MISSING})` : name, ignore: !!MOUNT_MISSING, fn });
+  Deno.test({ ...requires(name, MOUNT_MISSING), fn });
 }
 
 /** Mount a tmpfs of `size` (e.g. "10m") at `dir` (created); unmount it with `unmount`. */
@@ -386,7 +387,7 @@ function cannotSwitchUser(): string | null {
 const SWITCH_MISSING = cannotSwitchUser();
 
 function otherUserTest(name: string, fn: () => Promise<void>) {
-  Deno.test({ name: SWITCH_MISSING ? `${name} (ignored: ${SWITCH_MISSING})` : name, ignore: !!SWITCH_MISSING, fn });
+  Deno.test({ ...requires(name, SWITCH_MISSING), fn });
 }
 
 /** The stub's CLI run as user nobody, in a project `root` that nobody owns. */

@@ -6,6 +6,7 @@ import { useBackend } from "../models/backend.ts";
 import { Gan, type GanConfig } from "../models/gan.ts";
 import { STEP_CONFIG_32 } from "../bench/bench_config.ts";
 import { backendMissing, exists, facegan, partialDirs, projectCopy, readLock, waitFor } from "./support/helpers.ts";
+import { requires } from "./support/requires.ts";
 
 tf.env().set("IS_TEST", true);
 
@@ -129,7 +130,7 @@ const MISSING = { native: await backendMissing("native"), webgpu: await backendM
 /** A step that needs `backend`: reported as ignored, with the reason, where it cannot start. */
 function onlyWhereAvailable(backend: "cpu" | "native" | "wasm" | "webgpu", name: string, fn: () => Promise<void>) {
   const why = backend === "webgpu" || backend === "native" ? MISSING[backend] : null;
-  return { name: why ? `${name} (ignored: ${why})` : name, ignore: why !== null, fn };
+  return { ...requires(name, why), fn };
 }
 
 // The same real batch on every backend.

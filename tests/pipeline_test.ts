@@ -7,6 +7,7 @@ import { CHROMIUM_FLAGS, findChromium } from "./support/chromium.ts";
 import { loadParams } from "../pipeline/core/params.ts";
 import { checkParams } from "../pipeline/core/schema.ts";
 import { schema } from "../stages/params_schema.ts";
+import { requires } from "./support/requires.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 const STAGES = ["download", "crop", "shard", "train", "export", "evaluate", "render"];
@@ -75,10 +76,10 @@ Deno.test("the tiny profile runs all seven stages, reproducibly, and re-runs onl
 
   const browser = await findChromium();
   await t.step({
-    name: `report.html renders in headless Chromium with the sample grid visible${
-      browser ? "" : " (ignored: no chromium; apt-get install chromium)"
-    }`,
-    ignore: !browser,
+    ...requires(
+      "report.html renders in headless Chromium with the sample grid visible",
+      !browser && "no chromium; apt-get install chromium",
+    ),
     fn: async () => {
       const report = join(root, "outputs", "latest", "report.html");
       const html = await Deno.readTextFile(report);

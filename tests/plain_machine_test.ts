@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { npmTurboJpegPath, SYSTEM_TURBOJPEG, TurboJpeg, TurboJpegUnavailable } from "../data/turbojpeg.ts";
 import { type LockStage, readLock as readLockFile, writeLock } from "../pipeline/core/lock.ts";
 import { facegan, projectCopy, readLock } from "./support/helpers.ts";
+import { requires } from "./support/requires.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 const NO_DNNL = { FACEGAN_DNNL_PATH: "/nonexistent/libdnnl.so.2" };
@@ -70,10 +71,6 @@ async function faceganHidden(root: string, args: string[]) {
   return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
 }
 
-function ignoredUnless(name: string, why: string | null): { name: string; ignore: boolean } {
-  return { name: why ? `${name} (ignored: ${why})` : name, ignore: why !== null };
-}
-
 /** The lines a run printed before its first stage line (▶ running, ✓ cached, ...). */
 function beforeFirstStage(stderr: string): string[] {
   const lines = stderr.split("\n");
@@ -117,7 +114,7 @@ Deno.test("the lock keeps a stage's entry byte-identical when another environmen
 });
 
 Deno.test(
-  ignoredUnless(
+  requires(
     "the npm package's libjpeg-turbo and the system's make the same crop and shard; the lock stays byte-identical and the run says crop reproduced",
     npmMissing ?? systemMissing,
   ),
@@ -147,7 +144,7 @@ Deno.test(
 );
 
 Deno.test(
-  ignoredUnless(
+  requires(
     "with the system's libjpeg-turbo and oneDNN hidden: crop and shard make the same bytes as with them, and the run's first line names the wasm fallback and its fix",
     cannotHide,
   ),

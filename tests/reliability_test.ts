@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { exists, facegan, partialDirs, projectCopy } from "./support/helpers.ts";
 import { cli, makeStubProject } from "./support/stub_project.ts";
+import { requires } from "./support/requires.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 
@@ -197,10 +198,7 @@ Deno.test("D11: messages say the right thing: no echo of a params file, no proto
 const ROOT_MISSING = Deno.uid() === 0 ? null : "not root: root's advice for a file even root cannot read";
 
 Deno.test({
-  name: `D11: a path even root cannot read (/proc) gets no chmod advice${
-    ROOT_MISSING ? ` (ignored: ${ROOT_MISSING})` : ""
-  }`,
-  ignore: Boolean(ROOT_MISSING),
+  ...requires("D11: a path even root cannot read (/proc) gets no chmod advice", ROOT_MISSING),
   fn: async () => {
     const root = await projectCopy();
     const result = await facegan(root, ["status", ...TINY, "--set", "data.source=path", "--set", "data.path=/proc"]);

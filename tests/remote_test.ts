@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { type CommandResult, exists, facegan, projectCopy, waitFor } from "./support/helpers.ts";
 import { nginxMissing, startNginx } from "./support/nginx.ts";
 import { listFiles } from "../pipeline/storage/fsutil.ts";
+import { requires } from "./support/requires.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 const STAGES = ["download", "crop", "shard", "train", "export", "evaluate", "render"];
@@ -16,10 +17,7 @@ const BASIC = "alice:pw-51d0c9";
 const missing = nginxMissing();
 
 Deno.test({
-  name: `remote cache on nginx: push, pull, auto-pull, resume, tampering, damage, credentials${
-    missing ? ` (ignored: ${missing})` : ""
-  }`,
-  ignore: Boolean(missing),
+  ...requires("remote cache on nginx: push, pull, auto-pull, resume, tampering, damage, credentials", missing),
   fn: async (t) => {
     const server = await startNginx([`Bearer ${TOKEN}`, `Basic ${btoa(BASIC)}`]);
     const withToken = { FACEGAN_REMOTE: server.url, FACEGAN_REMOTE_TOKEN: TOKEN };

@@ -14,6 +14,7 @@ import type { DecodeRequest } from "../data/decode_worker.ts";
 import { renderSyntheticFace, SYNTHETIC_HEIGHT, SYNTHETIC_WIDTH } from "../data/synthetic.ts";
 import { resampleArea } from "../data/resample.ts";
 import { facegan, listCache, localSource, projectCopy, readLock, SHARED_CELEBA } from "./support/helpers.ts";
+import { requires } from "./support/requires.ts";
 
 const FULL = join(SHARED_CELEBA, "img_align_full");
 const fullMissing = existsSync(FULL) ? null : `${FULL} is absent; the real CelebA sample lives in ../shared`;
@@ -123,10 +124,10 @@ Deno.test("a referenced file whose bytes differ from its hash is never used: the
 });
 
 Deno.test({
-  name: `libjpeg-turbo decodes the real full-size sample close to imagescript, and scales in the DCT domain${
-    noTurbo ?? fullMissing ? ` (ignored: ${noTurbo ?? fullMissing})` : ""
-  }`,
-  ignore: Boolean(noTurbo ?? fullMissing),
+  ...requires(
+    "libjpeg-turbo decodes the real full-size sample close to imagescript, and scales in the DCT domain",
+    noTurbo ?? fullMissing,
+  ),
   fn: async () => {
     const turbo = loadTurboJpeg().turbo!;
     try {

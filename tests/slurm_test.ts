@@ -9,6 +9,7 @@ import { exists, facegan, partialDirs, projectCopy, readLock, REPO, waitFor } fr
 import { cli, makeStubProject } from "./support/stub_project.ts";
 import { SlurmCluster, slurmMissing } from "./support/slurm_cluster.ts";
 import { describeEnd, parseJob } from "../pipeline/executors/slurm.ts";
+import { requires } from "./support/requires.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 const STAGES = ["download", "crop", "shard", "train", "export", "evaluate", "render"];
@@ -113,8 +114,7 @@ async function sbatchCalls(calls: string): Promise<string[]> {
 const missing = slurmMissing();
 
 Deno.test({
-  name: `stages run as Slurm jobs on a real single-node cluster${missing ? ` (ignored: ${missing})` : ""}`,
-  ignore: missing !== null,
+  ...requires("stages run as Slurm jobs on a real single-node cluster", missing),
   fn: async (t) => {
     // A project whose cache the node does not see (made first: slurmd starts with it hidden).
     const unshared = await withSlurmConfig(await makeStubProject());
@@ -355,10 +355,10 @@ export async function run(ctx) {
       });
 
       await t.step({
-        name: `a node that cannot see the cache: one line saying so${
-          cluster.hidden ? "" : " (ignored: no private mount namespace here to hide the cache from the node)"
-        }`,
-        ignore: !cluster.hidden,
+        ...requires(
+          "a node that cannot see the cache: one line saying so",
+          !cluster.hidden && "no private mount namespace here to hide the cache from the node",
+        ),
         fn: async () => {
           const result = await Pipeline.stub(unshared, ["run", "--executor", "slurm"], env).done;
           assert.equal(result.code, 1, result.stderr);

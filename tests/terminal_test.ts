@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { cli, makeStubProject } from "./support/stub_project.ts";
 import { exists, facegan, projectCopy, waitFor } from "./support/helpers.ts";
+import { requires } from "./support/requires.ts";
 
 const TINY = ["--params", "params/tiny.json"];
 const ESC = "\x1b";
@@ -99,10 +100,10 @@ async function onTerminal(root: string, args: string[], env: Record<string, stri
 const hasScript = new Deno.Command("sh", { args: ["-c", "command -v script"], stdout: "null" }).outputSync().success;
 
 Deno.test({
-  name: hasScript
-    ? "tiny profile: piped and NO_COLOR output carry no colour codes; a terminal shows colour, a bar per running stage and k of n"
-    : "tiny profile: terminal output (ignored: `script` from util-linux is absent)",
-  ignore: !hasScript,
+  ...requires(
+    "tiny profile: piped and NO_COLOR output carry no colour codes; a terminal shows colour, a bar per running stage and k of n",
+    !hasScript && "`script` from util-linux is absent",
+  ),
   fn: async () => {
     const root = await projectCopy();
     const piped = await facegan(root, ["run", ...TINY]);

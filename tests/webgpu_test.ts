@@ -12,12 +12,12 @@ import type { Activation } from "../models/backends/webgpu_batchnorm.ts";
 import { STEP_CONFIG_32 } from "../bench/bench_config.ts";
 import { countSteps, GOALS } from "./support/step_counts.ts";
 import { backendMissing } from "./support/helpers.ts";
+import { requires } from "./support/requires.ts";
 
 tf.env().set("IS_TEST", true);
 
 const missing = await backendMissing("webgpu");
-/** Test options: ignored, with the reason in the name, where webgpu cannot start. */
-const needsWebgpu = (name: string) => ({ name: missing ? `${name} (ignored: ${missing})` : name, ignore: !!missing });
+const needsWebgpu = (name: string) => requires(name, missing);
 
 /** y, dx, d gamma, d beta and the two new running statistics of one training batch norm. */
 async function batchNormResults(backend: "cpu" | "webgpu", activation: Activation): Promise<number[][]> {
@@ -39,9 +39,9 @@ async function batchNormResults(backend: "cpu" | "webgpu", activation: Activatio
 }
 
 Deno.test({
-  name:
+  ...needsWebgpu(
     "webgpu's fused training batch norm + activation matches cpu's tf ops within 1e-5 (values, gradients, running stats)",
-  ignore: missing !== null,
+  ),
   fn: async () => {
     for (const activation of ["none", "relu", "leakyRelu"] as const) {
       const expected = await batchNormResults("cpu", activation);

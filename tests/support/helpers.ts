@@ -2,6 +2,7 @@
 import { join } from "node:path";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { requires } from "./requires.ts";
 
 export const REPO = fileURLToPath(new URL("../..", import.meta.url));
 export const SHARED_CELEBA = join(REPO, "..", "shared", "celeba");
@@ -86,8 +87,7 @@ export const REAL_SAMPLE: string | null = existsSync(REAL_HALF) ? REAL_HALF : nu
 
 /** Options of a test that needs the real sample: ignored, with the reason in its name, where it is absent. */
 export function needsRealSample(name: string): { name: string; ignore: boolean } {
-  if (REAL_SAMPLE) return { name, ignore: false };
-  return { name: `${name} (ignored: ${REAL_HALF} is absent; the real CelebA sample lives in ../shared)`, ignore: true };
+  return requires(name, !REAL_SAMPLE && `${REAL_HALF} is absent; the real CelebA sample lives in ../shared`);
 }
 
 /** A temp folder with the first `count` photos of the real sample. */
