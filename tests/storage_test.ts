@@ -1,0 +1,134 @@
+/**
+ * The cache and its leases, in process (no CLI): promote makes an entry whose manifest hashes its
+ * files, check finds what changed, adopt fills an entry from another copy and resumes a cut-short
+ * fill, and a lease is exclusive, taken over once its holder is dead, and lost when taken.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Cache, type Manifest } from "../pipeline/storage/cache.ts";
+import { StatCache } from "../pipeline/storage/statcache.ts";
+import { hostId, type LeaseHolder, LeaseLost, readHolder, tryLease, whyDead } from "../pipeline/storage/lease.ts";
+import { sha256 } from "../pipeline/core/hash.ts";
+import { envName } from "../pipeline/core/env.ts";
+
+const KEY = "ab".repeat(32);
+
+async function emptyCache(): Promise<{ dir: string; cache: Cache }> {
+  const dir = await Deno.makeTempDir({ prefix: "storage-test-" });
+  return { dir, cache: new Cache(join(dir, "cache"), new StatCache(join(dir, "statcache.json"))) };
+}
+
+/** A stage's finished output in the key's partial dir, as a run leaves it before promotion. */
+async function writePartial(cache: Cache, key: string, files: Record<string, string>): Promise<void> {
+  for (const [path, text] of Object.entries(files)) {
+    const full = join(cache.partialDir(key), "out", path);
+    await Deno.mkdir(join(full, ".."), { recursive: true });
+    await Deno.writeTextFile(full, text);
+  }
+}
+
+Deno.test("promote: the partial dir becomes the entry, its manifest lists each file's sha256, and check finds it whole", async () => {
+  const { dir, cache } = await emptyCache();
+  try {
+    assert.deepEqual(await cache.check(KEY), { manifest: null, problems: ["not in cache"] });
+    await writePartial(cache, KEY, { "a.txt": "alpha", "sub/b.txt": "beta" });
+    const manifest = await cache.promote(KEY);
+    assert.deepEqual(manifest.files.map((file) => [file.path, file.sha256, file.size]), [
+      ["a.txt", sha256("alpha"), 5],
+      ["sub/b.txt", sha256("beta"), 4],
+    ]);
+    assert.equal(manifest.bytes, 9);
+    assert.equal(await Deno.stat(cache.partialDir(KEY)).catch(() => null), null, "the partial dir is gone");
+    assert.deepEqual(await cache.check(KEY, true), { manifest, problems: [] });
+    assert.equal((await cache.state(KEY)).state, "ok");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("check: a changed file, a missing one and (re-hashing) an extra one are each named; state says damaged", async () => {
+  const { dir, cache } = await emptyCache();
+  try {
+    await writePartial(cache, KEY, { "a.txt": "alpha", "b.txt": "beta" });
+    await cache.promote(KEY);
+    await Deno.writeTextFile(join(cache.outDir(KEY), "a.txt"), "ALPHA");
+    await Deno.remove(join(cache.outDir(KEY), "b.txt"));
+    await Deno.writeTextFile(join(cache.outDir(KEY), "extra.txt"), "x");
+    const { manifest, problems } = await cache.check(KEY, true);
+    assert.equal(manifest, null);
+    assert.deepEqual(problems, ["a.txt changed", "b.txt missing", "extra.txt not in manifest"]);
+    const state = await cache.state(KEY);
+    assert.equal(state.state, "damaged");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("adopt: fills an entry from another copy's manifest; a fill cut short resumes, fetching only what is missing", async () => {
+  const source = await emptyCache();
+  const target = await emptyCache();
+  try {
+    await writePartial(source.cache, KEY, { "a.txt": "alpha", "b.txt": "beta" });
+    const manifest: Manifest = await source.cache.promote(KEY);
+    const fetched: string[] = [];
+    const fetch = async (file: { path: string }, temp: string) => {
+      fetched.push(file.path);
+      await Deno.copyFile(join(source.cache.outDir(KEY), file.path), temp);
+    };
+    // The first fill stops after one file (a dropped connection).
+    const cut = target.cache.adopt(KEY, manifest, null, async (file, temp) => {
+      if (fetched.length === 1) throw new Error("connection reset");
+      await fetch(file, temp);
+    });
+    await assert.rejects(cut, /connection reset/);
+    assert.deepEqual(await target.cache.check(KEY), { manifest: null, problems: ["not in cache"] });
+    assert.equal(await target.cache.hasProgress(KEY), false, "a pull's partial dir is no stage's progress");
+    const adopted = await target.cache.adopt(KEY, manifest, null, fetch);
+    assert.equal(adopted.output, manifest.output);
+    assert.deepEqual(fetched, ["a.txt", "b.txt"], "a.txt was fetched once: the second fill kept it");
+    assert.deepEqual((await target.cache.check(KEY, true)).problems, []);
+  } finally {
+    await Deno.remove(source.dir, { recursive: true });
+    await Deno.remove(target.dir, { recursive: true });
+  }
+});
+
+Deno.test("lease: exclusive while its holder lives, taken over with the reason once it is dead, lost when taken", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lease-test-" });
+  const path = join(dir, "lease");
+  // A short lease: renewed every 100 ms, so a takeover is noticed at once.
+  Deno.env.set(envName("LEASE_S"), "0.3");
+  try {
+    const first = await tryLease(path, "first");
+    assert.ok("lease" in first);
+    const holder = (await readHolder(path)) as LeaseHolder;
+    assert.equal(holder.command, "first");
+    assert.equal(holder.host, hostId());
+    assert.equal(whyDead(holder), null, "this process's own lease is alive");
+    const second = await tryLease(path, "second");
+    assert.ok("busy" in second && second.busy.token === holder.token, "a live holder's lease is busy");
+    await first.lease.release();
+    assert.equal(await readHolder(path), undefined, "release removes the file");
+
+    // A holder whose process is gone (a pid no process has) is dead: the next attempt takes over.
+    const dead = { ...holder, pid: 2 ** 22 + 1, token: crypto.randomUUID() };
+    await Deno.writeTextFile(path, JSON.stringify(dead));
+    const taken = await tryLease(path, "taker");
+    assert.ok("lease" in taken);
+    assert.match(taken.tookOver ?? "", /is no longer running/);
+
+    // Another process takes it over (its file replaced): the next renewal sees it and aborts `lost`.
+    const lost = new Promise<unknown>((resolve) =>
+      taken.lease.lost.addEventListener("abort", () => resolve(taken.lease.lost.reason), { once: true })
+    );
+    await Deno.writeTextFile(path, JSON.stringify({ ...holder, token: crypto.randomUUID() }));
+    const reason = await lost;
+    assert.ok(reason instanceof LeaseLost);
+    assert.match(reason.message, /took it over/);
+    await taken.lease.release();
+    assert.ok(await readHolder(path), "release leaves a lease that is no longer ours");
+  } finally {
+    Deno.env.delete(envName("LEASE_S"));
+    await Deno.remove(dir, { recursive: true });
+  }
+});
