@@ -121,16 +121,20 @@ Deno.test("SIGKILL in the middle of a stage leaves no final cache entry; the nex
 
 Deno.test("a second concurrent run exits with a clear message and the cache stays valid", async () => {
   const root = await makeStubProject();
+  // The first run's train waits for `release`: it still holds the run lock when the second starts.
+  const release = join(root, "release");
   const first = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", join(root, "main.ts"), "run", "--set", "train.sleep_ms=3000"],
+    args: ["run", "-A", join(root, "main.ts"), "run"],
     cwd: root,
+    env: { STUB_HOLD_train: release },
     stdout: "null",
     stderr: "null",
   }).spawn();
   await waitFor(() => exists(join(root, "outputs", "run.lock")), 30_000, "the first run to take the lock");
-  const second = await cli(root, ["run", "--set", "train.sleep_ms=3000"]);
+  const second = await cli(root, ["run"]);
   assert.equal(second.code, 3);
   assert.match(second.stderr, /^busy: another run \(pid \d+.*holds .*run\.lock; wait for it to finish/m);
+  await Deno.writeTextFile(release, "");
   assert.equal((await first.status).code, 0);
   const check = await cli(root, ["verify", "--cache"]);
   assert.equal(check.code, 0, check.stdout);

@@ -275,7 +275,8 @@ Deno.test("SIGTERM stops the run with exit 143; a second Ctrl-C exits at once an
   let ended = false;
   twice.output.then(() => ended = true);
   twice.child.kill("SIGINT");
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  // The engine passes the stop on to the stage (which notes it and goes on), then waits for it.
+  await waitFor(() => exists(join(root, "train.sigterm")), 10_000, "the stage to be told to stop");
   assert.equal(ended, false, "after one Ctrl-C the engine waits for the stage to stop");
   const started = Date.now();
   twice.child.kill("SIGINT");

@@ -11,7 +11,10 @@ const ENGINE_CLI = new URL("../../pipeline/cli.ts", import.meta.url).href;
 const STAGE_CODE = `
 const VARIANT = 1;
 export async function run(ctx) {
-  if (ctx.params["train.ignore_sigterm"]) Deno.addSignalListener("SIGTERM", () => {});
+  // train.ignore_sigterm: a stage slow to stop; it notes each SIGTERM it gets (<stage>.sigterm) and goes on.
+  if (ctx.params["train.ignore_sigterm"]) {
+    Deno.addSignalListener("SIGTERM", () => Deno.writeTextFileSync(ctx.root + "/" + ctx.name + ".sigterm", "SIGTERM\\n"));
+  }
   await Deno.writeTextFile(ctx.root + "/runs.log", ctx.name + "\\n", { append: true });
   await Deno.writeTextFile(ctx.root + "/" + ctx.name + ".pid", String(Deno.pid));
   const hog = [];
@@ -27,6 +30,12 @@ export async function run(ctx) {
   if (sleep) {
     await ctx.resumePoint("step 1 of 2");
     await new Promise((resolve) => setTimeout(resolve, sleep));
+  }
+  // STUB_HOLD_<stage>: a file the stage waits for before it finishes (not a param: not in the key),
+  // so a test decides when a run ends instead of guessing how long it takes.
+  const hold = Deno.env.get("STUB_HOLD_" + ctx.name);
+  while (hold && !(await Deno.stat(hold).then(() => true, () => false))) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
   await Deno.writeTextFile(ctx.outDir + "/" + ctx.name + ".txt", text);
   if (ctx.name === "evaluate") {
