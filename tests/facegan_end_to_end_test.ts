@@ -1,4 +1,4 @@
-/** The real seven-stage pipeline end to end on the tiny profile: report, reproducibility, invalidation. */
+/** facegan itself (not the stub), its seven stages end to end on the tiny profile: report, reproducibility, invalidation. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { decode, Image } from "imagescript";
