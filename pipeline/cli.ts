@@ -27,7 +27,7 @@ import { statusCommand } from "./commands/status.ts";
 import { verifyCommand } from "./commands/verify.ts";
 import { experimentsCommand } from "./experiments/command.ts";
 import { terminal, type Verbosity } from "./ui/terminal.ts";
-import { words } from "./ui/words.ts";
+import { staleUpstreamLine } from "./ui/words.ts";
 
 const usage = () =>
   `usage: main.ts COMMAND [options]
@@ -153,11 +153,7 @@ async function command(project: Project, argv: string[]): Promise<number> {
       return EXIT_BUSY;
     }
     if (error instanceof StaleUpstream) {
-      console.error(
-        `error: stage ${error.stage} is not up to date (${
-          words(error.reasons)
-        }); run \`deno task pipeline --until ${error.stage}\` first`,
-      );
+      console.error(staleUpstreamLine(error.stage, error.reasons));
       return EXIT_USER_ERROR;
     }
     if (error instanceof TypeError && /option|argument/i.test(error.message)) {

@@ -10,6 +10,7 @@ import {
   shortHash,
   stageColumn,
   stageFailedLine,
+  staleUpstreamLine,
   verifyLine,
   words,
 } from "../pipeline/ui/words.ts";
@@ -70,4 +71,8 @@ Deno.test("a run's end: done, interrupted with what was kept, or why a stage fai
   assert.equal(stageFailedLine("train", EXIT_USER_ERROR, []), null);
   assert.match(stageFailedLine("train", EXIT_HEAP_LIMIT, ["train.batch=64"])!, /its memory grows with train\.batch=64/);
   assert.match(stageFailedLine("train", EXIT_KILLED, [])!, /killed \(SIGKILL\)/);
+  assert.equal(
+    staleUpstreamLine("crop", [{ kind: "new" }]),
+    "error: stage crop is not up to date (never run (no entry in pipeline.lock.json)); run `deno task pipeline --until crop` first",
+  );
 });

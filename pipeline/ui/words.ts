@@ -264,6 +264,13 @@ export function stageFailedLine(stage: string, exitCode: number, drivers: string
   return `pipeline stopped: stage ${stage} failed (its partial output is not in the cache)`;
 }
 
+/** `--only S`: an upstream stage S reads is not up to date. */
+export function staleUpstreamLine(stage: string, reasons: Reason[]): string {
+  return `error: stage ${stage} is not up to date (${
+    words(reasons)
+  }); run \`deno task pipeline --until ${stage}\` first`;
+}
+
 /** `status` while a run is going on, with a live view open. */
 export function liveViewLine(path: string): string {
   return `live view: ${path} (a run is going on: open it in a browser; it reloads itself)`;
