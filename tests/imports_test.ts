@@ -1,7 +1,8 @@
 /**
  * No import circles anywhere in the project: every .ts file's relative imports (values and
  * `import type`, `export ... from`, dynamic `import("...")`) form a graph without a cycle, and
- * the generic engine (pipeline/) imports nothing of the project that uses it.
+ * the generic engine (pipeline/) imports nothing of the project that uses it, nor its engine
+ * folders (core/, storage/, ui/, executors/) anything of the commands built on them.
  */
 import assert from "node:assert/strict";
 import { dirname, join, relative, resolve } from "node:path";
@@ -107,4 +108,16 @@ Deno.test("pipeline/ imports nothing of the project that uses it (stages/, data/
       imports.filter((target) => !target.startsWith("pipeline/")).map((t) => `${file} -> ${t}`)
     );
   assert.deepEqual(crossing, []);
+});
+
+Deno.test("pipeline/'s lower folders (core, storage, ui, executors) import nothing of the commands above them", () => {
+  const graph = importGraph(tsFiles());
+  const lower = ["pipeline/core/", "pipeline/storage/", "pipeline/ui/", "pipeline/executors/"];
+  const upper = ["pipeline/commands/", "pipeline/experiments/", "pipeline/cli.ts"];
+  const files = [...graph.keys()].filter((file) => lower.some((folder) => file.startsWith(folder)));
+  assert.ok(files.length > 20, `only ${files.length} files in ${lower.join(", ")}`);
+  const upward = files.flatMap((file) =>
+    graph.get(file)!.filter((target) => upper.some((folder) => target.startsWith(folder))).map((t) => `${file} -> ${t}`)
+  );
+  assert.deepEqual(upward, []);
 });
