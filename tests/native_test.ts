@@ -13,6 +13,7 @@ import type { Activation } from "../models/backends/webgpu_batchnorm.ts";
 import { adamCounts } from "../models/backends/native_adam.ts";
 import { Adam } from "../models/gan.ts";
 import { backendMissing, facegan, projectCopy, readLock } from "./support/helpers.ts";
+import { requires } from "./support/requires.ts";
 
 tf.env().set("IS_TEST", true);
 
@@ -20,7 +21,7 @@ const why = await backendMissing("native") ?? "";
 
 /** A test that needs libdnnl: ignored with the reason in its name where the library cannot load. */
 function nativeTest(name: string, fn: () => Promise<void> | void) {
-  Deno.test({ name: why ? `${name} (ignored: ${why})` : name, ignore: why !== "", fn });
+  Deno.test({ ...requires(name, why), fn });
 }
 
 /** The same random inputs on every backend: drawn once, on cpu. */
