@@ -1,8 +1,10 @@
 /**
- * evaluate: how close the generator's faces are to the held-out real faces (see README,
- * "Evaluation"). Writes metrics.json: values (generated vs the real held-out split), floor (the
- * same metrics between two disjoint halves of the real split), which direction is better, N and
- * seeds. Every random choice is seeded, so the file is byte-identical on a re-run.
+ * evaluate: how close the generator's faces are to held-out real faces (see README, "Evaluation").
+ * Every metric is computed twice at the same sample sizes: N generated faces vs a reference set of
+ * N held-out real faces (the value), and N other held-out real faces vs that same reference (the
+ * floor: what a perfect generator would score at this N, since FD's bias grows as 1/N). Writes
+ * metrics.json: values, floor, floor_n (N per side), which direction is better, N and seeds. Every
+ * random choice is seeded, so the file is byte-identical on a re-run.
  */
 import { join } from "node:path";
 import * as tf from "../models/tf.ts";
@@ -50,8 +52,16 @@ export async function run(ctx: StageContext): Promise<void> {
 
   const index = await readPackIndex(ctx.inputs.shard, "eval");
   const size = index.width;
-  const realPixels = await readPackPixels(ctx.inputs.shard, index);
-  const real = split(realPixels, index.count, size);
+  if (index.count < 2 * count) {
+    throw new UserError(
+      `eval.n_samples ${count} needs ${2 * count} held-out images (a real reference set and a real stand-in ` +
+        `for the generated set, ${count} each) but the split holds ${index.count}: lower eval.n_samples to ` +
+        `${Math.floor(index.count / 2)} or raise data.eval_fraction`,
+    );
+  }
+  const real = split(await readPackPixels(ctx.inputs.shard, index), index.count, size);
+  // Both comparisons measure against the same reference; the stand-in takes the generated set's place.
+  const [reference, standIn] = [real.slice(0, count), real.slice(count, 2 * count)];
   const generated = await generate(
     ctx.inputs.train,
     count,
@@ -59,14 +69,11 @@ export async function run(ctx: StageContext): Promise<void> {
     size,
     (done) => ctx.progress({ done, total: count, unit: "img", note: "generating faces" }),
   );
-  ctx.log(`${generated.length} generated vs ${real.length} held-out real images at ${size}x${size}`);
-
-  const half = Math.floor(real.length / 2);
-  const [realA, realB] = [real.slice(0, half), real.slice(half, 2 * half)];
+  ctx.log(`${count} generated vs ${count} held-out real images at ${size}x${size}; floor: ${count} other real ones`);
 
   ctx.progress({ note: "sliced Wasserstein distance" });
-  const swd = slicedWasserstein(generated, real, size, new Rng(seed + 1));
-  const swdFloor = slicedWasserstein(realA, realB, size, new Rng(seed + 1));
+  const swd = slicedWasserstein(generated, reference, size, new Rng(seed + 1));
+  const swdFloor = slicedWasserstein(standIn, reference, size, new Rng(seed + 1));
 
   const features = await FaceFeatures.load();
   const embed = async (images: Uint8Array[], label: string) =>
@@ -76,36 +83,37 @@ export async function run(ctx: StageContext): Promise<void> {
       (done) => ctx.progress({ done, total: images.length, unit: "faces", note: `face embeddings of ${label}` }),
     );
   const generatedEmbeddings = await embed(generated, "generated images");
-  const realEmbeddings = await embed(real, "real images");
-  const [embeddingsA, embeddingsB] = [realEmbeddings.slice(0, half), realEmbeddings.slice(half, 2 * half)];
-  const fd = frechetDistance(fitGaussian(generatedEmbeddings), fitGaussian(realEmbeddings));
-  const fdFloor = frechetDistance(fitGaussian(embeddingsA), fitGaussian(embeddingsB));
+  const referenceEmbeddings = await embed(reference, "real images");
+  const standInEmbeddings = await embed(standIn, "other real images");
+  const referenceGaussian = fitGaussian(referenceEmbeddings);
+  const fd = frechetDistance(fitGaussian(generatedEmbeddings), referenceGaussian);
+  const fdFloor = frechetDistance(fitGaussian(standInEmbeddings), referenceGaussian);
   const subsets = ctx.param<number>("eval.kid_subsets");
-  const kid = kernelDistance(generatedEmbeddings, realEmbeddings, new Rng(seed + 2), subsets);
-  const kidFloor = kernelDistance(embeddingsA, embeddingsB, new Rng(seed + 2), subsets);
+  const kid = kernelDistance(generatedEmbeddings, referenceEmbeddings, new Rng(seed + 2), subsets);
+  const kidFloor = kernelDistance(standInEmbeddings, referenceEmbeddings, new Rng(seed + 2), subsets);
   ctx.progress({ note: "face detection" });
   const detected = await features.detectionRate(generated, size);
-  const detectedReal = await features.detectionRate(real, size);
+  const detectedReal = await features.detectionRate(standIn, size);
 
   // Per epoch: SWD of the fixed-z sample grid train wrote at each epoch's end, vs as many real images.
   // SWD grows as N shrinks, so these (N = the grid, 64 by default) get their own floor at that N:
-  // the final SWD's floor (N = half the held-out split) would sit far below every epoch's value.
+  // the final SWD's floor (N = eval.n_samples) would sit far below every epoch's value.
   // Every epoch's grid has as many tiles, so the real side (patches, directions, sorted
   // projections) is drawn once and shared: the same numbers as a fresh slicedWasserstein per epoch.
   const perEpoch = [];
-  let reference: SwdReference | undefined;
+  let epochReference: SwdReference | undefined;
   const epochFiles = await epochSampleFiles(ctx.inputs.train);
   for (const [done, { epoch, path }] of epochFiles.entries()) {
     ctx.progress({ done, total: epochFiles.length, unit: "epochs", note: `SWD of epoch ${epoch} samples` });
     const tiles = await readGridTiles(path, size);
-    const n = Math.min(tiles.length, real.length);
-    if (reference?.count !== n) reference = swdReference(real, size, n, new Rng(seed + 3));
-    perEpoch.push({ epoch, swd_mean: slicedWassersteinTo(reference, tiles).mean, n });
+    const n = Math.min(tiles.length, count);
+    if (epochReference?.count !== n) epochReference = swdReference(reference, size, n, new Rng(seed + 3));
+    perEpoch.push({ epoch, swd_mean: slicedWassersteinTo(epochReference, tiles).mean, n });
   }
   const gridN = perEpoch[0]?.n;
   const perEpochFloor = gridN === undefined ? undefined : {
-    swd_mean: slicedWasserstein(realA.slice(0, gridN), realB.slice(0, gridN), size, new Rng(seed + 3)).mean,
-    n: Math.min(gridN, half),
+    swd_mean: slicedWasserstein(standIn.slice(0, gridN), reference.slice(0, gridN), size, new Rng(seed + 3)).mean,
+    n: gridN,
   };
 
   const swdValues = (result: typeof swd) =>
@@ -133,7 +141,8 @@ export async function run(ctx: StageContext): Promise<void> {
       subset_size: { generated: kid.subsetSize, floor: kidFloor.subsetSize },
       subsets,
     },
-    n: { generated: generated.length, real: real.length, floor_halves: half },
+    n: { generated: count, real: count, floor: [count, count], held_out: real.length },
+    floor_n: Object.fromEntries(Object.keys(values).map((name) => [name, count])),
     per_epoch: perEpoch,
     per_epoch_floor: perEpochFloor,
     seed,

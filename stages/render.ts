@@ -143,9 +143,9 @@ function report(
   const rows = Object.keys(metrics.values).map((name) =>
     `<tr><td>${name}</td><td>${metrics.values[name].toPrecision(5)}</td><td>${
       metrics.floor?.[name]?.toPrecision(5) ?? "-"
-    }</td><td>${floorRatio(metrics.values[name], metrics.floor?.[name])}</td><td>${
-      metrics.better?.[name] ?? ""
-    }</td></tr>`
+    }</td><td>${metrics.floor_n?.[name] ?? "-"}</td><td>${
+      floorRatio(metrics.values[name], metrics.floor?.[name])
+    }</td><td>${metrics.better?.[name] ?? ""}</td></tr>`
   ).join("\n");
   const params = Object.entries({ ...trainParams, ...ctx.params }).map(([k, v]) =>
     `<tr><td>${escapeHtml(k)}</td><td>${escapeHtml(JSON.stringify(v))}</td></tr>`
@@ -166,9 +166,9 @@ section{margin:2em 0}.plots{display:flex;flex-wrap:wrap;gap:1em}
 <h1>facegan report</h1>
 <section><h2>Samples (fixed z)</h2>${img("grid.png", "generated sample grid")}</section>
 <section><h2>Metrics</h2>
-<p>Generated (N=${n?.generated}) vs held-out real (N=${n?.real}); the floor is the same metric between two disjoint halves of the real split (N=${n?.floor_halves} each).</p>
+<p>Value: ${n?.generated} generated vs ${n?.real} held-out real faces (the reference). Floor: ${n?.real} other held-out real faces vs the same reference, so value and floor are computed at the same sample sizes (N per side below).</p>
 <p>x floor: the value divided by its floor (1.00x: as close as two sets of real faces are to each other).</p>
-<table><tr><th>metric</th><th>value</th><th>floor (real vs real)</th><th>x floor</th><th>better</th></tr>
+<table><tr><th>metric</th><th>value</th><th>floor (real vs real)</th><th>N per side</th><th>x floor</th><th>better</th></tr>
 ${rows}</table></section>
 <section><h2>Training</h2><div class="plots">${svgs.losses}${svgs.epochs_plot}</div></section>
 <section><h2>Real (left) vs generated (right)</h2>${img("real_vs_fake.png", "real and generated faces")}</section>

@@ -128,7 +128,10 @@ Deno.test("exp: a 2x2 grid at -j 2 runs 4 experiments, the data stages once, two
         text.stdout,
         /^ {2}swd_mean: g-\d \(.*, n 1\) leads g-\d \(.*, n 1\) by .*; noise was not measured \(one seed each: repeat with exp run --seeds K\)$/m,
       );
-      assert.match(text.stdout, /\n\s*floor\s/);
+      // the floor row gives each metric's floor with the N per side it and every value were computed at
+      const n = records[0].metrics.floor_n.swd_mean;
+      assert.equal(board.metrics.find((m: Record) => m.name === "swd_mean").floor_n, n);
+      assert.match(text.stdout, new RegExp(`\\n\\s*floor\\s+\\S+ \\(N ${n}\\)\\s`));
       assert.ok(text.stdout.includes(" *"));
       const page = await Deno.readTextFile(join(root, "outputs", "experiments.html"));
       assert.equal(count(page, /<img [^>]*src="data:image\/png;base64,/), 4, "each experiment's grid");

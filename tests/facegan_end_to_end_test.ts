@@ -24,10 +24,17 @@ Deno.test("the tiny profile runs all seven stages, reproducibly, and re-runs onl
     assert.equal(typeof metrics.values[name], "number", name);
     assert.equal(typeof metrics.floor[name], "number", name);
   }
-  // The per-epoch SWD (N = the sample grid) has its own real-vs-real floor at that N.
+  // Every metric and its floor are computed at the same sample sizes: N generated vs N real, and N
+  // other real vs the same N real (N = eval.n_samples; the held-out split holds at least 2N).
   const full = JSON.parse(await Deno.readTextFile(join(root, "outputs", "latest", "evaluate", "metrics.json")));
+  const n = lock.stages.evaluate.params["eval.n_samples"];
+  assert.deepEqual([full.n.generated, full.n.real, full.n.floor], [n, n, [n, n]]);
+  assert.ok(full.n.held_out >= 2 * n);
+  assert.deepEqual(full.floor_n, Object.fromEntries(Object.keys(metrics.values).map((name) => [name, n])));
+  // The per-epoch SWD (N = the sample grid) has its own real-vs-real floor at that N.
   assert.equal(full.per_epoch.length, lock.stages.train.params["train.epochs"]);
-  assert.equal(full.per_epoch_floor.n, Math.min(full.per_epoch[0].n, full.n.floor_halves));
+  assert.equal(full.per_epoch[0].n, Math.min(lock.stages.train.params["train.sample_grid"] ** 2, n));
+  assert.equal(full.per_epoch_floor.n, full.per_epoch[0].n);
   assert.ok(full.per_epoch_floor.swd_mean > 0);
   assert.equal(lock.stages.train.environment.backend, "wasm");
   assert.equal(lock.stages.train.environment.threads, 1);
@@ -61,14 +68,29 @@ Deno.test("the tiny profile runs all seven stages, reproducibly, and re-runs onl
     for (const stage of STAGES) assert.match(status.stdout, new RegExp(`${stage}\\s+fresh`));
   });
 
+  await t.step("eval.n_samples over half the held-out split is one line naming the param and the fix", async () => {
+    const held = full.n.held_out;
+    const tooMany = await facegan(root, ["run", ...TINY, "--set", `eval.n_samples=${Math.floor(held / 2) + 1}`]);
+    assert.equal(tooMany.code, 2, tooMany.stderr);
+    assert.match(
+      tooMany.stderr,
+      new RegExp(
+        `eval\\.n_samples \\d+ needs \\d+ held-out images .* holds ${held}: lower eval\\.n_samples to ${
+          Math.floor(held / 2)
+        } or raise data\\.eval_fraction`,
+      ),
+    );
+    assert.doesNotMatch(tooMany.stderr, /\n\s+at /);
+  });
+
   await t.step("changing eval.n_samples re-runs only evaluate and render", async () => {
-    const status = await facegan(root, ["status", ...TINY, "--set", "eval.n_samples=40"]);
+    const status = await facegan(root, ["status", ...TINY, "--set", "eval.n_samples=16"]);
     for (const stage of STAGES.slice(0, STAGES.indexOf("evaluate"))) {
       assert.match(status.stdout, new RegExp(`${stage}\\s+fresh`));
     }
-    assert.match(status.stdout, /evaluate\s+stale\s+\w+\s+param eval\.n_samples: 48 -> 40/);
+    assert.match(status.stdout, /evaluate\s+stale\s+\w+\s+param eval\.n_samples: 20 -> 16/);
     assert.match(status.stdout, /render\s+stale/);
-    const rerun = await facegan(root, ["run", ...TINY, "--set", "eval.n_samples=40"]);
+    const rerun = await facegan(root, ["run", ...TINY, "--set", "eval.n_samples=16"]);
     assert.equal(rerun.code, 0, rerun.stderr);
     const ran = [...rerun.stderr.matchAll(/✓ (\w+)\s+ran in/g)].map((m) => m[1]);
     assert.deepEqual(ran, ["evaluate", "render"]);

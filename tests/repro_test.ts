@@ -35,10 +35,10 @@ Deno.test("compare prints both metric sets with deltas, the differing params, an
   const table = await cli(root, ["compare", "HEAD~1", "HEAD"]);
   assert.equal(table.code, 0, table.stderr);
   assert.match(table.stdout, /train\.lr\s+0\.0002\s+0\.001/);
-  assert.match(table.stdout, /score \(lower better\)\s+0\.2000 \*\s+1\.0000 \(\+0\.8000\)\s+floor 0\.1000/);
+  assert.match(table.stdout, /score \(lower better\)\s+0\.2000 \*\s+1\.0000 \(\+0\.8000\)\s+floor 0\.1000 \(N 4\)/);
   assert.match(table.stdout, /quality \(higher better\)\s+0\.9998 \*\s+0\.9990 \(-8\.000e-4\)/);
   // x floor: each side's value / the floor (score's floor is 0.1; quality has none)
-  assert.match(table.stdout, /floor 0\.1000\s+2\.00x \/ 10\.00x$/m);
+  assert.match(table.stdout, /floor 0\.1000 \(N 4\)\s+2\.00x \/ 10\.00x$/m);
   assert.match(table.stdout, /quality .*- \/ -$/m);
   const parsed = JSON.parse((await cli(root, ["compare", "HEAD~1", "HEAD", "--json"])).stdout);
   assert.deepEqual(parsed.sides, ["HEAD~1", "HEAD"]);

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { projectName } from "../core/env.ts";
-import { floorMultiple, floorRatio } from "../ui/floor.ts";
+import { floorAtN, floorMultiple, floorRatio } from "../ui/floor.ts";
 import { encodeBase64 } from "../ui/base64.ts";
 import { git, showAt } from "../core/git.ts";
 import { escapeHtml } from "../ui/html.ts";
@@ -98,6 +98,8 @@ interface MetricRow {
   /** each side minus the first */
   deltas: (number | null)[];
   floor: (number | null)[];
+  /** each side's sample size (per side of the comparison) of its value and floor */
+  floor_n: (number | null)[];
   /** each side's value / its floor */
   x_floor: (number | null)[];
   better: "lower" | "higher" | null;
@@ -118,6 +120,7 @@ function metricRows(sides: Side[]): Record<string, MetricRow> {
     const find = (files: MetricsFile[]) => files.find((file) => name in file.values);
     const values = perSide.map((files) => find(files)?.values[name] ?? null);
     const floor = perSide.map((files) => find(files)?.floor?.[name] ?? null);
+    const floor_n = perSide.map((files) => find(files)?.floor_n?.[name] ?? null);
     const better = perSide.map((files) => find(files)?.better?.[name]).find(Boolean) ?? null;
     const first = values[0];
     const deltas = values.map((value) => value === null || first === null ? null : value - first);
@@ -128,9 +131,14 @@ function metricRows(sides: Side[]): Record<string, MetricRow> {
       best = sides[pick[1]].label;
     }
     const multiples = values.map((value, i) => floorMultiple(value, floor[i]));
-    rows[name] = { values, deltas, floor, x_floor: multiples, better, best };
+    rows[name] = { values, deltas, floor, floor_n, x_floor: multiples, better, best };
   }
   return rows;
+}
+
+/** The side whose floor the table prints: the first that has one. */
+function firstFloor(row: MetricRow): number {
+  return row.floor.findIndex((value) => value !== null);
 }
 
 export function formatNumber(value: number | null, signed = false): string {
@@ -164,7 +172,7 @@ function formatTable(
         row.best === report.sides[i] ? " *" : ""
       }`
     ),
-    `floor ${formatNumber(row.floor.find((value) => value !== null) ?? null)}`,
+    `floor ${floorAtN(formatNumber(row.floor[firstFloor(row)] ?? null), row.floor_n[firstFloor(row)])}`,
     row.values.map((value, i) => floorRatio(value, row.floor[i])).join(" / "),
   ]);
   if (metricRows.length) table([[...header("metric"), "", "x floor"], ...metricRows]);

@@ -112,6 +112,8 @@ export type StageRun = (ctx: StageContext) => Promise<void>;
 export interface MetricsFile {
   values: Record<string, number>;
   floor?: Record<string, number>;
+  /** per metric, the sample size (per side) its value and its floor were both computed at */
+  floor_n?: Record<string, number>;
   better?: Record<string, "lower" | "higher">;
   [other: string]: unknown;
 }

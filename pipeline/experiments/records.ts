@@ -58,7 +58,7 @@ export interface ExperimentRecord {
    * restarted runner attaches to one still going instead of submitting its stage again
    */
   jobs?: SubmittedJob[];
-  /** the metrics of its stages, merged (values, floor, better) */
+  /** the metrics of its stages, merged (values, floor, floor_n, better) */
   metrics?: MetricsFile;
   error?: string;
 }

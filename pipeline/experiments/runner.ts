@@ -148,15 +148,16 @@ async function commitOf(root: string): Promise<{ commit: string | null; dirty: b
   return { commit, dirty: Boolean(changes?.trim()) };
 }
 
-/** The stages' metrics files as one: values, floor and better of every metric. */
+/** The stages' metrics files as one: values, floor, floor_n and better of every metric. */
 function mergedMetrics(files: unknown[]): MetricsFile | undefined {
-  const merged: MetricsFile = { values: {}, floor: {}, better: {} };
+  const merged: MetricsFile = { values: {}, floor: {}, floor_n: {}, better: {} };
   let any = false;
   for (const file of files as (MetricsFile | undefined)[]) {
     if (!file?.values) continue;
     any = true;
     Object.assign(merged.values, file.values);
     Object.assign(merged.floor!, file.floor ?? {});
+    Object.assign(merged.floor_n!, file.floor_n ?? {});
     Object.assign(merged.better!, file.better ?? {});
   }
   return any ? merged : undefined;

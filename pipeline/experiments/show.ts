@@ -10,7 +10,7 @@ import { join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 import { encodeBase64 } from "../ui/base64.ts";
 import { formatNumber } from "../commands/compare.ts";
-import { floorMultiple, floorRatio } from "../ui/floor.ts";
+import { floorAtN, floorMultiple, floorRatio } from "../ui/floor.ts";
 import { UserError } from "../core/errors.ts";
 import { escapeHtml } from "../ui/html.ts";
 import type { ParamValue } from "../core/params.ts";
@@ -87,7 +87,8 @@ export interface Leaderboard {
   test: string;
   /** params whose value differs between configs, or that an experiment sets (never the seed) */
   params: string[];
-  metrics: { name: string; better: "lower" | "higher" | null; floor: number | null }[];
+  /** floor_n: the sample size (per side) of the value and its floor, where the project states it */
+  metrics: { name: string; better: "lower" | "higher" | null; floor: number | null; floor_n: number | null }[];
   rows: Row[];
   verdicts: Verdict[];
 }
@@ -103,8 +104,10 @@ export function leaderboard(records: ExperimentRecord[], sort?: string, seed?: s
   const names = [...new Set(records.flatMap((record) => Object.keys(record.metrics?.values ?? {})))];
   const metrics = names.map((name) => {
     const better = records.map((record) => record.metrics?.better?.[name]).find(Boolean) ?? null;
-    const floors = new Set(records.flatMap((record) => record.metrics?.floor?.[name] ?? []));
-    return { name, better, floor: floors.size === 1 ? [...floors][0] : null };
+    const only = <T>(values: T[]) => new Set(values).size === 1 ? values[0] : null;
+    const floor = only(records.flatMap((record) => record.metrics?.floor?.[name] ?? []));
+    const floor_n = only(records.flatMap((record) => record.metrics?.floor_n?.[name] ?? []));
+    return { name, better, floor, floor_n };
   });
   const rows = repeats(records, seedKey).map((group) => row(group, params, seedKey));
   for (const { name, better } of metrics) {
@@ -267,14 +270,15 @@ export function formatLeaderboard(board: Leaderboard): string {
     ...seeds.map(() => ""),
     ...board.params.map(() => ""),
   ];
-  const floor = reference("floor", board.metrics.map((m) => formatNumber(m.floor)));
+  const floor = reference("floor", board.metrics.map((m) => floorAtN(formatNumber(m.floor), m.floor_n)));
   const better = reference("better", board.metrics.map((m) => m.better ?? "-"));
   const table = [header, ...rows, ...(board.metrics.length ? [floor, better] : [])];
   const widths = header.map((_, column) => Math.max(...table.map((cells) => cells[column].length)));
   const lines = table.map((cells) => cells.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd());
   lines.push(
     "* best mean of its column; n: repeats (seeds) per config, mean ± sd over them; (Nx): the mean / its floor; " +
-      "floor: the metric's reference value (- where experiments differ)",
+      "floor: the metric's reference value, (N n) the sample size per side of it and of every value " +
+      "(- where experiments differ)",
   );
   if (board.verdicts.length) lines.push(`the best config's lead over the runner-up (${board.test}):`);
   for (const verdict of board.verdicts) lines.push(`  ${verdict.text}`);
@@ -390,7 +394,7 @@ function tableHtml(board: Leaderboard): string {
       "<td></td>".repeat(1 + seeds.length + board.params.length)
     }</tr>`;
   if (board.metrics.length) {
-    rows.push(reference("floor", board.metrics.map((m) => formatNumber(m.floor))));
+    rows.push(reference("floor", board.metrics.map((m) => floorAtN(formatNumber(m.floor), m.floor_n))));
     rows.push(reference("better", board.metrics.map((m) => m.better ?? "-")));
   }
   return `<div class="board"><table><tr>${head}</tr>\n${rows.join("\n")}</table></div>`;

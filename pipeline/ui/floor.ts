@@ -17,3 +17,8 @@ export function floorRatio(value: number | null, floor: number | null | undefine
   const multiple = floorMultiple(value, floor);
   return multiple === null ? "-" : `${multiple.toFixed(2)}x`;
 }
+
+/** A floor's printed value with the sample size (per side) it was computed at, `0.1234 (N 1000)`. */
+export function floorAtN(floorText: string, n: number | null | undefined): string {
+  return n == null || floorText === "-" ? floorText : `${floorText} (N ${n})`;
+}

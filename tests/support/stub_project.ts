@@ -41,7 +41,7 @@ export async function run(ctx) {
   if (ctx.name === "evaluate") {
     const lr = ctx.params["train.lr"] ?? 0;
     await Deno.writeTextFile(ctx.outDir + "/metrics.json", JSON.stringify({
-      values: { score: lr * 1000, quality: 1 - lr }, floor: { score: 0.1 }, better: { score: "lower", quality: "higher" },
+      values: { score: lr * 1000, quality: 1 - lr }, floor: { score: 0.1 }, floor_n: { score: 4 }, better: { score: "lower", quality: "higher" },
     }));
   }
   ctx.recordEnvironment("backend", "stub");
