@@ -27,6 +27,7 @@ export const STEP_CONFIG_32: GanConfig = {
   decayEvery: 1,
   decayGamma: 1,
   totalSteps: 100,
+  emaDecay: 0,
   seed: 1,
 };
 

@@ -1,7 +1,8 @@
 /**
  * A DCGAN and its training step: alternating D and G updates with Adam (separate learning rates
- * and betas per network), optional tricks from the params, and every random draw taken from one
- * seeded generator whose state a checkpoint can store. Pure tensors: no file I/O.
+ * and betas per network), optional tricks from the params, an optional running average of G's
+ * weights to sample from, and every random draw taken from one seeded generator whose state a
+ * checkpoint can store. Pure tensors: no file I/O.
  */
 import * as tf from "./tf.ts";
 import { type DcganConfig, Discriminator, Generator } from "./dcgan.ts";
@@ -32,6 +33,12 @@ export interface GanConfig {
   decayEvery: number;
   decayGamma: number;
   totalSteps: number;
+  /**
+   * decay of the exponential moving average of G's weights that samples, exports and is evaluated
+   * (0: off, G itself). Warmed up as min(decay, (1 + t) / (10 + t)) at G step t, so the random
+   * initial weights do not linger in a short run.
+   */
+  emaDecay: number;
   seed: number;
 }
 
@@ -91,9 +98,19 @@ export class Adam {
   }
 }
 
+/**
+ * `target` <- a copy of `source`'s values. Not `assign(source)`, which would share its buffer: the
+ * webgpu Adam updates G's weights in place.
+ */
+function copyInto(target: tf.Variable, source: tf.Variable): void {
+  tf.tidy(() => target.assign(source.mul(1))); // x * 1 keeps every bit, -0 included
+}
+
 export class Gan {
   readonly generator: Generator;
   readonly discriminator: Discriminator;
+  /** the running average of G's trainable weights (config.emaDecay > 0), else null */
+  private readonly averaged: Generator | null;
   private readonly adamG: Adam;
   private readonly adamD: Adam;
   /** noise, label flips, dropout masks and gradient-penalty mixes, in a fixed order per step */
@@ -116,6 +133,14 @@ export class Gan {
     this.adamG.init(this.generator.store.trainable);
     this.adamD.init(this.discriminator.store.trainable);
     this.rng = new Rng(init.nextUint32());
+    // Its own variables (same names, its own store), starting at G's initial weights; no random draw.
+    this.averaged = config.emaDecay > 0 ? new Generator(config.model, new Rng(0)) : null;
+    if (this.averaged) {
+      this.averaged.build();
+      for (const [name, variable] of this.averaged.store.trainable) {
+        copyInto(variable, this.generator.store.trainable.get(name)!);
+      }
+    }
   }
 
   private pass(training: boolean, spectralNorm: boolean): Pass {
@@ -216,11 +241,32 @@ export class Gan {
     }, gVars);
     this.adamG.apply(G.store.trainable, gStep.grads, this.learningRate(config.lrG));
     applyUpdates(gPass);
+    if (this.averaged) this.updateAverage();
     tf.dispose(dPassForG.updates.map(([, value]) => value)); // D is only read in the G step
     this.pendingLosses.push(parts[0], parts[1], gStep.value);
     tf.dispose(z);
     tf.dispose(gStep.grads);
     this.step++;
+  }
+
+  /** average <- d * average + (1 - d) * weight for each of G's trainable weights, after G's step. */
+  private updateAverage(): void {
+    const decay = Math.min(this.config.emaDecay, (1 + this.step) / (10 + this.step));
+    tf.tidy(() => {
+      for (const [name, average] of this.averaged!.store.trainable) {
+        average.assign(average.mul(decay).add(this.generator.store.trainable.get(name)!.mul(1 - decay)));
+      }
+    });
+  }
+
+  /**
+   * The generator that samples, is exported and evaluated: the weight average (with G's current
+   * batch-norm statistics and spectral-norm vectors, which are not averaged) when train.ema is on.
+   */
+  samplingGenerator(): Generator {
+    if (!this.averaged) return this.generator;
+    for (const [name, variable] of this.generator.store.state) copyInto(this.averaged.store.state.get(name)!, variable);
+    return this.averaged;
   }
 
   private targets(batch: number): [tf.Tensor2D, tf.Tensor2D] {
@@ -256,7 +302,7 @@ export class Gan {
 
   /** Generator output in eval mode (batch-norm running statistics), values in [-1, 1]. */
   sample(z: tf.Tensor2D): tf.Tensor4D {
-    return this.generator.sample(z);
+    return this.samplingGenerator().sample(z);
   }
 
   /** Every tensor of the training state by name, in a fixed order (for checkpoints). */
@@ -266,11 +312,15 @@ export class Gan {
       ...this.discriminator.store.entries(),
       ...this.adamG.moments.entries(),
       ...this.adamD.moments.entries(),
+      ...[...this.averaged?.store.trainable ?? []].map(([name, variable]) =>
+        [`ema/${name}`, variable] as [string, tf.Variable]
+      ),
     ];
   }
 
   dispose(): void {
     for (const [, variable] of this.stateTensors()) variable.dispose();
+    for (const [, variable] of this.averaged?.store.state ?? []) variable.dispose();
     tf.dispose([...this.pendingLosses.splice(0), ...this.fixedTargets ?? []]);
   }
 

@@ -1,5 +1,5 @@
 /**
- * evaluate: how close the generator's faces are to held-out real faces (see README, "Evaluation").
+ * evaluate: how close the generator's faces are to held-out real faces (see docs/stages.md, "Evaluation").
  * Every metric is computed twice at the same sample sizes: N generated faces vs a reference set of
  * N held-out real faces (the value), and N other held-out real faces vs that same reference (the
  * floor: what a perfect generator would score at this N, since FD's bias grows as 1/N). Writes

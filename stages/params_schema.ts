@@ -81,6 +81,12 @@ const train: Record<string, ParamSpec> = {
   "train.lr_decay": { type: "string", choices: LR_DECAYS, description: "learning-rate schedule" },
   "train.lr_decay_every": { type: "integer", min: 1, description: "steps between decays (step schedule)" },
   "train.lr_decay_gamma": { type: "number", min: 0, max: 1, description: "factor per decay (step schedule)" },
+  "train.ema": {
+    type: "number",
+    min: 0,
+    max: 0.99999,
+    description: "decay of the moving average of G's weights that samples and is exported (0: off, e.g. 0.999)",
+  },
   "train.sample_grid": { type: "integer", min: 1, description: "side of the fixed-z sample grid saved per epoch" },
   "train.keep_checkpoints": { type: "integer", min: 1, description: "newest checkpoints kept" },
 };

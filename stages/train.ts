@@ -62,6 +62,7 @@ export function ganConfig(ctx: StageContext, imageSize: number, totalSteps: numb
     decayEvery: ctx.param<number>("train.lr_decay_every"),
     decayGamma: ctx.param<number>("train.lr_decay_gamma"),
     totalSteps,
+    emaDecay: ctx.param<number>("train.ema"),
     seed: ctx.param<number>("train.seed"),
   };
 }
@@ -200,7 +201,7 @@ export async function run(ctx: StageContext): Promise<void> {
         (epoch > 1 && stats.diversity < 0.5 * history[0].diversity ? "  (diversity fell: possible mode collapse)" : ""),
     );
   }
-  await writeGenerator(ctx.outDir, gan.generator);
+  await writeGenerator(ctx.outDir, gan.samplingGenerator());
   fixedZ.dispose();
 }
 

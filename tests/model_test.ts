@@ -157,6 +157,67 @@ Deno.test("training steps on wasm, native and webgpu match cpu (weights within 1
   }));
 });
 
+Deno.test("train.ema: G's weights averaged after each G step (warmed up), sampled from, and in the checkpoint's state", async () => {
+  await useBackend("cpu");
+  const values = async (gan: Gan) =>
+    await Promise.all([...gan.generator.store.trainable.values()].map((v) => v.data()));
+  const real = tf.tensor4d(REAL_BATCH, [8, 32, 32, 3]);
+  const gan = new Gan({ ...STEP_CONFIG, emaDecay: 0.9 });
+  let expected = await values(gan); // the average starts at G's initial weights
+  for (let step = 0; step < 3; step++) {
+    await gan.trainStep(real);
+    const decay = Math.min(0.9, (1 + step) / (10 + step));
+    const weights = await values(gan);
+    expected = expected.map((average, i) =>
+      average.map((a, j) =>
+        Math.fround(Math.fround(a * Math.fround(decay)) + Math.fround(weights[i][j] * Math.fround(1 - decay)))
+      )
+    );
+  }
+  const averaged = gan.samplingGenerator();
+  assert.notEqual(averaged, gan.generator);
+  const got = await Promise.all([...averaged.store.trainable.values()].map((v) => v.data()));
+  assert.deepEqual(got.map((a) => Array.from(a)), expected.map((a) => Array.from(a)));
+  // The averaged weights are what samples: G's own weights give other images.
+  const z = tf.randomNormal([2, STEP_CONFIG.model.zSize], 0, 1, "float32", 5) as tf.Tensor2D;
+  const [fromGan, fromAverage, fromG] = [gan.sample(z), averaged.sample(z), gan.generator.sample(z)];
+  assert.deepEqual(await fromGan.data(), await fromAverage.data());
+  assert.notDeepEqual(await fromGan.data(), await fromG.data());
+  // A checkpoint stores the average, so a resumed run goes on from it.
+  const names = gan.stateTensors().map(([name]) => name);
+  assert.equal(names.filter((name) => name.startsWith("ema/")).length, averaged.store.trainable.size);
+  const off = new Gan(STEP_CONFIG);
+  assert.equal(off.samplingGenerator(), off.generator);
+  assert.ok(!off.stateTensors().some(([name]) => name.startsWith("ema/")), "off: the checkpoint is as before");
+  tf.dispose([z, fromGan, fromAverage, fromG, real]);
+  gan.dispose();
+  off.dispose();
+});
+
+Deno.test("train.ema: a run restored from its state after step 2 ends step 3 byte-identical to one that went on", async () => {
+  await useBackend("wasm");
+  const config = { ...STEP_CONFIG, emaDecay: 0.99 };
+  const real = tf.tensor4d(REAL_BATCH, [8, 32, 32, 3]);
+  const state = async (gan: Gan) =>
+    await Promise.all(gan.stateTensors().map(async ([, v]) => Array.from(await v.data())));
+  const straight = new Gan(config);
+  for (let step = 0; step < 3; step++) await straight.trainStep(real);
+  const first = new Gan(config);
+  for (let step = 0; step < 2; step++) await first.trainStep(real);
+  // what a checkpoint holds: every state tensor by name, and the counters
+  const saved = new Map(first.stateTensors().map(([name, v]) => [name, v.clone()]));
+  const counters = first.counters();
+  first.dispose();
+  const resumed = new Gan(config);
+  for (const [name, variable] of resumed.stateTensors()) variable.assign(saved.get(name)!);
+  resumed.restoreCounters(counters);
+  await resumed.trainStep(real);
+  assert.deepEqual(await state(resumed), await state(straight));
+  tf.dispose([real, ...saved.values()]);
+  straight.dispose();
+  resumed.dispose();
+});
+
 Deno.test("every option of the model family trains a step on wasm with finite losses", async () => {
   await useBackend("wasm");
   const variants: Partial<GanConfig>[] = [
