@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Cache, type Manifest } from "../pipeline/storage/cache.ts";
 import { StatCache } from "../pipeline/storage/statcache.ts";
+import { statInto } from "../pipeline/storage/file_stat.ts";
 import { hostId, type LeaseHolder, LeaseLost, readHolder, tryLease, whyDead } from "../pipeline/storage/lease.ts";
 import { sha256 } from "../pipeline/core/hash.ts";
 import { envName } from "../pipeline/core/env.ts";
@@ -131,4 +132,22 @@ Deno.test("lease: exclusive while its holder lives, taken over with the reason o
     Deno.env.delete(envName("LEASE_S"));
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("statInto (statx through libc) gives the numbers Deno.statSync gives: size, mtime ms, ctime, inode; a missing file throws NotFound", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "storage-test-" });
+  const files = ["a.bin", "b.bin", "sub dir é.bin"].map((name) => join(dir, name));
+  for (const [i, file] of files.entries()) await Deno.writeFile(file, new Uint8Array(i * 1000 + 7));
+  // times with a sub-millisecond part, before 1970 and past 2038 (64-bit seconds)
+  const times = [new Date(1_700_000_000_123.9), new Date(-86_400_000 * 400 + 42), new Date(4_102_444_800_999)];
+  for (const [i, file] of files.entries()) await Deno.utime(file, times[i], times[i]);
+  const got = new Float64Array(files.length * 4);
+  files.forEach((file, i) => statInto(file, got, i * 4));
+  const expected = files.flatMap((file) => {
+    const info = Deno.statSync(file);
+    return [info.size, info.mtime!.getTime(), info.ctime!.getTime(), info.ino!];
+  });
+  assert.deepEqual([...got], expected);
+  assert.throws(() => statInto(join(dir, "missing"), got, 0), Deno.errors.NotFound);
+  await Deno.remove(dir, { recursive: true });
 });

@@ -10,6 +10,7 @@ import { Buffer } from "node:buffer";
 import { sha256, sha256File } from "../core/hash.ts";
 import { type DirStat, type FolderStats, readFolderStats, writeFolderStats } from "./folder_stats.ts";
 import { isRacy, type StatCache, times } from "./statcache.ts";
+import { statInto } from "./file_stat.ts";
 import { errorPath, isPermissionFault, unreadable } from "../core/faults.ts";
 import { UserError } from "../core/errors.ts";
 
@@ -112,12 +113,11 @@ async function checkFolder(
   let rehashed = 0;
   for (let i = 0; i < count; i++) {
     const path = `${folder}/${names[i]}`; // not join(): it normalises each path, measurably slower over 202,599 files
-    const info = Deno.statSync(path);
-    const { mtimeMs, ctimeMs, ino } = times(info);
-    stats.set([info.size, mtimeMs, ctimeMs, ino], i * 4);
+    statInto(path, stats, i * 4);
     const j = samePlaces ? i : byName?.get(names[i]);
-    const known = before && j !== undefined && !before.racy[j] && before.stats[j * 4] === info.size &&
-      before.stats[j * 4 + 1] === mtimeMs && before.stats[j * 4 + 2] === ctimeMs && before.stats[j * 4 + 3] === ino;
+    const known = before && j !== undefined && !before.racy[j] && before.stats[j * 4] === stats[i * 4] &&
+      before.stats[j * 4 + 1] === stats[i * 4 + 1] && before.stats[j * 4 + 2] === stats[i * 4 + 2] &&
+      before.stats[j * 4 + 3] === stats[i * 4 + 3];
     if (known) {
       hashes.set(before.sha256.subarray(j * 32, j * 32 + 32), i * 32);
       continue;
@@ -130,10 +130,8 @@ async function checkFolder(
       return failed(path, error);
     }
     hashes.set(Buffer.from(hash, "hex"), i * 32);
-    const afterInfo = Deno.statSync(path);
-    const after = times(afterInfo);
-    stats.set([afterInfo.size, after.mtimeMs, after.ctimeMs, after.ino], i * 4);
-    racy[i] = isRacy(hashedAt, after.mtimeMs, after.ctimeMs) ? 1 : 0;
+    statInto(path, stats, i * 4);
+    racy[i] = isRacy(hashedAt, stats[i * 4 + 1], stats[i * 4 + 2]) ? 1 : 0;
     rehashed++;
   }
   const current: FolderStats = { folder, dirs, names, stats, sha256: hashes, racy, digest: before?.digest ?? "" };
