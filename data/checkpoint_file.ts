@@ -1,5 +1,5 @@
 /**
- * Training checkpoints (README "Checkpoint format"): `checkpoints/epoch-NNNN/state.bin`, every
+ * Training checkpoints (docs/file-formats.md, "Checkpoint format"): `checkpoints/epoch-NNNN/state.bin`, every
  * tensor of the training state back to back (float32 little-endian), and `checkpoint.json`: the
  * format, the epoch, the counters (global step, Adam step counts, the RNG state) and the tensor
  * table. A checkpoint dir is written under a temporary name and renamed. Written and read by train.

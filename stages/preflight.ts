@@ -15,7 +15,7 @@ const BACKEND_PARAMS: Record<string, string> = { train: "train.backend", evaluat
 /**
  * The default params' train on 2 cores: 3 epochs in 14.8 s with oneDNN (lightly loaded), 611 s for
  * 30 on wasm (the issue's quiet machine); 2 epochs, the two taking turns on a loaded machine:
- * 29.4 and 33.9 s against 119.3 and 115.1 s (README, "Set up on a fresh machine").
+ * 29.4 and 33.9 s against 119.3 and 115.1 s (docs/backends.md, "A plain machine, and what libdnnl2 adds").
  */
 const WASM_SLOWDOWN = "about 4x slower on 2 cores";
 

@@ -1,6 +1,6 @@
 /**
  * train: the DCGAN on the training shards. Writes, per epoch, a checkpoint (weights, optimizer
- * moments, counters and RNG state: see README "Checkpoint format"), the fixed-z sample grid and
+ * moments, counters and RNG state: see docs/file-formats.md, "Checkpoint format"), the fixed-z sample grid and
  * the losses so far; at the end the generator. A killed run resumes from its last complete
  * checkpoint and ends byte-identical to an uninterrupted one on the same backend.
  */

@@ -19,6 +19,6 @@ export async function startTensorflow(): Promise<BackendInfo> {
     if (await tf.setBackend("tensorflow")) return { name: "tensorflow", threads: 0, detail: name };
   }
   throw new BackendUnavailable(
-    "backend 'tensorflow' needs @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node: see README, 'Native TensorFlow'",
+    "backend 'tensorflow' needs @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node: see docs/backends.md, 'The backends'",
   );
 }
