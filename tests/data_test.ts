@@ -307,7 +307,11 @@ Deno.test({
     const held = await readPackIndex(join(latest, "shard"), "eval");
     assert.equal(train.count + held.count, 8000);
     assert.equal(train.width, 32);
-    assert.ok(held.count > 600 && held.count < 1000, `about 10% held out: ${held.count}`);
+    // The profile holds out enough for its evaluation: two real sets of eval.n_samples each.
+    const profile = JSON.parse(await Deno.readTextFile(join(root, "params", "shared-sample.json")));
+    const fraction = profile.data.eval_fraction;
+    assert.ok(Math.abs(held.count / 8000 - fraction) < 0.02, `about ${fraction * 100}% held out: ${held.count}`);
+    assert.ok(held.count >= 2 * profile.eval.n_samples, `${held.count} held out: two sets of eval.n_samples`);
     assert.equal(new Set([...train.names, ...held.names]).size, 8000, "the split is by file, no file on both sides");
     let min = 255, max = 0, sum = 0, n = 0;
     for await (const { pixels } of readPackImages(join(latest, "shard"), held)) {
