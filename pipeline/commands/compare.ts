@@ -136,9 +136,10 @@ function metricRows(sides: Side[]): Record<string, MetricRow> {
   return rows;
 }
 
-/** The side whose floor the table prints: the first that has one. */
-function firstFloor(row: MetricRow): number {
-  return row.floor.findIndex((value) => value !== null);
+/** The floor the table prints, the first side's that has one, with the N it was computed at. */
+function floorText(row: MetricRow): string {
+  const side = row.floor.findIndex((value) => value !== null);
+  return side < 0 ? "-" : floorAtN(formatNumber(row.floor[side]), row.floor_n[side]);
 }
 
 export function formatNumber(value: number | null, signed = false): string {
@@ -172,7 +173,7 @@ function formatTable(
         row.best === report.sides[i] ? " *" : ""
       }`
     ),
-    `floor ${floorAtN(formatNumber(row.floor[firstFloor(row)] ?? null), row.floor_n[firstFloor(row)])}`,
+    `floor ${floorText(row)}`,
     row.values.map((value, i) => floorRatio(value, row.floor[i])).join(" / "),
   ]);
   if (metricRows.length) table([[...header("metric"), "", "x floor"], ...metricRows]);

@@ -93,6 +93,11 @@ export interface Leaderboard {
   verdicts: Verdict[];
 }
 
+/** The one value every record agrees on, else null. */
+function only<T>(values: T[]): T | null {
+  return new Set(values).size === 1 ? values[0] : null;
+}
+
 export function leaderboard(records: ExperimentRecord[], sort?: string, seed?: string): Leaderboard {
   const seedKey = seed ?? null;
   const params = [...new Set(records.flatMap((record) => Object.keys(record.params)))].filter((key) =>
@@ -104,7 +109,6 @@ export function leaderboard(records: ExperimentRecord[], sort?: string, seed?: s
   const names = [...new Set(records.flatMap((record) => Object.keys(record.metrics?.values ?? {})))];
   const metrics = names.map((name) => {
     const better = records.map((record) => record.metrics?.better?.[name]).find(Boolean) ?? null;
-    const only = <T>(values: T[]) => new Set(values).size === 1 ? values[0] : null;
     const floor = only(records.flatMap((record) => record.metrics?.floor?.[name] ?? []));
     const floor_n = only(records.flatMap((record) => record.metrics?.floor_n?.[name] ?? []));
     return { name, better, floor, floor_n };
@@ -226,6 +230,11 @@ function spread(cell: MetricCell): string {
     : `${formatNumber(cell.mean)} ± ${formatNumber(cell.sd)}, n ${cell.n}`;
 }
 
+/** Each metric's floor with its N, as the floor row of the table and of the page shows it. */
+function floorCells(board: Leaderboard): string[] {
+  return board.metrics.map((m) => floorAtN(formatNumber(m.floor), m.floor_n));
+}
+
 /** A cell of the table: the mean, with its sd when the seeds measured one, and mean / floor where there is a floor. */
 function cellText(cell: MetricCell): string {
   const value = cell.sd === null ? formatNumber(cell.mean) : `${formatNumber(cell.mean)} ± ${formatNumber(cell.sd)}`;
@@ -270,7 +279,7 @@ export function formatLeaderboard(board: Leaderboard): string {
     ...seeds.map(() => ""),
     ...board.params.map(() => ""),
   ];
-  const floor = reference("floor", board.metrics.map((m) => floorAtN(formatNumber(m.floor), m.floor_n)));
+  const floor = reference("floor", floorCells(board));
   const better = reference("better", board.metrics.map((m) => m.better ?? "-"));
   const table = [header, ...rows, ...(board.metrics.length ? [floor, better] : [])];
   const widths = header.map((_, column) => Math.max(...table.map((cells) => cells[column].length)));
@@ -394,7 +403,7 @@ function tableHtml(board: Leaderboard): string {
       "<td></td>".repeat(1 + seeds.length + board.params.length)
     }</tr>`;
   if (board.metrics.length) {
-    rows.push(reference("floor", board.metrics.map((m) => floorAtN(formatNumber(m.floor), m.floor_n))));
+    rows.push(reference("floor", floorCells(board)));
     rows.push(reference("better", board.metrics.map((m) => m.better ?? "-")));
   }
   return `<div class="board"><table><tr>${head}</tr>\n${rows.join("\n")}</table></div>`;
