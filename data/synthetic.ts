@@ -16,10 +16,19 @@ const SKIN: Rgb[] = [[255, 224, 196], [241, 194, 160], [224, 172, 130], [198, 13
 const HAIR: Rgb[] = [[20, 16, 14], [60, 40, 28], [110, 75, 45], [190, 150, 90], [150, 70, 40], [150, 150, 150]];
 const IRIS: Rgb[] = [[70, 45, 25], [50, 90, 140], [70, 110, 70], [40, 30, 20]];
 
+const EYE_WHITE: Rgb = [235, 235, 230];
+const PUPIL: Rgb = [10, 10, 10];
+
 function mix(a: Rgb, b: Rgb, t: number): Rgb {
   // Most features cover most pixels not at all: a + (b - a) * 0 is a, so skip the arithmetic.
   if (t === 0) return a;
   return [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t];
+}
+
+/** `into` = mix(into, b, t), in place. */
+function blend(into: Float64Array, b: ArrayLike<number>, t: number): void {
+  if (t === 0) return;
+  for (let c = 0; c < 3; c++) into[c] = into[c] + (b[c] - into[c]) * t;
 }
 
 /** Soft ellipse coverage: 1 inside, 0 outside, a one-pixel ramp at the edge (anti-aliasing). */
@@ -71,50 +80,56 @@ export function renderSyntheticFace(seed: number, index: number): Uint8Array {
   const lightStrength = 0.1 + rng.next() * 0.15;
   const [lx, ly] = [Math.cos(light), Math.sin(light)];
 
+  // Per-face constants, computed as the per-pixel code once computed them (same values).
+  const neck = mix(skin, [0, 0, 0], 0.2);
+  const brow = mix(hair, [0, 0, 0], 0.3);
+  const nostril = mix(skin, [0, 0, 0], 0.45);
+  const noseDark = mix(skin, [0, 0, 0], 0.5);
+  const eyes = [-1, 1].map((side) => ({ ex: cx + side * eyeGap, nostrilX: cx + side * 4 * scale }));
+  const [whiteRx, irisR, pupilR, browRx] = [8 * scale, 3.6 * scale, 1.5 * scale, 10 * scale];
+  const nostrilY = eyeY + noseLength + 1;
+  const hairCy = faceCy - 8 * scale;
+  const [hairRx, hairRy] = [faceRx * hairVolume * 1.18, faceRy * hairVolume];
+
+  // The colour being built and the face's own pixel, blended in place: the same float arithmetic
+  // as building a new array per step, without 40,000 x ~20 allocations per face.
+  const color = new Float64Array(3);
+  const facePixel = new Float64Array(3);
   const out = new Uint8Array(W * H * 4);
   for (let y = 0; y < H; y++) {
+    const rowBackground = mix(backgroundTop, backgroundBottom, y / H);
     for (let x = 0; x < W; x++) {
-      let color = mix(backgroundTop, backgroundBottom, y / H);
+      color.set(rowBackground);
       // Hair mass behind the head; long hair falls to the shoulders.
-      let hairCover = ellipse(x, y, cx, faceCy - 8 * scale, faceRx * hairVolume * 1.18, faceRy * hairVolume);
+      let hairCover = ellipse(x, y, cx, hairCy, hairRx, hairRy);
       if (longHair && y > faceCy && Math.abs(x - cx) < faceRx * 1.3) {
         hairCover = Math.max(hairCover, y < faceCy + faceRy * 1.5 ? 1 : 0);
       }
-      color = mix(color, hair, hairCover);
-      color = mix(color, clothes, ellipse(x, y, cx, H + 25, 95, 60));
-      color = mix(
-        color,
-        mix(skin, [0, 0, 0], 0.2),
-        ellipse(x, y, cx, faceCy + faceRy, faceRx * 0.42, faceRy * 0.6) * (y > faceCy ? 1 : 0),
-      );
+      blend(color, hair, hairCover);
+      blend(color, clothes, ellipse(x, y, cx, H + 25, 95, 60));
+      blend(color, neck, ellipse(x, y, cx, faceCy + faceRy, faceRx * 0.42, faceRy * 0.6) * (y > faceCy ? 1 : 0));
       const face = ellipse(x, y, cx, faceCy, faceRx, faceRy);
       if (face > 0) {
         // Directional light across the face.
         const shade = 1 + lightStrength * (((x - cx) / faceRx) * lx + ((y - faceCy) / faceRy) * ly);
-        let facePixel = skin.map((c) => c * shade) as Rgb;
+        for (let c = 0; c < 3; c++) facePixel[c] = skin[c] * shade;
         // Fringe: hair covers the face above a wavy hairline.
-        const fringe = y < hairline + 4 * Math.sin((x - cx) / 9) ? 1 : 0;
-        facePixel = mix(facePixel, hair, fringe);
-        for (const side of [-1, 1]) {
-          const ex = cx + side * eyeGap;
-          const white = ellipse(x, y, ex, eyeY, 8 * scale, eyeOpen);
-          facePixel = mix(facePixel, [235, 235, 230], white);
-          facePixel = mix(facePixel, iris, white * ellipse(x, y, ex, eyeY, 3.6 * scale, 3.6 * scale));
-          facePixel = mix(facePixel, [10, 10, 10], white * ellipse(x, y, ex, eyeY, 1.5 * scale, 1.5 * scale));
+        blend(facePixel, hair, y < hairline + 4 * Math.sin((x - cx) / 9) ? 1 : 0);
+        for (const { ex, nostrilX } of eyes) {
+          const white = ellipse(x, y, ex, eyeY, whiteRx, eyeOpen);
+          blend(facePixel, EYE_WHITE, white);
+          blend(facePixel, iris, white * ellipse(x, y, ex, eyeY, irisR, irisR));
+          blend(facePixel, PUPIL, white * ellipse(x, y, ex, eyeY, pupilR, pupilR));
           const browY = eyeY - browLift - 2 * Math.cos((x - ex) / 6);
-          facePixel = mix(facePixel, mix(hair, [0, 0, 0], 0.3), ellipse(x, y, ex, browY, 10 * scale, browThick));
-          facePixel = mix(
-            facePixel,
-            mix(skin, [0, 0, 0], 0.45),
-            0.8 * ellipse(x, y, cx + side * 4 * scale, eyeY + noseLength + 1, 2.2, 1.4),
-          );
+          blend(facePixel, brow, ellipse(x, y, ex, browY, browRx, browThick));
+          blend(facePixel, nostril, 0.8 * ellipse(x, y, nostrilX, nostrilY, 2.2, 1.4));
         }
         // Nose: a soft shadow along one side.
         const noseShadow = Math.abs(x - (cx + 3 * lx)) < 1.5 && y > eyeY + 4 && y < eyeY + noseLength ? 0.25 : 0;
-        facePixel = mix(facePixel, mix(skin, [0, 0, 0], 0.5), noseShadow);
+        blend(facePixel, noseDark, noseShadow);
         const curve = smile * ((x - cx) / mouthW) ** 2;
-        facePixel = mix(facePixel, lips, ellipse(x, y + curve, cx, mouthY, mouthW, mouthH));
-        color = mix(color, facePixel, face);
+        blend(facePixel, lips, ellipse(x, y + curve, cx, mouthY, mouthW, mouthH));
+        blend(color, facePixel, face);
       }
       const p = (y * W + x) * 4;
       out[p] = Math.round(Math.min(255, Math.max(0, color[0])));

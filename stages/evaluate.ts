@@ -15,11 +15,12 @@ import {
   fitGaussian,
   frechetDistance,
   kernelDistance,
-  slicedWasserstein,
   slicedWassersteinTo,
   type SwdReference,
   swdReference,
 } from "../models/metrics.ts";
+import type { RunSorter } from "../models/radix_sort.ts";
+import { SortWorkers } from "../data/sort_workers.ts";
 import { Rng } from "../models/rng.ts";
 import { toUint8Images } from "../models/serialize.ts";
 import { readGenerator } from "../data/generator_file.ts";
@@ -71,56 +72,19 @@ export async function run(ctx: StageContext): Promise<void> {
   );
   ctx.log(`${count} generated vs ${count} held-out real images at ${size}x${size}; floor: ${count} other real ones`);
 
-  ctx.progress({ note: "sliced Wasserstein distance" });
-  const swd = slicedWasserstein(generated, reference, size, new Rng(seed + 1));
-  const swdFloor = slicedWasserstein(standIn, reference, size, new Rng(seed + 1));
+  // The SWDs' sorts run on worker threads while this thread embeds and detects faces.
+  const sorter = new SortWorkers();
+  const [{ swd, swdFloor, perEpoch, perEpochFloor }, faces] = await Promise.all([
+    swdMetrics(ctx.inputs.train, { generated, reference, standIn }, size, seed, sorter.sort),
+    faceMetrics(ctx, { generated, reference, standIn }, size, seed),
+  ]).finally(() => sorter.close());
 
-  const features = await FaceFeatures.load();
-  const embed = async (images: Uint8Array[], label: string) =>
-    await features.embed(
-      images,
-      size,
-      (done) => ctx.progress({ done, total: images.length, unit: "faces", note: `face embeddings of ${label}` }),
-    );
-  const generatedEmbeddings = await embed(generated, "generated images");
-  const referenceEmbeddings = await embed(reference, "real images");
-  const standInEmbeddings = await embed(standIn, "other real images");
-  const referenceGaussian = fitGaussian(referenceEmbeddings);
-  const fd = frechetDistance(fitGaussian(generatedEmbeddings), referenceGaussian);
-  const fdFloor = frechetDistance(fitGaussian(standInEmbeddings), referenceGaussian);
-  const subsets = ctx.param<number>("eval.kid_subsets");
-  const kid = kernelDistance(generatedEmbeddings, referenceEmbeddings, new Rng(seed + 2), subsets);
-  const kidFloor = kernelDistance(standInEmbeddings, referenceEmbeddings, new Rng(seed + 2), subsets);
-  ctx.progress({ note: "face detection" });
-  const detected = await features.detectionRate(generated, size);
-  const detectedReal = await features.detectionRate(standIn, size);
-
-  // Per epoch: SWD of the fixed-z sample grid train wrote at each epoch's end, vs as many real images.
-  // SWD grows as N shrinks, so these (N = the grid, 64 by default) get their own floor at that N:
-  // the final SWD's floor (N = eval.n_samples) would sit far below every epoch's value.
-  // Every epoch's grid has as many tiles, so the real side (patches, directions, sorted
-  // projections) is drawn once and shared: the same numbers as a fresh slicedWasserstein per epoch.
-  const perEpoch = [];
-  let epochReference: SwdReference | undefined;
-  const epochFiles = await epochSampleFiles(ctx.inputs.train);
-  for (const [done, { epoch, path }] of epochFiles.entries()) {
-    ctx.progress({ done, total: epochFiles.length, unit: "epochs", note: `SWD of epoch ${epoch} samples` });
-    const tiles = await readGridTiles(path, size);
-    const n = Math.min(tiles.length, count);
-    if (epochReference?.count !== n) epochReference = swdReference(reference, size, n, new Rng(seed + 3));
-    perEpoch.push({ epoch, swd_mean: slicedWassersteinTo(epochReference, tiles).mean, n });
-  }
-  const gridN = perEpoch[0]?.n;
-  const perEpochFloor = gridN === undefined ? undefined : {
-    swd_mean: slicedWasserstein(standIn.slice(0, gridN), reference.slice(0, gridN), size, new Rng(seed + 3)).mean,
-    n: gridN,
-  };
-
-  const swdValues = (result: typeof swd) =>
+  const swdValues = (result: Swd) =>
     Object.fromEntries([
       ...Object.entries(result.levels).map(([level, value]) => [`swd_${level}px`, value]),
       ["swd_mean", result.mean],
     ]);
+  const { fd, fdFloor, kid, kidFloor, detected, detectedReal, subsets } = faces;
   const values = { ...swdValues(swd), fd_face: fd, kid_face: kid.mean, face_detection_rate: detected };
   const floor = {
     ...swdValues(swdFloor),
@@ -193,4 +157,80 @@ async function generate(
   }
   generator.store.dispose();
   return images;
+}
+
+type Swd = Awaited<ReturnType<typeof slicedWassersteinTo>>;
+type Sets = { generated: Uint8Array[]; reference: Uint8Array[]; standIn: Uint8Array[] };
+
+/** FD and KID of face embeddings, and the face detection rate: the generated set's and their floors. */
+async function faceMetrics(ctx: StageContext, { generated, reference, standIn }: Sets, size: number, seed: number) {
+  const features = await FaceFeatures.load();
+  const embed = async (images: Uint8Array[], label: string) =>
+    await features.embed(
+      images,
+      size,
+      (done) => ctx.progress({ done, total: images.length, unit: "faces", note: `face embeddings of ${label}` }),
+    );
+  const generatedEmbeddings = await embed(generated, "generated images");
+  const referenceEmbeddings = await embed(reference, "real images");
+  const standInEmbeddings = await embed(standIn, "other real images");
+  const referenceGaussian = fitGaussian(referenceEmbeddings);
+  const subsets = ctx.param<number>("eval.kid_subsets");
+  const distances = {
+    fd: frechetDistance(fitGaussian(generatedEmbeddings), referenceGaussian),
+    fdFloor: frechetDistance(fitGaussian(standInEmbeddings), referenceGaussian),
+    kid: kernelDistance(generatedEmbeddings, referenceEmbeddings, new Rng(seed + 2), subsets),
+    kidFloor: kernelDistance(standInEmbeddings, referenceEmbeddings, new Rng(seed + 2), subsets),
+    subsets,
+  };
+  ctx.progress({ note: "face detection" });
+  const detected = await features.detectionRate(generated, size);
+  const detectedReal = await features.detectionRate(standIn, size);
+  ctx.progress({ note: "sliced Wasserstein distances" });
+  return { ...distances, detected, detectedReal };
+}
+
+/**
+ * The SWDs, each against the first images of the same real reference set: the generated set's
+ * and its floor (N = eval.n_samples, Rng(seed + 1)), and per epoch the fixed-z sample grid train
+ * wrote at each epoch's end. SWD grows as N shrinks, so these (N = the grid, 64 by default) get
+ * their own floor at that N: the final SWD's floor would sit far below every epoch's value. One
+ * reference (patches, directions, sorted projections) per N serves every set compared at that N:
+ * the same numbers as a fresh slicedWasserstein each time, drawn from the same seeds.
+ */
+async function swdMetrics(
+  trainDir: string,
+  { generated, reference, standIn }: Sets,
+  size: number,
+  seed: number,
+  sort: RunSorter,
+) {
+  const finalReference = await swdReference(reference, size, generated.length, new Rng(seed + 1), {}, sort);
+  const [swd, swdFloor] = await Promise.all(
+    [generated, standIn].map((set) => slicedWassersteinTo(finalReference, set, sort)),
+  );
+  const gridReferences = new Map<number, Promise<SwdReference>>();
+  const gridReference = (n: number) => {
+    if (!gridReferences.has(n)) gridReferences.set(n, swdReference(reference, size, n, new Rng(seed + 3), {}, sort));
+    return gridReferences.get(n)!;
+  };
+  const epochFiles = await epochSampleFiles(trainDir);
+  // Two epochs at a time: one's patches and projections are made here while the other's sort.
+  const perEpoch: { epoch: number; swd_mean: number; n: number }[] = new Array(epochFiles.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < epochFiles.length) {
+      const index = next++;
+      const { epoch, path } = epochFiles[index];
+      const tiles = await readGridTiles(path, size);
+      const n = Math.min(tiles.length, generated.length);
+      perEpoch[index] = { epoch, swd_mean: (await slicedWassersteinTo(await gridReference(n), tiles, sort)).mean, n };
+    }
+  };
+  await Promise.all([lane(), lane()]);
+  const gridN = perEpoch[0]?.n;
+  const perEpochFloor = gridN === undefined
+    ? undefined
+    : { swd_mean: (await slicedWassersteinTo(await gridReference(gridN), standIn, sort)).mean, n: gridN };
+  return { swd, swdFloor, perEpoch, perEpochFloor };
 }

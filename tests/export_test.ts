@@ -11,7 +11,7 @@ import { Rng } from "../models/rng.ts";
 import { generatorGraph } from "../models/generator_graph.ts";
 import { readGenerator } from "../data/generator_file.ts";
 import { loadTfjsModel, tfjsModel, writeTfjsModel } from "../data/tfjs_model_file.ts";
-import { exists, facegan, projectCopy, run } from "./support/helpers.ts";
+import { exists, facegan, run, tinyDataCopy } from "./support/helpers.ts";
 import { BrowserPage, findChromium } from "./support/chromium.ts";
 import { STEP_CONFIG_32 } from "../bench/bench_config.ts";
 import { requires } from "./support/requires.ts";
@@ -92,7 +92,7 @@ const TINY = ["--params", "params/tiny.json", "--set", "train.epochs=8"];
 const BROWSER = await findChromium();
 
 Deno.test("the export stage on the tiny profile: the model, deno task sample, faces.html in Chromium", async (t) => {
-  const root = await projectCopy();
+  const root = await tinyDataCopy();
   const result = await facegan(root, ["run", ...TINY, "--until", "export"]);
   assert.equal(result.code, 0, result.stderr);
   const exported = join(root, "outputs", "latest", "export");

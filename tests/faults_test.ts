@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { cli, makeStubProject, takeRuns } from "./support/stub_project.ts";
-import { exists, facegan, partialDirs, projectCopy, REPO, waitFor } from "./support/helpers.ts";
+import { exists, facegan, partialDirs, projectCopy, REPO, tinyDataCopy, waitFor } from "./support/helpers.ts";
 import { writeFileAtomic } from "../pipeline/storage/fsutil.ts";
 import { environmentFault } from "../pipeline/core/faults.ts";
 import { requires } from "./support/requires.ts";
@@ -207,15 +207,14 @@ mountTest("the free-space pre-check warns before a stage that wrote more last ti
 
 /**
  * A reference run of `args` (the tiny profile up to train) to its end, and a copy whose run of
- * `args` got a Ctrl-C once `ready` held (its data stages made first).
+ * `args` got a Ctrl-C once `ready` held (both with the data stages already in their caches).
  */
 async function interruptedTraining(args: string[], ready: (root: string) => Promise<boolean>, what: string) {
-  const reference = await projectCopy();
+  const reference = await tinyDataCopy();
   const clean = await facegan(reference, ["run", ...args]);
   assert.equal(clean.code, 0, clean.stderr);
 
-  const root = await projectCopy();
-  assert.equal((await facegan(root, ["run", ...TINY, "--until", "shard"])).code, 0);
+  const root = await tinyDataCopy();
   const { child, output } = spawnEngine(root, ["run", ...args]);
   await waitFor(() => ready(root), 120_000, what);
   child.kill("SIGINT");

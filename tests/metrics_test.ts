@@ -2,9 +2,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "../models/tf.ts";
-import { useBackend } from "../models/backend.ts";
+import { useBackend, useEvalBackend } from "../models/backend.ts";
 import { fitGaussian, frechetDistance, kernelDistance, slicedWasserstein, sqrtPsd } from "../models/metrics.ts";
 import { Rng } from "../models/rng.ts";
+import { sortRunsHere } from "../models/radix_sort.ts";
+import { SortWorkers } from "../data/sort_workers.ts";
 import { FaceFeatures } from "../data/face_features.ts";
 import { readPackImages, readPackIndex } from "../data/pack.ts";
 import { copyRealPhotos, facegan, localSource, needsRealSample, projectCopy, REAL_SAMPLE } from "./support/helpers.ts";
@@ -22,6 +24,35 @@ function noiseImages(n: number, size: number, rng: Rng): Uint8Array[] {
   return Array.from({ length: n }, () => Uint8Array.from({ length: size * size * 3 }, () => rng.int(256)));
 }
 
+Deno.test("radix sort of runs: each run in Float32Array.prototype.sort's order, signed zeros, infinities and subnormals too", async () => {
+  const rng = new Rng(5);
+  const special = [0, -0, Infinity, -Infinity, 1e-40, -1e-40, 3.4e38, -3.4e38];
+  const values = Float32Array.from(
+    { length: 3 * 1000 },
+    (_, i) => special[i % 97] ?? (rng.normal() * 10 ** rng.int(6)),
+  );
+  const expected = [0, 1, 2].map((run) => values.slice(run * 1000, (run + 1) * 1000).sort());
+  const sorted = await sortRunsHere(values.slice(), 1000);
+  for (const run of [0, 1, 2]) {
+    const got = sorted.subarray(run * 1000, (run + 1) * 1000);
+    assert.ok(got.every((v, i) => Object.is(v, expected[run][i])), `run ${run}`);
+  }
+});
+
+Deno.test("SWD with its sorts on worker threads equals SWD sorted on this thread, to the bit", async () => {
+  await useBackend("wasm");
+  const rng = new Rng(3);
+  const [a, b] = [noiseImages(6, 32, rng), noiseImages(6, 32, rng)];
+  const options = { patchesPerImage: 32, directions: 64 };
+  const here = await slicedWasserstein(a, b, 32, new Rng(4), options);
+  const workers = new SortWorkers();
+  try {
+    assert.deepEqual(await slicedWasserstein(a, b, 32, new Rng(4), options, workers.sort), here);
+  } finally {
+    workers.close();
+  }
+});
+
 Deno.test("SWD of a set against itself is 0 and grows with added noise", async () => {
   await useBackend("wasm");
   const rng = new Rng(1);
@@ -29,13 +60,13 @@ Deno.test("SWD of a set against itself is 0 and grows with added noise", async (
     { length: 24 },
     (_, n) => Uint8Array.from({ length: 32 * 32 * 3 }, (_, i) => 128 + 100 * Math.sin((i % 96) / (5 + (n % 7)) + n)),
   );
-  assert.equal(slicedWasserstein(base, base, 32, new Rng(2)).mean, 0);
+  assert.equal((await slicedWasserstein(base, base, 32, new Rng(2))).mean, 0);
   let previous = 0;
   for (const amount of [10, 40, 120]) {
     const noisy = base.map((image) =>
       image.map((v) => Math.min(255, Math.max(0, v + (rng.next() - 0.5) * 2 * amount)))
     );
-    const swd = slicedWasserstein(base, noisy, 32, new Rng(2));
+    const swd = await slicedWasserstein(base, noisy, 32, new Rng(2));
     assert.deepEqual(Object.keys(swd.levels).sort(), ["16", "32"]);
     assert.ok(swd.mean > previous, `noise ${amount}: ${swd.mean} should exceed ${previous}`);
     previous = swd.mean;
@@ -154,15 +185,16 @@ Deno.test({
     const blurred = b.map((image) => boxBlur(image, 32, 2));
     const noise = noiseImages(200, 32, new Rng(7));
 
-    await useBackend("wasm");
-    const swd = (x: Uint8Array[], y: Uint8Array[]) => slicedWasserstein(x, y, 32, new Rng(8)).mean;
+    // The evaluate stage's backend (native where oneDNN loads): wasm took 4x as long for these 800 faces.
+    await useEvalBackend("auto");
+    const swd = async (x: Uint8Array[], y: Uint8Array[]) => (await slicedWasserstein(x, y, 32, new Rng(8))).mean;
     const features = await FaceFeatures.load();
     const embed = (set: Uint8Array[]) => features.embed(set, 32, () => {});
     const [ea, eb, eBlur, eNoise] = [await embed(a), await embed(b), await embed(blurred), await embed(noise)];
     const fd = (x: Float32Array[], y: Float32Array[]) => frechetDistance(fitGaussian(x), fitGaussian(y));
     const kid = (x: Float32Array[], y: Float32Array[]) => kernelDistance(x, y, new Rng(9), 20).mean;
     const table = {
-      swd: [swd(a, b), swd(a, blurred), swd(a, noise)],
+      swd: [await swd(a, b), await swd(a, blurred), await swd(a, noise)],
       fd: [fd(ea, eb), fd(ea, eBlur), fd(ea, eNoise)],
       kid: [kid(ea, eb), kid(ea, eBlur), kid(ea, eNoise)],
     };

@@ -5,7 +5,7 @@ import * as tf from "../models/tf.ts";
 import { useBackend } from "../models/backend.ts";
 import { Gan, type GanConfig } from "../models/gan.ts";
 import { STEP_CONFIG_32 } from "../bench/bench_config.ts";
-import { backendMissing, exists, facegan, partialDirs, projectCopy, readLock, waitFor } from "./support/helpers.ts";
+import { backendMissing, exists, facegan, partialDirs, readLock, tinyDataCopy, waitFor } from "./support/helpers.ts";
 import { requires } from "./support/requires.ts";
 
 tf.env().set("IS_TEST", true);
@@ -250,7 +250,7 @@ Deno.test("every option of the model family trains a step on wasm with finite lo
  */
 async function repeatAndResume(backend: "wasm" | "native", epochs: number) {
   const tiny = ["--params", "params/tiny.json", "--set", `train.epochs=${epochs}`, "--set", `train.backend=${backend}`];
-  const uninterrupted = await projectCopy();
+  const uninterrupted = await tinyDataCopy();
   const first = await facegan(uninterrupted, ["run", "--until", "train", ...tiny]);
   assert.equal(first.code, 0, first.stderr);
   const expected = (await readLock(uninterrupted)).stages.train.output;
@@ -258,8 +258,7 @@ async function repeatAndResume(backend: "wasm" | "native", epochs: number) {
   assert.equal(again.code, 0, again.stdout + again.stderr);
   assert.match(again.stdout, /train\s+reproducible/);
 
-  const killed = await projectCopy();
-  assert.equal((await facegan(killed, ["run", "--until", "shard", ...tiny])).code, 0);
+  const killed = await tinyDataCopy();
   const engine = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "main.ts", "run", "--until", "train", ...tiny],
     cwd: killed,
@@ -275,8 +274,10 @@ async function repeatAndResume(backend: "wasm" | "native", epochs: number) {
   await waitFor(checkpointOne, 120_000, "the checkpoint of epoch 1");
   engine.kill("SIGKILL");
   await engine.status;
-  const afterKill = await readLock(killed);
-  assert.equal(afterKill.stages.train, undefined, "nothing promoted for the killed train");
+  // The copy's data stages came cached from the template: the killed run may have written no lock at all.
+  if (await exists(join(killed, "pipeline.lock.json"))) {
+    assert.equal((await readLock(killed)).stages.train, undefined, "nothing promoted for the killed train");
+  }
   const resumed = await facegan(killed, ["run", "--until", "train", ...tiny]);
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stderr, /\[resuming\]/);

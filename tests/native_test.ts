@@ -12,7 +12,7 @@ import { Rng } from "../models/rng.ts";
 import type { Activation } from "../models/backends/webgpu_batchnorm.ts";
 import { adamCounts } from "../models/backends/native_adam.ts";
 import { Adam } from "../models/gan.ts";
-import { backendMissing, facegan, projectCopy, readLock } from "./support/helpers.ts";
+import { backendMissing, facegan, readLock, tinyDataCopy } from "./support/helpers.ts";
 import { requires } from "./support/requires.ts";
 
 tf.env().set("IS_TEST", true);
@@ -202,7 +202,7 @@ nativeTest("a buffer of the wrong size is refused with an error before oneDNN se
 nativeTest(
   "train on native: the lock records oneDNN, its ISA and threads, and verify train is reproducible",
   async () => {
-    const root = await projectCopy();
+    const root = await tinyDataCopy();
     const tiny = ["--params", "params/tiny.json", "--set", "train.backend=native"];
     const run = await facegan(root, ["run", "--until", "train", ...tiny]);
     assert.equal(run.code, 0, run.stderr);
@@ -217,7 +217,7 @@ nativeTest(
 );
 
 Deno.test("without libdnnl: auto trains and evaluates on wasm and says why; backend=native is one line, exit 2", async () => {
-  const root = await projectCopy();
+  const root = await tinyDataCopy();
   const tiny = ["--params", "params/tiny.json"];
   const missing = { FACEGAN_DNNL_PATH: "/nonexistent/libdnnl.so.2" };
   const auto = await facegan(

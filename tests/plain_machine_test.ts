@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { npmTurboJpegPath, SYSTEM_TURBOJPEG, TurboJpeg, TurboJpegUnavailable } from "../data/turbojpeg.ts";
 import { type LockStage, readLock as readLockFile, writeLock } from "../pipeline/core/lock.ts";
-import { facegan, projectCopy, readLock } from "./support/helpers.ts";
+import { facegan, projectCopy, readLock, tinyDataCopy } from "./support/helpers.ts";
 import { requires } from "./support/requires.ts";
 
 const TINY = ["--params", "params/tiny.json"];
@@ -168,7 +168,7 @@ Deno.test(
 );
 
 Deno.test("without libdnnl: the first line says train and evaluate run on wasm, how much slower and the fix, once; status and --dry-run say train will differ from a lock made on native", async () => {
-  const root = await projectCopy();
+  const root = await tinyDataCopy();
   const auto = [...TINY, "--set", "train.backend=auto"];
   const run = await facegan(root, ["run", ...auto], NO_DNNL);
   assert.equal(run.code, 0, run.stderr);

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
-import { exists, facegan, partialDirs, projectCopy } from "./support/helpers.ts";
+import { exists, facegan, partialDirs, projectCopy, tinyDataCopy } from "./support/helpers.ts";
 import { cli, makeStubProject } from "./support/stub_project.ts";
 import { requires } from "./support/requires.ts";
 
@@ -130,7 +130,7 @@ Deno.test("D8: gc --keep-commits must be a whole number >= 0: abc, -1, 1.5 -> on
 });
 
 Deno.test("D9: train.batch_size larger than the training split: one line naming both, exit 2, no partial output kept", async () => {
-  const root = await projectCopy();
+  const root = await tinyDataCopy();
   const result = await facegan(root, ["run", ...TINY, "--until", "train", "--set", "train.batch_size=1000"]);
   assert.equal(result.code, 2, result.stderr);
   const outcome = result.stderr.split("\n").filter((line) => /^(error|warning|interrupted)\b|kept/.test(line));

@@ -1,8 +1,10 @@
 /** Shared test helpers: a private copy of the project to run the real CLI in, and CLI runs. */
 import { join } from "node:path";
 import { existsSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { requires } from "./requires.ts";
+import { exists } from "../../pipeline/storage/fsutil.ts";
 
 export const REPO = fileURLToPath(new URL("../..", import.meta.url));
 export const SHARED_CELEBA = join(REPO, "..", "shared", "celeba");
@@ -33,6 +35,65 @@ export async function projectCopy(): Promise<string> {
   return root;
 }
 
+/**
+ * A project copy whose cache already holds the tiny profile's data stages (download, crop, shard),
+ * for tests of train and what follows: those stages give the same bytes every time, and drawing
+ * 240 synthetic faces is a third of a tiny run. The engine still computes every key and finds the
+ * entries by it, so a template made by other code only means the stages run again.
+ */
+export async function tinyDataCopy(): Promise<string> {
+  const root = await projectCopy();
+  await Deno.mkdir(join(root, "outputs"));
+  const copied = await new Deno.Command("cp", { args: ["-a", await tinyDataCache(), join(root, "outputs", "cache")] })
+    .output();
+  if (!copied.success) throw new Error(`copying the tiny data template: ${new TextDecoder().decode(copied.stderr)}`);
+  return root;
+}
+
+let tinyDataTemplate: Promise<string> | undefined;
+
+/**
+ * The template's cache folder, made once per code version: named by a hash of the project's sources,
+ * so test files running at once (and later runs of the same code) share it. Two files that miss it
+ * together both make it; the second rename loses and that one uses the first.
+ */
+function tinyDataCache(): Promise<string> {
+  tinyDataTemplate ??= (async () => {
+    const final = join(Deno.env.get("TMPDIR") ?? "/tmp", `facegan-tiny-data-${await sourcesHash()}`);
+    if (await exists(final)) return final;
+    const root = await projectCopy();
+    const made = await facegan(root, ["run", "--params", "params/tiny.json", "--until", "shard"]);
+    if (made.code !== 0) throw new Error(`the tiny profile's data stages failed: ${made.stderr}`);
+    const cache = join(root, "outputs", "cache");
+    // The entries alone: no stat cache of the maker's paths, no claim folder.
+    for await (const entry of Deno.readDir(cache)) {
+      if (entry.name.startsWith(".")) await Deno.remove(join(cache, entry.name), { recursive: true });
+    }
+    await Deno.rename(cache, final).catch(async (error) => {
+      if (!(await exists(final))) throw error;
+    });
+    return final;
+  })();
+  return tinyDataTemplate;
+}
+
+/** sha256 of the files a project copy gets (the lock aside), in order: the code version. */
+async function sourcesHash(): Promise<string> {
+  const hash = createHash("sha256");
+  const add = async (path: string) => {
+    const info = await Deno.stat(path);
+    if (info.isFile) {
+      hash.update(path.slice(REPO.length)).update(await Deno.readFile(path));
+      return;
+    }
+    const names = [];
+    for await (const entry of Deno.readDir(path)) names.push(entry.name);
+    for (const name of names.sort()) await add(join(path, name));
+  };
+  for (const name of PROJECT_FILES) await add(join(REPO, name));
+  return hash.digest("hex").slice(0, 16);
+}
+
 export interface CommandResult {
   code: number;
   stdout: string;
@@ -58,7 +119,7 @@ export async function readLock(root: string) {
   return JSON.parse(await Deno.readTextFile(join(root, "pipeline.lock.json")));
 }
 
-export { exists } from "../../pipeline/storage/fsutil.ts";
+export { exists };
 
 /** Poll until `condition` holds (or fail after `timeoutMs`). */
 export async function waitFor(condition: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
