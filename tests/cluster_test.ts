@@ -2,6 +2,8 @@
  * The Slurm executor against a real single-node cluster (tests/support/slurm_cluster.ts): the tiny
  * profile as Slurm jobs gives a local run's bytes; failed, cancelled and timed-out jobs and a
  * node that cannot see the cache each end in one line with the job id and log; Ctrl-C scancels.
+ * Named to sort first: `deno test --parallel` starts files in name order, and this, the longest
+ * (two minutes, much of it waiting on Slurm), then runs beside the rest of the suite, not after it.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
