@@ -61,7 +61,7 @@ export class Adam {
   init(variables: Map<string, tf.Variable>): void {
     for (const [name, variable] of variables) {
       for (const kind of ["m", "v"]) {
-        // In a tidy, so the variable alone owns its zeros (the webgpu Adam updates it in place).
+        // In a tidy, so the variable alone owns its zeros (the webgpu and native Adams update it in place).
         this.moments.set(`${this.name}/${kind}/${name}`, tf.tidy(() => tf.variable(tf.zerosLike(variable), false)));
       }
     }
@@ -100,7 +100,7 @@ export class Adam {
 
 /**
  * `target` <- a copy of `source`'s values. Not `assign(source)`, which would share its buffer: the
- * webgpu Adam updates G's weights in place.
+ * webgpu and native Adam update G's weights in place.
  */
 function copyInto(target: tf.Variable, source: tf.Variable): void {
   tf.tidy(() => target.assign(source.mul(1))); // x * 1 keeps every bit, -0 included
