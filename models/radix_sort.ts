@@ -14,20 +14,23 @@ export const sortRunsHere: RunSorter = (values, length) => {
 
 /** Sort runs `from` (inclusive) to `to` (exclusive) of `length` values each, in place. */
 export function sortRuns(values: Float32Array, length: number, from: number, to: number): void {
+  // One scratch buffer and one table of counts for every run.
   const scratch = new Uint32Array(length);
-  for (let run = from; run < to; run++) radixSort(values.subarray(run * length, (run + 1) * length), scratch);
+  const counts = new Uint32Array(3 * 2048);
+  for (let run = from; run < to; run++) radixSort(values.subarray(run * length, (run + 1) * length), scratch, counts);
 }
 
 /**
  * Sort float32 values ascending in place: LSD radix sort on the IEEE bits, flipped so unsigned
  * order is numeric order. Three passes of 11, 11 and 10 bits, their counts taken in one read
- * while flipping: 1.4x faster than four 8-bit passes, 7x faster than TypedArray.prototype.sort
- * here, where SWD sorts 512 projections of every patch set.
+ * while flipping: 1.4x faster than four 8-bit passes (which were 5x faster than
+ * TypedArray.prototype.sort), where SWD sorts 512 projections of every patch set. `scratch` holds
+ * at least values.length keys; `counts` (3 x 2048) is cleared here.
  */
-function radixSort(values: Float32Array, scratch = new Uint32Array(values.length)): Float32Array {
+function radixSort(values: Float32Array, scratch: Uint32Array, counts: Uint32Array): void {
   const keys = new Uint32Array(values.buffer, values.byteOffset, values.length);
   const to = scratch.subarray(0, keys.length);
-  const counts = new Uint32Array(3 * 2048);
+  counts.fill(0);
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] & 0x80000000 ? ~keys[i] >>> 0 : (keys[i] | 0x80000000) >>> 0;
     keys[i] = key;
@@ -47,5 +50,4 @@ function radixSort(values: Float32Array, scratch = new Uint32Array(values.length
   for (let i = 0; i < keys.length; i++) to[counts[4096 + (keys[i] >>> 22)]++] = keys[i];
   // Three passes: the sorted keys are in `to`; undo the bit flip into `keys`.
   for (let i = 0; i < keys.length; i++) keys[i] = to[i] & 0x80000000 ? (to[i] & 0x7fffffff) >>> 0 : ~to[i] >>> 0;
-  return values;
 }

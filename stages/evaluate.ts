@@ -75,7 +75,7 @@ export async function run(ctx: StageContext): Promise<void> {
   // The SWDs' sorts run on worker threads while this thread embeds and detects faces.
   const sorter = new SortWorkers();
   const [{ swd, swdFloor, perEpoch, perEpochFloor }, faces] = await Promise.all([
-    swdMetrics(ctx.inputs.train, { generated, reference, standIn }, size, seed, sorter.sort),
+    swdMetrics(ctx.inputs.train, { generated, reference, standIn }, size, seed, sorter.sort, ctx.progress),
     faceMetrics(ctx, { generated, reference, standIn }, size, seed),
   ]).finally(() => sorter.close());
 
@@ -186,7 +186,6 @@ async function faceMetrics(ctx: StageContext, { generated, reference, standIn }:
   ctx.progress({ note: "face detection" });
   const detected = await features.detectionRate(generated, size);
   const detectedReal = await features.detectionRate(standIn, size);
-  ctx.progress({ note: "sliced Wasserstein distances" });
   return { ...distances, detected, detectedReal };
 }
 
@@ -204,6 +203,7 @@ async function swdMetrics(
   size: number,
   seed: number,
   sort: RunSorter,
+  progress: StageContext["progress"],
 ) {
   const finalReference = await swdReference(reference, size, generated.length, new Rng(seed + 1), {}, sort);
   const [swd, swdFloor] = await Promise.all(
@@ -215,19 +215,13 @@ async function swdMetrics(
     return gridReferences.get(n)!;
   };
   const epochFiles = await epochSampleFiles(trainDir);
-  // Two epochs at a time: one's patches and projections are made here while the other's sort.
-  const perEpoch: { epoch: number; swd_mean: number; n: number }[] = new Array(epochFiles.length);
-  let next = 0;
-  const lane = async () => {
-    while (next < epochFiles.length) {
-      const index = next++;
-      const { epoch, path } = epochFiles[index];
-      const tiles = await readGridTiles(path, size);
-      const n = Math.min(tiles.length, generated.length);
-      perEpoch[index] = { epoch, swd_mean: (await slicedWassersteinTo(await gridReference(n), tiles, sort)).mean, n };
-    }
-  };
-  await Promise.all([lane(), lane()]);
+  const perEpoch = [];
+  for (const [done, { epoch, path }] of epochFiles.entries()) {
+    progress({ done, total: epochFiles.length, unit: "epochs", note: `SWD of epoch ${epoch} samples` });
+    const tiles = await readGridTiles(path, size);
+    const n = Math.min(tiles.length, generated.length);
+    perEpoch.push({ epoch, swd_mean: (await slicedWassersteinTo(await gridReference(n), tiles, sort)).mean, n });
+  }
   const gridN = perEpoch[0]?.n;
   const perEpochFloor = gridN === undefined
     ? undefined
