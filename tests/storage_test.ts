@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Cache, type Manifest } from "../pipeline/storage/cache.ts";
 import { StatCache } from "../pipeline/storage/statcache.ts";
-import { statInto } from "../pipeline/storage/file_stat.ts";
+import { PARALLEL_FROM, statFolderFiles, statInto } from "../pipeline/storage/file_stat.ts";
 import { hostId, type LeaseHolder, LeaseLost, readHolder, tryLease, whyDead } from "../pipeline/storage/lease.ts";
 import { sha256 } from "../pipeline/core/hash.ts";
 import { envName } from "../pipeline/core/env.ts";
@@ -149,5 +149,29 @@ Deno.test("statInto (statx through libc) gives the numbers Deno.statSync gives: 
   });
   assert.deepEqual([...got], expected);
   assert.throws(() => statInto(join(dir, "missing"), got, 0), Deno.errors.NotFound);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("statFolderFiles over a folder large enough for worker threads gives what Deno.statSync gives; a file gone since the walk throws NotFound", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "storage-test-" });
+  // 64 files of different sizes and times, and hard links to them for the rest (writing 20,000 files takes seconds)
+  for (let i = 0; i < 64; i++) {
+    Deno.writeFileSync(join(dir, `${i}.bin`), new Uint8Array(i));
+    Deno.utimeSync(join(dir, `${i}.bin`), 1_700_000_000 + i * 1.001, 1_700_000_000 + i * 1.001);
+  }
+  const names: string[] = [];
+  for (const sub of ["a", "b é"]) {
+    Deno.mkdirSync(join(dir, sub));
+    for (let i = 0; i < PARALLEL_FROM / 2; i++) names.push(`${sub}/${i}.jpg`);
+  }
+  names.forEach((name, i) => Deno.linkSync(join(dir, `${i % 64}.bin`), join(dir, name)));
+  const got = await statFolderFiles(dir, names);
+  const expected = names.flatMap((name) => {
+    const info = Deno.statSync(join(dir, name));
+    return [info.size, info.mtime!.getTime(), info.ctime!.getTime(), info.ino!];
+  });
+  assert.deepEqual([...got], expected);
+  Deno.removeSync(join(dir, names[12_345]));
+  await assert.rejects(() => statFolderFiles(dir, names), Deno.errors.NotFound);
   await Deno.remove(dir, { recursive: true });
 });

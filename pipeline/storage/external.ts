@@ -10,7 +10,7 @@ import { Buffer } from "node:buffer";
 import { sha256, sha256File } from "../core/hash.ts";
 import { type DirStat, type FolderStats, readFolderStats, writeFolderStats } from "./folder_stats.ts";
 import { isRacy, type StatCache, times } from "./statcache.ts";
-import { statInto } from "./file_stat.ts";
+import { statFolderFiles, statInto } from "./file_stat.ts";
 import { errorPath, isPermissionFault, unreadable } from "../core/faults.ts";
 import { UserError } from "../core/errors.ts";
 
@@ -107,21 +107,26 @@ async function checkFolder(
   const samePlaces = before !== null && before.names.length === count &&
     names.every((name, i) => name === before.names[i]);
   const byName = before && !samePlaces ? new Map(before.names.map((name, i) => [name, i])) : null;
-  const stats = new Float64Array(count * 4);
-  const hashes = new Uint8Array(count * 32);
+  let stats: Float64Array;
+  try {
+    stats = await statFolderFiles(folder, names);
+  } catch (error) {
+    return failed(errorPath(error) ?? folder, error);
+  }
+  // Unchanged places: the cached hashes are updated in place (no 6 MB copy for a no-op).
+  const hashes = samePlaces && before ? before.sha256 : new Uint8Array(count * 32);
   const racy = new Uint8Array(count);
   let rehashed = 0;
   for (let i = 0; i < count; i++) {
-    const path = `${folder}/${names[i]}`; // not join(): it normalises each path, measurably slower over 202,599 files
-    statInto(path, stats, i * 4);
     const j = samePlaces ? i : byName?.get(names[i]);
     const known = before && j !== undefined && !before.racy[j] && before.stats[j * 4] === stats[i * 4] &&
       before.stats[j * 4 + 1] === stats[i * 4 + 1] && before.stats[j * 4 + 2] === stats[i * 4 + 2] &&
       before.stats[j * 4 + 3] === stats[i * 4 + 3];
     if (known) {
-      hashes.set(before.sha256.subarray(j * 32, j * 32 + 32), i * 32);
+      if (!samePlaces) hashes.set(before.sha256.subarray(j * 32, j * 32 + 32), i * 32);
       continue;
     }
+    const path = `${folder}/${names[i]}`; // not join(): it normalises each path
     const hashedAt = Date.now();
     let hash: string;
     try {

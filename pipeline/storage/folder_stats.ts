@@ -31,26 +31,40 @@ export interface FolderStats {
 }
 
 export function readFolderStats(path: string, folder: string): FolderStats | null {
+  let file: Deno.FsFile | undefined;
   try {
-    const bytes = Deno.readFileSync(path);
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const headerLength = view.getUint32(0, true);
-    let offset = 4;
-    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(offset, offset += headerLength)));
+    file = Deno.openSync(path);
+    // Each part is read straight into its own array: a fresh megabyte costs ~3 ms of page faults
+    // on a VM, so a no-op over 202,599 files should not read the 15 MB twice.
+    const size = file.statSync().size;
+    const lengthBytes = readExactly(file, new Uint8Array(4));
+    const headerLength = new DataView(lengthBytes.buffer).getUint32(0, true);
+    const header = JSON.parse(new TextDecoder().decode(readExactly(file, new Uint8Array(headerLength))));
     if (header.format !== FORMAT || header.folder !== folder) return null;
     const count: number = header.count;
-    const names = count
-      ? new TextDecoder().decode(bytes.subarray(offset, offset += header.names_bytes)).split("\n")
-      : [];
-    // slice(): a copy, so the float64s are aligned whatever the offset
-    const stats = new Float64Array(bytes.slice(offset, offset += count * 32).buffer);
-    const sha256 = bytes.slice(offset, offset += count * 32);
-    const racy = bytes.slice(offset, offset += count);
-    if (names.length !== count || offset !== bytes.length) return null;
+    if (size !== 4 + headerLength + header.names_bytes + count * 65) return null;
+    const namesText = new TextDecoder().decode(readExactly(file, new Uint8Array(header.names_bytes)));
+    const names = count ? namesText.split("\n") : [];
+    const stats = new Float64Array(count * 4);
+    readExactly(file, new Uint8Array(stats.buffer));
+    const sha256 = readExactly(file, new Uint8Array(count * 32));
+    const racy = readExactly(file, new Uint8Array(count));
+    if (names.length !== count) return null;
     return { folder, dirs: header.dirs, names, stats, sha256, racy, digest: header.digest };
   } catch {
     return null; // missing or damaged: it is only a cache
+  } finally {
+    file?.close();
   }
+}
+
+function readExactly(file: Deno.FsFile, into: Uint8Array): Uint8Array {
+  for (let at = 0; at < into.length;) {
+    const read = file.readSync(into.subarray(at));
+    if (!read) throw new Error("folder stats cut short");
+    at += read;
+  }
+  return into;
 }
 
 export async function writeFolderStats(path: string, stats: FolderStats): Promise<void> {
