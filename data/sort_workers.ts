@@ -1,16 +1,17 @@
 /**
- * Worker threads that sort runs of float32 values for the sliced Wasserstein distance (a
- * RunSorter): the values are copied into shared memory, each thread sorts its share of the runs
- * there in place, and they are copied back. Sorting is exact, so the result is the same as on one
- * thread. Shared buffers are kept for reuse: a fresh 16 MB one costs about 40 ms to allocate and
- * touch here, as much as the sort itself.
+ * Worker threads that sort runs of float32 values for the sliced Wasserstein distance, and measure
+ * them against a reference's sorted runs (a RunSorter). The values live in shared buffers that this
+ * hands out, so the caller fills them and each thread sorts its share of the runs in place, with no
+ * copy either way. Sorting is exact and each run's sum is taken in order, so the results are the
+ * same as on one thread. Buffers are reused: on this VM a fresh 16 MB one costs about 40 ms of page
+ * faults, as much as its sort.
  */
 import type { RunSorter } from "../models/radix_sort.ts";
 import type { SortRequest } from "./sort_worker.ts";
 
 type Pending = { resolve: () => void; reject: (error: Error) => void };
 
-export class SortWorkers {
+export class SortWorkers implements RunSorter {
   private readonly workers: Worker[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
@@ -32,12 +33,27 @@ export class SortWorkers {
     }
   }
 
-  readonly sort: RunSorter = async (values, length) => {
-    const index = this.spare.findIndex((buffer) => buffer.byteLength === values.byteLength);
-    const buffer = index >= 0 ? this.spare.splice(index, 1)[0] : new SharedArrayBuffer(values.byteLength);
-    const shared = new Float32Array(buffer);
-    shared.set(values);
-    const runs = values.length / length;
+  buffer(size: number): Float32Array {
+    const index = this.spare.findIndex((buffer) => buffer.byteLength === size * 4);
+    return new Float32Array(index >= 0 ? this.spare.splice(index, 1)[0] : new SharedArrayBuffer(size * 4));
+  }
+
+  async sort(values: Float32Array, length: number): Promise<Float32Array> {
+    await this.run(shared(values), length, {});
+    return values;
+  }
+
+  async distances(values: Float32Array, reference: Float32Array, length: number): Promise<Float64Array> {
+    const buffer = shared(values);
+    const out = new SharedArrayBuffer(values.length / length * 8);
+    await this.run(buffer, length, { reference: shared(reference), out });
+    this.spare.push(buffer);
+    return new Float64Array(out);
+  }
+
+  /** Each thread's share of the runs. */
+  private async run(values: SharedArrayBuffer, length: number, measure: Pick<SortRequest, "reference" | "out">) {
+    const runs = values.byteLength / 4 / length;
     const share = Math.ceil(runs / this.workers.length);
     await Promise.all(this.workers.map((worker, i) =>
       new Promise<void>((resolve, reject) => {
@@ -45,20 +61,25 @@ export class SortWorkers {
         this.pending.set(id, { resolve, reject });
         const request: SortRequest = {
           id,
-          buffer,
+          values,
           length,
           from: Math.min(runs, i * share),
           to: Math.min(runs, (i + 1) * share),
+          ...measure,
         };
         worker.postMessage(request);
       })
     ));
-    values.set(shared);
-    this.spare.push(buffer);
-    return values;
-  };
+  }
 
   close(): void {
     for (const worker of this.workers) worker.terminate();
   }
+}
+
+/** The whole shared buffer behind `values`, which must be one buffer() handed out. */
+function shared(values: Float32Array): SharedArrayBuffer {
+  const whole = values.byteOffset === 0 && values.byteLength === values.buffer.byteLength;
+  if (whole && values.buffer instanceof SharedArrayBuffer) return values.buffer;
+  throw new Error("SortWorkers: sort or measure only the buffers it hands out (buffer())");
 }

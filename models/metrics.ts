@@ -9,6 +9,7 @@
 import * as tf from "./tf.ts";
 import { Rng } from "./rng.ts";
 import { type RunSorter, sortRunsHere } from "./radix_sort.ts";
+import { floats, type WasmBackend } from "./backends/wasm_heap.ts";
 
 // ---------------------------------------------------------------- SWD (ProGAN)
 
@@ -169,10 +170,10 @@ export async function swdReference(
       for (let i = 0; i < dims; i++) directionMatrix[i * directions + d] = v[i] / norm;
     }
     const descriptors = patchDescriptors(pyramids, level, levelSize, positions, patchesPerImage, patchSize);
-    const projected = projections(descriptors, directionMatrix, dims, directions);
+    const projected = projections(descriptors, directionMatrix, dims, directions, sort);
     return { size: levelSize, positions, directions: directionMatrix, projected, rows: descriptors.length / dims };
   });
-  const sorted = await Promise.all(levels.map(({ projected, rows }) => sort(projected, rows)));
+  const sorted = await Promise.all(levels.map(({ projected, rows }) => sort.sort(projected, rows)));
   return {
     size,
     count,
@@ -197,21 +198,18 @@ export async function slicedWassersteinTo(
   if (set.length < reference.count) throw new Error(`SWD: ${set.length} images, the reference has ${count}`);
   const pyramids = toPyramids(set.slice(0, count), reference.size);
   const dims = patchSize * patchSize * 3;
-  const sorted = await Promise.all(reference.levels.map(({ size: levelSize, positions, directions }, level) => {
+  // Per level, each direction's sum of |sorted projections - the reference's|: sorted and summed by `sort`.
+  const sums = await Promise.all(reference.levels.map(({ size: levelSize, positions, directions, sorted }, level) => {
     const descriptors = patchDescriptors(pyramids, level, levelSize, positions, patchesPerImage, patchSize);
-    return sort(projections(descriptors, directions, dims, directions.length / dims), descriptors.length / dims);
+    const projected = projections(descriptors, directions, dims, directions.length / dims, sort);
+    return sort.distances(projected, sorted, descriptors.length / dims);
   }));
   const levels: Record<string, number> = {};
-  reference.levels.forEach(({ size: levelSize, directions: directionMatrix, sorted: referenceSorted }, level) => {
-    const projected = sorted[level];
-    const directions = directionMatrix.length / dims;
-    const rows = projected.length / directions;
+  reference.levels.forEach(({ size: levelSize, sorted }, level) => {
+    const directions = sums[level].length;
+    const rows = sorted.length / directions;
     let total = 0;
-    for (let d = 0; d < directions; d++) {
-      let sum = 0;
-      for (let i = d * rows; i < (d + 1) * rows; i++) sum += Math.abs(projected[i] - referenceSorted[i]);
-      total += sum / rows;
-    }
+    for (let d = 0; d < directions; d++) total += sums[level][d] / rows;
     levels[String(levelSize)] = total / directions * 1e3;
   });
   const values = Object.values(levels);
@@ -219,7 +217,12 @@ export async function slicedWassersteinTo(
 }
 
 function toPyramids(set: Uint8Array[], size: number): FloatImage[][] {
-  return set.map((pixels) => laplacianPyramid({ size, data: Float32Array.from(pixels, (v) => v / 127.5 - 1) }));
+  return set.map((pixels) => {
+    // a loop, not Float32Array.from(pixels, map): a call per value made this a tenth of SWD's time
+    const data = new Float32Array(pixels.length);
+    for (let i = 0; i < pixels.length; i++) data[i] = pixels[i] / 127.5 - 1;
+    return laplacianPyramid({ size, data });
+  });
 }
 
 /** patchSize x patchSize x 3 patches at `positions` (x, y pairs; patchesPerImage per image), normalised. */
@@ -265,17 +268,33 @@ function normalisePerChannel(descriptors: Float32Array): Float32Array {
   return descriptors;
 }
 
-/** Each direction's projections of the descriptors, unsorted: directions x rows, row-major. */
-function projections(set: Float32Array, directionMatrix: Float32Array, dims: number, directions: number): Float32Array {
+/**
+ * Each direction's projections of the descriptors, unsorted: directions x rows, row-major, in a
+ * buffer from `sort` (so its worker threads sort them where they are).
+ */
+function projections(
+  set: Float32Array,
+  directionMatrix: Float32Array,
+  dims: number,
+  directions: number,
+  sort: RunSorter,
+): Float32Array {
   const rows = set.length / dims;
   // directions x rows (both operands read transposed), so each direction's projections are
   // contiguous for sorting without a transpose pass over the whole product.
   const projected = tf.tidy(() =>
     tf.matMul(tf.tensor2d(directionMatrix, [dims, directions]), tf.tensor2d(set, [rows, dims]), true, true)
   );
-  const values = projected.dataSync() as Float32Array;
+  const into = sort.buffer(rows * directions);
+  // Straight from the wasm heap where the backend keeps tensors there (wasm, native): dataSync()
+  // would make a fresh 16 MB array for every level of every epoch's grid, and its page faults cost
+  // more than the product.
+  const backend = tf.backend() as unknown as Partial<WasmBackend>;
+  into.set(
+    backend.wasm?.HEAPU8 && backend.dataIdMap ? floats(backend as WasmBackend, projected) : projected.dataSync(),
+  );
   projected.dispose();
-  return values;
+  return into;
 }
 
 // ---------------------------------------------------------------- Frechet distance

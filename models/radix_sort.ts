@@ -3,14 +3,53 @@
  * projections of every patch set). No tensors here, so a worker can load it alone.
  */
 
-/** Sorts each run of `length` consecutive values of `values` ascending; resolves to the sorted values. */
-export type RunSorter = (values: Float32Array, length: number) => Promise<Float32Array>;
+/**
+ * Sorts runs of float32 values in place, in buffers it hands out (so that worker threads can share
+ * them without a copy: data/sort_workers.ts), and measures sorted runs against reference runs.
+ */
+export interface RunSorter {
+  /** A buffer of `size` values to fill, then sort (it stays the caller's) or measure (it goes back). */
+  buffer(size: number): Float32Array;
+  /** Sort each run of `length` values of `values` in place. */
+  sort(values: Float32Array, length: number): Promise<Float32Array>;
+  /**
+   * Sort each run of `length` values of `values`, then each run's sum of |values - reference|, summed in
+   * order (runDistances). `values` goes back to the sorter.
+   */
+  distances(values: Float32Array, reference: Float32Array, length: number): Promise<Float64Array>;
+}
 
-/** Sort every run on this thread, in place. */
-export const sortRunsHere: RunSorter = (values, length) => {
-  sortRuns(values, length, 0, values.length / length);
-  return Promise.resolve(values);
+/** Every run sorted and measured on this thread. */
+export const sortRunsHere: RunSorter = {
+  buffer: (size) => new Float32Array(size),
+  sort(values, length) {
+    sortRuns(values, length, 0, values.length / length);
+    return Promise.resolve(values);
+  },
+  distances(values, reference, length) {
+    const runs = values.length / length;
+    const out = new Float64Array(runs);
+    sortRuns(values, length, 0, runs);
+    runDistances(values, reference, length, 0, runs, out);
+    return Promise.resolve(out);
+  },
 };
+
+/** For runs `from` to `to` (exclusive): out[run] = the sum of |values - reference| over the run, in order. */
+export function runDistances(
+  values: Float32Array,
+  reference: Float32Array,
+  length: number,
+  from: number,
+  to: number,
+  out: Float64Array,
+): void {
+  for (let run = from; run < to; run++) {
+    let sum = 0;
+    for (let i = run * length; i < (run + 1) * length; i++) sum += Math.abs(values[i] - reference[i]);
+    out[run] = sum;
+  }
+}
 
 /** Sort runs `from` (inclusive) to `to` (exclusive) of `length` values each, in place. */
 export function sortRuns(values: Float32Array, length: number, from: number, to: number): void {

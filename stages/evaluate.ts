@@ -75,7 +75,7 @@ export async function run(ctx: StageContext): Promise<void> {
   // The SWDs' sorts run on worker threads while this thread embeds and detects faces.
   const sorter = new SortWorkers();
   const [{ swd, swdFloor, perEpoch, perEpochFloor }, faces] = await Promise.all([
-    swdMetrics(ctx.inputs.train, { generated, reference, standIn }, size, seed, sorter.sort, ctx.progress),
+    swdMetrics(ctx.inputs.train, { generated, reference, standIn }, size, seed, sorter, ctx.progress),
     faceMetrics(ctx, { generated, reference, standIn }, size, seed),
   ]).finally(() => sorter.close());
 

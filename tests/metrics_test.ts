@@ -32,7 +32,7 @@ Deno.test("radix sort of runs: each run in Float32Array.prototype.sort's order, 
     (_, i) => special[i % 97] ?? (rng.normal() * 10 ** rng.int(6)),
   );
   const expected = [0, 1, 2].map((run) => values.slice(run * 1000, (run + 1) * 1000).sort());
-  const sorted = await sortRunsHere(values.slice(), 1000);
+  const sorted = await sortRunsHere.sort(values.slice(), 1000);
   for (const run of [0, 1, 2]) {
     const got = sorted.subarray(run * 1000, (run + 1) * 1000);
     assert.ok(got.every((v, i) => Object.is(v, expected[run][i])), `run ${run}`);
@@ -47,7 +47,7 @@ Deno.test("SWD with its sorts on worker threads equals SWD sorted on this thread
   const here = await slicedWasserstein(a, b, 32, new Rng(4), options);
   const workers = new SortWorkers();
   try {
-    assert.deepEqual(await slicedWasserstein(a, b, 32, new Rng(4), options, workers.sort), here);
+    assert.deepEqual(await slicedWasserstein(a, b, 32, new Rng(4), options, workers), here);
   } finally {
     workers.close();
   }

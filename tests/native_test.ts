@@ -54,7 +54,7 @@ async function maxRelativeErrors(
 }
 
 nativeTest(
-  "native matrix products, reductions, elementwise functions, their gradients and copies match cpu within 1e-4",
+  "native matrix products, reductions, elementwise functions, their gradients, copies and concats match cpu within 1e-4",
   async () => {
     const checks: [string, number[][], (xs: tf.Tensor[]) => tf.Tensor[]][] = [
       ["matMul", [[3, 5, 7], [3, 7, 6]], ([a, b]) => [tf.matMul(a, b)]],
@@ -80,6 +80,11 @@ nativeTest(
         "copies and casts",
         [[2, 3, 4]],
         ([x]) => [x.clone(), tf.cast(x, "float32"), tf.cast(tf.greater(x, 0), "float32")],
+      ],
+      [
+        "concat of single channels (face-api's normalize), of wide rows, on the first axis",
+        [[2, 5, 5, 1], [2, 5, 5, 1], [2, 5, 5, 2], [3, 70], [3, 100]],
+        ([a, b, c, d, e]) => [tf.concat([a, b, c], 3), tf.concat([d, e], 1), tf.concat([a, b], 0)],
       ],
     ];
     for (const [what, shapes, compute] of checks) {
