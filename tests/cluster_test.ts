@@ -7,7 +7,17 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { exists, facegan, partialDirs, projectCopy, readLock, REPO, tinyDataCopy, waitFor } from "./support/helpers.ts";
+import {
+  exists,
+  facegan,
+  partialDirs,
+  projectCopy,
+  readLock,
+  REPO,
+  scratchDir,
+  tinyDataCopy,
+  waitFor,
+} from "./support/helpers.ts";
 import { cli, makeStubProject } from "./support/stub_project.ts";
 import { SlurmCluster, slurmMissing } from "./support/slurm_cluster.ts";
 import { describeEnd, parseJob } from "../pipeline/executors/slurm.ts";
@@ -101,7 +111,7 @@ async function countingSbatch(calls: string): Promise<string> {
     (await new Deno.Command("sh", { args: ["-c", "command -v sbatch"] }).output()).stdout,
   )
     .trim();
-  const dir = await Deno.makeTempDir({ prefix: "facegan-sbatch-" });
+  const dir = await scratchDir({ prefix: "facegan-sbatch-" });
   await Deno.writeTextFile(join(dir, "sbatch"), `#!/bin/sh\necho "$*" >> '${calls}'\nexec '${real}' "$@"\n`);
   await Deno.chmod(join(dir, "sbatch"), 0o755);
   return `${dir}:${Deno.env.get("PATH")}`;

@@ -20,6 +20,7 @@ import {
   projectCopy,
   readLock,
   REAL_SAMPLE,
+  scratchDir,
   shardSharedSample,
   SHARED_CELEBA,
   urlSource,
@@ -126,7 +127,7 @@ Deno.test("a wrong pinned sha256 fails with a clear error and keeps nothing", as
 
 Deno.test("a zip entry that climbs out with .. is refused (zip-slip)", async () => {
   const files = await syntheticJpegs(2);
-  const folder = await Deno.makeTempDir();
+  const folder = await scratchDir();
   await Deno.writeFile(join(folder, "evil.zip"), makeZip([...files, { name: "../../evil.jpg", data: files[0].data }]));
   const root = await projectCopy();
   const result = await facegan(root, [
@@ -213,7 +214,7 @@ Deno.test("the worker pool keeps input order across batches, a partial last batc
 });
 
 Deno.test("corrupt, truncated, empty and non-image files are skipped, counted and listed", async () => {
-  const folder = await Deno.makeTempDir();
+  const folder = await scratchDir();
   for (const { name, data } of await syntheticJpegs(30)) await Deno.writeFile(join(folder, name.split("/")[1]), data);
   const good = await Deno.readFile(join(folder, "000001.jpg"));
   await Deno.writeFile(join(folder, "empty.jpg"), new Uint8Array());
@@ -240,7 +241,7 @@ Deno.test("corrupt, truncated, empty and non-image files are skipped, counted an
   for (const skipped of report.skipped) assert.ok(skipped.reason.length > 0);
   assert.deepEqual(report.not_images, ["notes.txt"]);
   // and a folder with nothing usable is a one-line error
-  const empty = await Deno.makeTempDir();
+  const empty = await scratchDir();
   await Deno.writeFile(join(empty, "broken.jpg"), new Uint8Array([1, 2, 3]));
   const none = await facegan(root, [
     "run",
@@ -253,7 +254,7 @@ Deno.test("corrupt, truncated, empty and non-image files are skipped, counted an
 });
 
 Deno.test("editing data/synthetic.ts leaves crop cached when data.source=path (crop's key holds only its worker)", async () => {
-  const folder = await Deno.makeTempDir();
+  const folder = await scratchDir();
   for (const file of await syntheticJpegs(12)) await Deno.writeFile(join(folder, file.name.slice(6)), file.data);
   const root = await projectCopy();
   const args = ["run", "--until", "crop", ...localSource(folder)];

@@ -11,7 +11,7 @@ import { Rng } from "../models/rng.ts";
 import { generatorGraph } from "../models/generator_graph.ts";
 import { readGenerator } from "../data/generator_file.ts";
 import { loadTfjsModel, tfjsModel, writeTfjsModel } from "../data/tfjs_model_file.ts";
-import { exists, facegan, run, tinyDataCopy } from "./support/helpers.ts";
+import { exists, facegan, run, scratchDir, tinyDataCopy } from "./support/helpers.ts";
 import { BrowserPage, findChromium } from "./support/chromium.ts";
 import { STEP_CONFIG_32 } from "../bench/bench_config.ts";
 import { requires } from "./support/requires.ts";
@@ -45,7 +45,7 @@ async function exportedDifference(generator: Generator, dir: string): Promise<nu
 }
 
 async function exportTo(generator: Generator): Promise<string> {
-  const dir = await Deno.makeTempDir();
+  const dir = await scratchDir();
   const graph = generatorGraph(generator);
   const metadata = {
     z_size: generator.config.zSize,
@@ -171,7 +171,7 @@ Deno.test("the export stage on the tiny profile: the model, deno task sample, fa
       [{ image_size: 64 }, /its metadata says image_size 64, its graph makes images of shape \[32, 32, 3\]\)$/],
     ];
     for (const [change, message] of cases) {
-      const model = await Deno.makeTempDir();
+      const model = await scratchDir();
       for (const entry of Deno.readDirSync(exported)) {
         await Deno.copyFile(join(exported, entry.name), join(model, entry.name));
       }

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { decode, Image } from "imagescript";
-import { exists, facegan, projectCopy, readLock, run } from "./support/helpers.ts";
+import { exists, facegan, projectCopy, readLock, run, scratchDir } from "./support/helpers.ts";
 import { CHROMIUM_FLAGS, findChromium } from "./support/chromium.ts";
 import { loadParams } from "../pipeline/core/params.ts";
 import { checkParams } from "../pipeline/core/schema.ts";
@@ -106,7 +106,7 @@ Deno.test("the tiny profile runs all seven stages, reproducibly, and re-runs onl
       const report = join(root, "outputs", "latest", "report.html");
       const html = await Deno.readTextFile(report);
       assert.match(html, /<img alt="generated sample grid" src="data:image\/png;base64,/);
-      const profile = await Deno.makeTempDir();
+      const profile = await scratchDir();
       const shot = join(profile, "shot.png");
       const result = await run(root, [
         "eval",

@@ -6,7 +6,17 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { cli, makeStubProject, takeRuns } from "./support/stub_project.ts";
-import { exists, facegan, partialDirs, projectCopy, REPO, tinyDataCopy, waitFor } from "./support/helpers.ts";
+import {
+  exists,
+  facegan,
+  partialDirs,
+  projectCopy,
+  REPO,
+  scratchDir,
+  scratchDirSync,
+  tinyDataCopy,
+  waitFor,
+} from "./support/helpers.ts";
 import { writeFileAtomic } from "../pipeline/storage/fsutil.ts";
 import { environmentFault } from "../pipeline/core/faults.ts";
 import { requires } from "./support/requires.ts";
@@ -22,7 +32,7 @@ function command(name: string, ...args: string[]): { code: number; stderr: strin
 function cannotMount(): string | null {
   if (Deno.build.os !== "linux") return "not Linux";
   if (Deno.uid() !== 0) return "not root: mounting a small tmpfs or a read-only bind mount needs root";
-  const probe = Deno.makeTempDirSync();
+  const probe = scratchDirSync();
   const mounted = command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", probe);
   if (mounted.code !== 0) return `mount -t tmpfs failed: ${mounted.stderr.trim()}`;
   command("umount", probe);
@@ -171,7 +181,7 @@ mountTest("a full disk while the engine writes outputs/latest: one line naming i
 });
 
 mountTest("writeFileAtomic on a full disk leaves the previous file whole and no temp file", async () => {
-  const dir = await Deno.makeTempDir();
+  const dir = await scratchDir();
   await mountTmpfs(dir, "16k");
   try {
     const path = join(dir, "pipeline.lock.json");
@@ -392,7 +402,7 @@ function otherUserTest(name: string, fn: () => Promise<void>) {
 
 /** The stub's CLI run as user nobody, in a project `root` that nobody owns. */
 async function cliAsNobody(root: string, args: string[]): Promise<{ code: number; stderr: string }> {
-  const denoDir = await Deno.makeTempDir();
+  const denoDir = await scratchDir();
   await Deno.chmod(denoDir, 0o777);
   const output = await new Deno.Command("setpriv", {
     args: [
@@ -419,7 +429,7 @@ otherUserTest(
   "an unreadable file or folder in data.path: one line naming it and its owner, exit 2, nothing written",
   async () => {
     const root = await makeStubProject();
-    const data = await Deno.makeTempDir();
+    const data = await scratchDir();
     await Deno.writeTextFile(join(data, "a.jpg"), "a");
     await Deno.writeTextFile(join(data, "b.jpg"), "b");
     await Deno.chmod(join(data, "b.jpg"), 0o600);

@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { npmTurboJpegPath, SYSTEM_TURBOJPEG, TurboJpeg, TurboJpegUnavailable } from "../data/turbojpeg.ts";
 import { type LockStage, readLock as readLockFile, writeLock } from "../pipeline/core/lock.ts";
-import { facegan, projectCopy, readLock, tinyDataCopy } from "./support/helpers.ts";
+import { facegan, projectCopy, readLock, scratchDir, tinyDataCopy } from "./support/helpers.ts";
 import { requires } from "./support/requires.ts";
 
 const TINY = ["--params", "params/tiny.json"];
@@ -81,7 +81,7 @@ const WASM_NOTE =
   /^note: train and evaluate will run on one-core wasm \(about \d+x slower[^)]*\) .*apt-get install libdnnl2.*FACEGAN_DNNL_PATH/;
 
 Deno.test("the lock keeps a stage's entry byte-identical when another environment reproduces its output, and records a new one when the output differs", async () => {
-  const dir = await Deno.makeTempDir();
+  const dir = await scratchDir();
   const path = join(dir, "pipeline.lock.json");
   const dag = [{ name: "train", deps: [], params: [], module: "stages/train.ts" }];
   const entry: LockStage = {

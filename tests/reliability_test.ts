@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
-import { exists, facegan, partialDirs, projectCopy, tinyDataCopy } from "./support/helpers.ts";
+import { exists, facegan, partialDirs, projectCopy, scratchDir, tinyDataCopy } from "./support/helpers.ts";
 import { cli, makeStubProject } from "./support/stub_project.ts";
 import { requires } from "./support/requires.ts";
 
@@ -42,7 +42,7 @@ async function faceganWithin(root: string, args: string[], limitMs: number) {
 
 Deno.test("D2: data.path naming a FIFO or a device: status and --dry-run say so in one line instead of hanging", async () => {
   const root = await projectCopy();
-  const fifo = join(await Deno.makeTempDir(), "photos");
+  const fifo = join(await scratchDir(), "photos");
   assert.equal(new Deno.Command("mkfifo", { args: [fifo] }).outputSync().code, 0);
   for (const [path, kind] of [[fifo, "a FIFO"], ["/dev/zero", "a character device"]]) {
     for (const args of [["status"], ["run", "--dry-run"]]) {
@@ -83,7 +83,7 @@ Deno.test("D3: an infinite number (1e400) in any numeric param is refused in one
 
 Deno.test("D7: absolute paths stay absolute: --params /abs/file.json, exp apply --to /abs and ../ write where they say", async () => {
   const root = await projectCopy();
-  const outside = await Deno.makeTempDir();
+  const outside = await scratchDir();
   const params = join(outside, "mine.json");
   await Deno.copyFile(join(root, "params", "tiny.json"), params);
   const status = await facegan(root, ["status", "--params", params]);
@@ -168,7 +168,7 @@ Deno.test("D11: messages say the right thing: no echo of a params file, no proto
   const root = await projectCopy();
 
   await t.step("an invalid-JSON params file: its line, never its content", async () => {
-    const secret = join(await Deno.makeTempDir(), "shadow");
+    const secret = join(await scratchDir(), "shadow");
     await Deno.writeTextFile(secret, "root:*:20210:0:99999:7:::\nalice:$y$j9T$secret:20210:0:99999:7:::\n");
     await Deno.symlink(secret, join(root, "link.json"));
     const line = oneErrorLine(await facegan(root, ["status", "--params", "link.json"]), "shadow");

@@ -13,7 +13,15 @@ import { orderedMap, WorkerPool } from "../data/pool.ts";
 import type { DecodeRequest } from "../data/decode_worker.ts";
 import { renderSyntheticFace, SYNTHETIC_HEIGHT, SYNTHETIC_WIDTH } from "../data/synthetic.ts";
 import { resampleArea } from "../data/resample.ts";
-import { facegan, listCache, localSource, projectCopy, readLock, SHARED_CELEBA } from "./support/helpers.ts";
+import {
+  facegan,
+  listCache,
+  localSource,
+  projectCopy,
+  readLock,
+  scratchDir,
+  SHARED_CELEBA,
+} from "./support/helpers.ts";
 import { requires } from "./support/requires.ts";
 
 const FULL = join(SHARED_CELEBA, "img_align_full");
@@ -32,7 +40,7 @@ const noTurbo = turboMissing();
  * test would otherwise see depending on how fast the machine is.
  */
 async function facesFolder(count: number, subfolder = false): Promise<string> {
-  const folder = await Deno.makeTempDir({ prefix: "facegan-faces-" });
+  const folder = await scratchDir({ prefix: "facegan-faces-" });
   for (let i = 1; i <= count; i++) await Deno.writeFile(join(folder, name(i)), await faceJpeg(i));
   if (subfolder) {
     await Deno.mkdir(join(folder, "more"));

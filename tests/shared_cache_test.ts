@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { cli, cliArgs, makeStubProject, takeRuns } from "./support/stub_project.ts";
-import { exists, readLock, waitFor } from "./support/helpers.ts";
+import { exists, readLock, scratchDir, waitFor } from "./support/helpers.ts";
 
 const ALL = ["download", "crop", "resize", "shard", "train", "evaluate", "render"];
 
@@ -42,7 +42,7 @@ async function partialWith(cache: string, file: string): Promise<string | null> 
 }
 
 Deno.test("two hosts sharing a cache build each key once; the waiting one reuses it, the holder's heartbeat keeps its claim", async () => {
-  const cache = await Deno.makeTempDir({ prefix: "facegan-shared-" });
+  const cache = await scratchDir({ prefix: "facegan-shared-" });
   const [a, b] = [await makeStubProject(), await makeStubProject()];
   // train takes 5 s, more than twice the 2 s lease: only renewals keep the claim alive.
   const slow = { STUB_SLEEP_MS_train: "5000" };
@@ -67,7 +67,7 @@ Deno.test("two hosts sharing a cache build each key once; the waiting one reuses
 });
 
 Deno.test("a holder SIGKILLed on another host: its claim is taken over once its lease expires, and its partial work resumed", async () => {
-  const cache = await Deno.makeTempDir({ prefix: "facegan-shared-" });
+  const cache = await scratchDir({ prefix: "facegan-shared-" });
   const [a, b] = [await makeStubProject(), await makeStubProject()];
   const lease = 3;
   const holder = spawn(a, ["run"], host("a", cache, lease, { STUB_SLEEP_MS_train: "60000" }));
@@ -96,7 +96,7 @@ Deno.test("a holder SIGKILLed on another host: its claim is taken over once its 
 
 Deno.test("a run lock held by a SIGKILLed run on another host: busy until its lease expires, then taken over", async () => {
   // One project whose outputs/ two hosts share (a project on a shared filesystem).
-  const cache = await Deno.makeTempDir({ prefix: "facegan-shared-" });
+  const cache = await scratchDir({ prefix: "facegan-shared-" });
   const root = await makeStubProject();
   const lease = 10;
   const holder = spawn(root, ["run"], host("a", cache, lease, { STUB_SLEEP_MS_train: "60000" }));

@@ -11,11 +11,12 @@ import { PARALLEL_FROM, statFolderFiles, statInto } from "../pipeline/storage/fi
 import { hostId, type LeaseHolder, LeaseLost, readHolder, tryLease, whyDead } from "../pipeline/storage/lease.ts";
 import { sha256 } from "../pipeline/core/hash.ts";
 import { envName } from "../pipeline/core/env.ts";
+import { scratchDir } from "./support/helpers.ts";
 
 const KEY = "ab".repeat(32);
 
 async function emptyCache(): Promise<{ dir: string; cache: Cache }> {
-  const dir = await Deno.makeTempDir({ prefix: "storage-test-" });
+  const dir = await scratchDir({ prefix: "storage-test-" });
   return { dir, cache: new Cache(join(dir, "cache"), new StatCache(join(dir, "statcache.json"))) };
 }
 
@@ -95,7 +96,7 @@ Deno.test("adopt: fills an entry from another copy's manifest; a fill cut short 
 });
 
 Deno.test("lease: exclusive while its holder lives, taken over with the reason once it is dead, lost when taken", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "lease-test-" });
+  const dir = await scratchDir({ prefix: "lease-test-" });
   const path = join(dir, "lease");
   // A short lease: renewed every 100 ms, so a takeover is noticed at once.
   Deno.env.set(envName("LEASE_S"), "0.3");
@@ -135,7 +136,7 @@ Deno.test("lease: exclusive while its holder lives, taken over with the reason o
 });
 
 Deno.test("statInto (statx through libc) gives the numbers Deno.statSync gives: size, mtime ms, ctime, inode; a missing file throws NotFound", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "storage-test-" });
+  const dir = await scratchDir({ prefix: "storage-test-" });
   const files = ["a.bin", "b.bin", "sub dir é.bin"].map((name) => join(dir, name));
   for (const [i, file] of files.entries()) await Deno.writeFile(file, new Uint8Array(i * 1000 + 7));
   // times with a sub-millisecond part, before 1970 and past 2038 (64-bit seconds)
@@ -153,7 +154,7 @@ Deno.test("statInto (statx through libc) gives the numbers Deno.statSync gives: 
 });
 
 Deno.test("statFolderFiles over a folder large enough for worker threads gives what Deno.statSync gives; a file gone since the walk throws NotFound", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "storage-test-" });
+  const dir = await scratchDir({ prefix: "storage-test-" });
   // 64 files of different sizes and times, and hard links to them for the rest (writing 20,000 files takes seconds)
   for (let i = 0; i < 64; i++) {
     Deno.writeFileSync(join(dir, `${i}.bin`), new Uint8Array(i));

@@ -3,7 +3,7 @@
  * protocol (chromium --remote-debugging-port on 127.0.0.1, one WebSocket from Deno).
  */
 import { join } from "node:path";
-import { waitFor } from "./helpers.ts";
+import { scratchDir, waitFor } from "./helpers.ts";
 
 export async function findChromium(): Promise<string | null> {
   for (const name of ["chromium", "chromium-browser", "google-chrome"]) {
@@ -48,7 +48,7 @@ export class BrowserPage {
   }
 
   static async open(browser: string, url: string): Promise<BrowserPage> {
-    const profile = await Deno.makeTempDir({ prefix: "facegan-chromium-" });
+    const profile = await scratchDir({ prefix: "facegan-chromium-" });
     const process = new Deno.Command(browser, {
       args: [
         ...CHROMIUM_FLAGS,

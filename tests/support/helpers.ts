@@ -22,12 +22,41 @@ const PROJECT_FILES = [
   "data",
 ];
 
+const scratch: string[] = [];
+
+/**
+ * A new temp dir, removed when this test file's process ends, passed or failed: a CI machine keeps
+ * its /tmp, and a suite run left over a hundred project copies there.
+ */
+export async function scratchDir(options: Deno.MakeTempOptions = { prefix: "facegan-test-" }): Promise<string> {
+  const dir = await Deno.makeTempDir(options);
+  scratch.push(dir);
+  return dir;
+}
+
+/** scratchDir, for a caller that cannot wait. */
+export function scratchDirSync(options: Deno.MakeTempOptions = { prefix: "facegan-test-" }): string {
+  const dir = Deno.makeTempDirSync(options);
+  scratch.push(dir);
+  return dir;
+}
+
+globalThis.addEventListener("unload", () => {
+  for (const dir of scratch) {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch {
+      // removed by its test already
+    }
+  }
+});
+
 /**
  * Copy the project's sources into a temp dir (node_modules linked, not copied), so a test owns
  * its outputs/, lock and params without touching the checkout.
  */
 export async function projectCopy(): Promise<string> {
-  const root = await Deno.makeTempDir({ prefix: "facegan-test-" });
+  const root = await scratchDir();
   for (const name of PROJECT_FILES) {
     await new Deno.Command("cp", { args: ["-r", join(REPO, name), join(root, name)] }).output();
   }
@@ -153,7 +182,7 @@ export function needsRealSample(name: string): { name: string; ignore: boolean }
 
 /** A temp folder with the first `count` photos of the real sample. */
 export async function copyRealPhotos(half: string, count: number): Promise<string> {
-  const folder = await Deno.makeTempDir();
+  const folder = await scratchDir();
   for (let i = 1; i <= count; i++) {
     const name = `${String(i).padStart(6, "0")}.jpg`;
     await Deno.copyFile(join(half, name), join(folder, name));

@@ -4,6 +4,7 @@
  * files at 16 KiB/s, to cut a download short.
  */
 import { join } from "node:path";
+import { scratchDir } from "./helpers.ts";
 
 export interface Nginx {
   /** http://127.0.0.1:PORT */
@@ -34,7 +35,7 @@ export function nginxMissing(): string | null {
  * header values (else 401).
  */
 export async function startNginx(authorization: string[] = []): Promise<Nginx> {
-  const dir = await Deno.makeTempDir({ prefix: "facegan-nginx-" });
+  const dir = await scratchDir({ prefix: "facegan-nginx-" });
   const root = join(dir, "root");
   await Deno.mkdir(root);
   const port = freePort();

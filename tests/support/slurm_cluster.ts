@@ -4,7 +4,7 @@
  * daemon is stopped by its pid.
  */
 import { join } from "node:path";
-import { exists, waitFor } from "./helpers.ts";
+import { exists, scratchDir, waitFor } from "./helpers.ts";
 
 const COMMANDS = ["munged", "mungekey", "slurmctld", "slurmd", "sbatch", "scontrol", "scancel", "squeue", "sinfo"];
 
@@ -48,7 +48,7 @@ export class SlurmCluster {
    * That needs a private mount namespace (`unshare -m`); `hidden` says whether it worked.
    */
   static async start(hide: string[] = []): Promise<SlurmCluster> {
-    const dir = await Deno.makeTempDir({ prefix: "facegan-slurm-" });
+    const dir = await scratchDir({ prefix: "facegan-slurm-" });
     // munged refuses a socket dir that others cannot traverse; makeTempDir makes 0700.
     await Deno.chmod(dir, 0o755);
     for (const sub of ["munge", "spool", "state"]) await Deno.mkdir(join(dir, sub), { mode: 0o755 });
@@ -166,7 +166,7 @@ PartitionName=debug Nodes=node1 Default=YES MaxTime=INFINITE State=UP
 
 /** Whether this process may make a private mount namespace and mount a tmpfs in it. */
 async function canHide(): Promise<boolean> {
-  const probe = await Deno.makeTempDir();
+  const probe = await scratchDir();
   try {
     const { code } = await new Deno.Command("unshare", {
       args: ["-m", "mount", "-t", "tmpfs", "tmpfs", probe],

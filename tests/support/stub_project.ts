@@ -4,7 +4,7 @@
  * a small artifact derived from its inputs and params.
  */
 import { join } from "node:path";
-import { type CommandResult, REPO, run } from "./helpers.ts";
+import { type CommandResult, REPO, run, scratchDir } from "./helpers.ts";
 
 const ENGINE_CLI = new URL("../../pipeline/cli.ts", import.meta.url).href;
 
@@ -98,7 +98,7 @@ const STUB_DAG = [
 
 /** Create the stub project in a new temp dir and return its root. */
 export async function makeStubProject(): Promise<string> {
-  const root = await Deno.makeTempDir({ prefix: "facegan-stub-" });
+  const root = await scratchDir({ prefix: "facegan-stub-" });
   await Deno.mkdir(join(root, "stages"));
   for (const stage of STUB_DAG) {
     // One file per stage, importing a shared helper, so editing a file affects only its stage.
