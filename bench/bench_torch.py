@@ -1,6 +1,6 @@
 """The seeds' DCGAN in PyTorch, timed like bench/bench.ts times the tfjs one (models/dcgan.ts).
 
-Arguments: batch, timed steps, image size (32, 64, 128), conv dim (D's and G's).
+Arguments: batch, timed steps, image size (32, 64, 128), conv dim (D's and G's), untimed steps first.
 Prints one number: images per second of full D+G training steps on the CPU (or the GPU torch sees
 first, when FACEGAN_TORCH_DEVICE=cuda).
 """
@@ -19,6 +19,7 @@ batch = int(sys.argv[1]) if len(sys.argv) > 1 else 128
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 6
 size = int(sys.argv[3]) if len(sys.argv) > 3 else 32
 d_dim = g_dim = int(sys.argv[4]) if len(sys.argv) > 4 else 32
+warm_up = int(sys.argv[5]) if len(sys.argv) > 5 else 1
 z_size = 100
 depth = {32: 3, 64: 4, 128: 5}[size]
 device = os.environ.get("FACEGAN_TORCH_DEVICE", "cpu")
@@ -84,7 +85,8 @@ def sync():
         torch.cuda.synchronize()
 
 
-step()
+for _ in range(warm_up):
+    step()
 sync()
 start = time.perf_counter()
 for _ in range(steps):
