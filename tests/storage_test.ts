@@ -1,12 +1,14 @@
 /**
  * The cache and its leases, in process (no CLI): promote makes an entry whose manifest hashes its
  * files, check finds what changed, adopt fills an entry from another copy and resumes a cut-short
- * fill, and a lease is exclusive, taken over once its holder is dead, and lost when taken.
+ * fill, and a lease is exclusive, taken over once its holder is dead, and lost when taken; the stat
+ * calls and the folder check behind a no-op over a large data folder.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Cache, type Manifest } from "../pipeline/storage/cache.ts";
 import { StatCache } from "../pipeline/storage/statcache.ts";
+import { readExternal } from "../pipeline/storage/external.ts";
 import { PARALLEL_FROM, statFolderFiles, statInto } from "../pipeline/storage/file_stat.ts";
 import { hostId, type LeaseHolder, LeaseLost, readHolder, tryLease, whyDead } from "../pipeline/storage/lease.ts";
 import { sha256 } from "../pipeline/core/hash.ts";
@@ -175,4 +177,33 @@ Deno.test("statFolderFiles over a folder large enough for worker threads gives w
   Deno.removeSync(join(dir, names[12_345]));
   await assert.rejects(() => statFolderFiles(dir, names), Deno.errors.NotFound);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("readExternal over a folder: a second check re-hashes nothing, an edited file is re-hashed, a damaged folder stats file is only a cache", async () => {
+  const dir = await scratchDir({ prefix: "storage-test-" });
+  const folder = join(dir, "photos");
+  await Deno.mkdir(join(folder, "sub"), { recursive: true });
+  const names = ["a.jpg", "b.jpg", "sub/c.jpg"];
+  // written 10 s ago (plus a part of a second): not racy, so a stat match is trusted
+  const backdate = (path: string) => Deno.utimeSync(path, Date.now() / 1000 - 10.123, Date.now() / 1000 - 10.123);
+  for (const [i, name] of names.entries()) {
+    await Deno.writeTextFile(join(folder, name), `photo ${i}`);
+    backdate(join(folder, name));
+  }
+  const cache = new StatCache(join(dir, "statcache.json"));
+  const first = await readExternal(folder, cache, "data.path");
+  assert.deepEqual([first.files, first.rehashed], [3, 3]);
+  const again = await readExternal(folder, cache, "data.path");
+  assert.deepEqual([again.digest, again.rehashed], [first.digest, 0]);
+  await Deno.writeTextFile(join(folder, "b.jpg"), "another photo");
+  backdate(join(folder, "b.jpg"));
+  const edited = await readExternal(folder, cache, "data.path");
+  assert.equal(edited.rehashed, 1);
+  assert.notEqual(edited.digest, first.digest);
+  assert.deepEqual(edited.listing().files.map(([name]) => name), names);
+  for (const damage of [new Uint8Array([255, 255, 255, 127, 1, 2]), new Uint8Array(0)]) {
+    await Deno.writeFile(cache.folderStatsPath(folder), damage);
+    const rebuilt = await readExternal(folder, cache, "data.path");
+    assert.deepEqual([rebuilt.digest, rebuilt.rehashed], [edited.digest, 3]);
+  }
 });

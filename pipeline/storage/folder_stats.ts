@@ -39,6 +39,7 @@ export function readFolderStats(path: string, folder: string): FolderStats | nul
     const size = file.statSync().size;
     const lengthBytes = readExactly(file, new Uint8Array(4));
     const headerLength = new DataView(lengthBytes.buffer).getUint32(0, true);
+    if (4 + headerLength > size) return null; // damaged: do not allocate what the file cannot hold
     const header = JSON.parse(new TextDecoder().decode(readExactly(file, new Uint8Array(headerLength))));
     if (header.format !== FORMAT || header.folder !== folder) return null;
     const count: number = header.count;
