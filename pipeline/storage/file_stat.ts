@@ -100,30 +100,26 @@ export interface StatShare {
   names: Uint8Array;
   /** byte offset of each name in `names`, and one past the last */
   starts: Uint32Array;
+  /** four numbers a file; a size still NaN at the end: not stat'ed here (gone since the walk, or a thread failed) */
   into: Float64Array;
   /** [0]: the next file to claim */
   next: Int32Array;
-  /** per chunk: 1 once its files are stat'ed (or found missing: NaN size) */
-  done: Uint8Array;
 }
 
-/** Claim chunks of files until none is left; false if statx or the folder cannot be opened here. */
-export function statChunks(share: StatShare): boolean {
+/** Claim chunks of files until none is left (none, where statx or the folder cannot be opened here). */
+export function statChunks(share: StatShare): void {
   const statx = loadStatx();
   const fd = statx ? statx.openFolder(share.folder) : -1;
-  if (!statx || fd < 0) return false;
+  if (!statx || fd < 0) return;
   const count = share.starts.length - 1;
   for (;;) {
     const from = Atomics.add(share.next, 0, CHUNK);
     if (from >= count) break;
     for (let i = from; i < Math.min(count, from + CHUNK); i++) {
-      const name = share.names.subarray(share.starts[i], share.starts[i + 1]);
-      if (!statx.stat(fd, name, share.into, i * 4)) share.into[i * 4] = NaN; // gone since the walk
+      statx.stat(fd, share.names.subarray(share.starts[i], share.starts[i + 1]), share.into, i * 4);
     }
-    Atomics.store(share.done, from / CHUNK, 1);
   }
   statx.closeFolder(fd);
-  return true;
 }
 
 /**
@@ -140,19 +136,19 @@ export async function statFolderFiles(folder: string, names: string[]): Promise<
     starts: new Uint32Array(new SharedArrayBuffer((count + 1) * 4)),
     into: new Float64Array(new SharedArrayBuffer(count * 32)),
     next: new Int32Array(new SharedArrayBuffer(4)),
-    done: new Uint8Array(new SharedArrayBuffer(Math.ceil(count / CHUNK))),
   };
   share.names.set(bytes);
   for (let i = 0, at = 0; i < count; i++) {
     at = bytes.indexOf(0, at) + 1;
     share.starts[i + 1] = at;
+    share.into[i * 4] = NaN;
   }
   const helpers = count >= PARALLEL_FROM && loadStatx() ? Math.min(7, (navigator.hardwareConcurrency || 1) - 1) : 0;
   const workers = Array.from({ length: helpers }, () => {
     const worker = new Worker(new URL("./stat_worker.ts", import.meta.url).href, { type: "module" });
     const finished = new Promise<void>((resolve) => {
       worker.onmessage = () => resolve();
-      // A worker that could not run leaves its claimed chunks undone; they are done below.
+      // A worker that could not run leaves its claimed files at NaN; they are stat'ed below.
       worker.onerror = (event) => {
         event.preventDefault();
         resolve();
@@ -165,9 +161,7 @@ export async function statFolderFiles(folder: string, names: string[]): Promise<
   await Promise.all(workers.map(({ finished }) => finished));
   for (const { worker } of workers) worker.terminate();
   for (let i = 0; i < count; i++) {
-    if (share.done[Math.floor(i / CHUNK)] !== 1 || Number.isNaN(share.into[i * 4])) {
-      statInto(`${folder}/${names[i]}`, share.into, i * 4);
-    }
+    if (Number.isNaN(share.into[i * 4])) statInto(`${folder}/${names[i]}`, share.into, i * 4);
   }
   return share.into;
 }
