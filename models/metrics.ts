@@ -9,7 +9,7 @@
 import * as tf from "./tf.ts";
 import { Rng } from "./rng.ts";
 import { type RunSorter, sortRunsHere } from "./radix_sort.ts";
-import { floats, type WasmBackend } from "./backends/wasm_heap.ts";
+import { readInto } from "./backends/wasm_heap.ts";
 
 // ---------------------------------------------------------------- SWD (ProGAN)
 
@@ -285,14 +285,9 @@ function projections(
   const projected = tf.tidy(() =>
     tf.matMul(tf.tensor2d(directionMatrix, [dims, directions]), tf.tensor2d(set, [rows, dims]), true, true)
   );
+  // Not dataSync(): a fresh 16 MB array for every level of every epoch's grid.
   const into = sort.buffer(rows * directions);
-  // Straight from the wasm heap where the backend keeps tensors there (wasm, native): dataSync()
-  // would make a fresh 16 MB array for every level of every epoch's grid, and its page faults cost
-  // more than the product.
-  const backend = tf.backend() as unknown as Partial<WasmBackend>;
-  into.set(
-    backend.wasm?.HEAPU8 && backend.dataIdMap ? floats(backend as WasmBackend, projected) : projected.dataSync(),
-  );
+  readInto(projected, into);
   projected.dispose();
   return into;
 }

@@ -36,6 +36,17 @@ export function floats(backend: WasmBackend, tensor: TensorInfo): Float32Array {
   return new Float32Array(backend.wasm.HEAPU8.buffer, offset, bytes / 4);
 }
 
+/**
+ * A float32 tensor's values copied into `into`: straight from the heap where the backend in use
+ * keeps tensors there (wasm, native), else through dataSync(), which makes a fresh array (on a VM,
+ * its page faults can cost more than computing a large tensor).
+ */
+export function readInto(tensor: tf.Tensor, into: Float32Array): void {
+  const backend = tf.backend() as unknown as Partial<WasmBackend>;
+  const heap = backend.wasm?.HEAPU8 && backend.dataIdMap;
+  into.set(heap ? floats(backend as WasmBackend, tensor) : tensor.dataSync() as Float32Array);
+}
+
 /** A pointer to a buffer outside the heap (scratch space, small per-channel parameters). */
 export function bufferRegion(buffer: Uint8Array | Float32Array) {
   return { pointer: Deno.UnsafePointer.of(buffer), bytes: buffer.byteLength };
