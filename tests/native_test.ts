@@ -77,6 +77,27 @@ nativeTest(
         ([x]) => [tf.tanh(x), tf.sigmoid(x), tf.relu(x), tf.leakyRelu(x, 0.2)],
       ],
       [
+        "relu and leaky relu and their gradients, below and above the size worth a oneDNN call",
+        [[128, 1], [8, 16, 16, 3]],
+        (xs) =>
+          xs.flatMap((x) => [
+            tf.relu(x),
+            tf.leakyRelu(x, 0.2),
+            tf.grad((v: tf.Tensor) => tf.relu(v).mul(v))(x),
+            tf.grad((v: tf.Tensor) => tf.leakyRelu(v, 0.2).mul(v))(x),
+          ]),
+      ],
+      [
+        "bias adds over the last axis (oneDNN's per-channel broadcast), small and same-shape adds (wasm's kernel)",
+        [[8, 16, 16, 32], [32], [64, 128], [128], [4, 3], [3]],
+        ([x, b, y, c, small, d]) => [x.add(b), y.add(c), small.add(d), x.add(x)],
+      ],
+      [
+        "matMul with an inner size of 1 (an outer product), either side transposed",
+        [[128, 1], [2048, 1]],
+        ([a, b]) => [tf.matMul(a, b, false, true), tf.matMul(a.reshape([1, 128]), b, true, true)],
+      ],
+      [
         "copies and casts",
         [[2, 3, 4]],
         ([x]) => [x.clone(), tf.cast(x, "float32"), tf.cast(tf.greater(x, 0), "float32")],

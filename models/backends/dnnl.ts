@@ -28,6 +28,7 @@ const STREAM_DEFAULT = 0x7;
 const PROP_FORWARD_TRAINING = 64;
 const PROP_BACKWARD = 128;
 const CONVOLUTION_DIRECT = 1;
+const BINARY_ADD = 0x1fff0;
 /** dnnl_normalization_flags_t: gamma and beta given, packed [2, C] (their gradients come out the same way) */
 const USE_SCALESHIFT = 0x2;
 /**
@@ -45,6 +46,7 @@ export const Arg = {
   diffSrc: 129,
   diffDst: 145,
   diffWeights: 161,
+  src1: 2, // a binary primitive's second operand (its first is SRC)
   from: 1, // a reorder's source and destination are SRC and DST
   to: 17,
   scaleShift: 33, // batch normalization's gamma and beta are its WEIGHTS, their gradient DIFF_WEIGHTS
@@ -106,6 +108,7 @@ const SYMBOLS = {
     parameters: ["buffer", "i32", "pointer", "pointer", "f32", "u32"],
     result: "i32",
   },
+  dnnl_binary_desc_init: { parameters: ["buffer", "i32", "pointer", "pointer", "pointer"], result: "i32" },
   dnnl_matmul_desc_init: { parameters: ["buffer", "pointer", "pointer", "pointer", "pointer"], result: "i32" },
   dnnl_primitive_desc_create: { parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"], result: "i32" },
   dnnl_primitive_desc_query_md: { parameters: ["pointer", "i32", "i32"], result: "pointer" },
@@ -577,6 +580,25 @@ export class Dnnl {
         Arg.diffScaleShift,
       ]),
     };
+  }
+
+  /**
+   * dst = src + src1 where src1 holds one value per channel: [rows, C] + [C], described as NHWC with
+   * H = W = 1, which oneDNN treats as its per-channel broadcast (3-4x faster than as [rows, C] + [1, C]).
+   */
+  channelAdd(rows: number, channels: number): Primitive {
+    const data = this.plain([rows, channels, 1, 1], Tag.nhwc);
+    const perChannel = this.plain([1, channels, 1, 1], Tag.nhwc);
+    const desc = new Uint8Array(OP_DESC_BYTES);
+    this.check(
+      "dnnl_binary_desc_init",
+      this.lib.dnnl_binary_desc_init(desc, BINARY_ADD, data.pointer, perChannel.pointer, data.pointer),
+    );
+    return this.primitive(this.primitiveDesc(desc), [
+      { arg: Arg.src, md: data.pointer },
+      { arg: Arg.src1, md: perChannel.pointer },
+      { arg: Arg.dst, md: data.pointer },
+    ]);
   }
 
   /** Batched matrix product dst[b] = src[b] x weights[b], each operand described by its strides. */
