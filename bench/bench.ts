@@ -154,7 +154,7 @@ function torchRate(size: number, convDim: number, steps: number): number | null 
   return null;
 }
 
-/** f32 matrix-product rate of this machine: oneDNN's sgemm on 2048x2048 matrices, every core. */
+/** f32 matrix-product peak of this machine: oneDNN's sgemm on 2048x2048 matrices, every core. */
 function sgemmPeak(): number | null {
   let dnnl;
   try {
@@ -169,10 +169,14 @@ function sgemmPeak(): number | null {
   const region = (b: Float32Array) => ({ pointer: Deno.UnsafePointer.of(b), bytes: b.byteLength });
   const args = { [Arg.src]: region(buffers[0]), [Arg.weights]: region(buffers[1]), [Arg.dst]: region(buffers[2]) };
   product.run(args);
-  const runs = 10;
-  const started = performance.now();
-  for (let i = 0; i < runs; i++) product.run(args);
-  return (2 * n ** 3 * runs) / ((performance.now() - started) / 1000) / 1e9;
+  // The best of 20 products: a peak, which a slow moment of a shared VM (10-30% here) must not lower.
+  let fastest = Infinity;
+  for (let i = 0; i < 20; i++) {
+    const started = performance.now();
+    product.run(args);
+    fastest = Math.min(fastest, performance.now() - started);
+  }
+  return 2 * n ** 3 / (fastest / 1000) / 1e9;
 }
 
 async function training() {
