@@ -5,9 +5,10 @@
  *                                                           goal >= 1,500 images/s
  *  3. training images/s of the seeds' 32 px DCGAN (batch 128) per available backend, and the
  *     same network in PyTorch when `python3 -c "import torch"` works, both timed after the same
- *     untimed steps (WARM_UP): ratio best tfjs / PyTorch, goal >= 14; the 64 px network (conv dim
- *     64) on the best CPU backend, goal >= 20; GFLOP/s against the machine's f32 matrix-product
- *     rate (oneDNN sgemm, every core), goal >= 45%; kernel launches per step on native and wasm
+ *     untimed steps (WARM_UP), each side twice, alternating, the better run of each in the ratio
+ *     best tfjs / PyTorch, goal >= 14; the 64 px network (conv dim 64) on the best CPU backend,
+ *     goal >= 20; GFLOP/s against the machine's f32 matrix-product peak (oneDNN sgemm, every
+ *     core, best of 20), goal >= 45%; kernel launches per step on native and wasm
  *     (tfjs kernels that compute, Adam passes included; goal <= 300), beside those that only
  *     share data and oneDNN's primitive runs
  *  4. WebGPU calls per training step of that network (uploads, readbacks, submits, dispatches):
@@ -203,6 +204,13 @@ async function training() {
       } GFLOP/s (seeds' 32 px DCGAN, batch 128, D+G step, ${(flops32 / 1e6).toFixed(0)} MFLOP per image)${launched}`,
     );
   }
+  // The VM's speed drifts by 10-30% from minute to minute, so each side of a ratio to PyTorch is
+  // timed twice, alternating (tfjs, PyTorch, tfjs, PyTorch), and the better run of each is used.
+  const best = Object.entries(rates).sort((a, b) => b[1] - a[1])[0][0];
+  const firstTorch = torchRate(32, 32, 20);
+  const again = await trainingRate(best, STEP_CONFIG_32, 20) as { rate: number };
+  const rate = Math.max(rates[best], again.rate);
+  report(`training ${best} again: ${again.rate.toFixed(1)} images/s; the better of its two runs ${rate.toFixed(1)}`);
   const peak = sgemmPeak();
   if (peak !== null) {
     report(
@@ -210,34 +218,39 @@ async function training() {
         peak.toFixed(0)
       } GFLOP/s`,
     );
-  }
-  const [best, rate] = Object.entries(rates).sort((a, b) => b[1] - a[1])[0];
-  if (peak !== null) {
     report(`training ${best} reaches ${(100 * rate * flops32 / 1e9 / peak).toFixed(0)}% of it (goal >= 45%)`);
   }
-  const torch = torchRate(32, 32, 20);
-  if (torch === null) {
+  if (firstTorch === null) {
     report("training PyTorch: not available (apt-get install python3-torch)");
     return;
   }
+  const torch = Math.max(firstTorch, torchRate(32, 32, 20)!);
   report(
     `training PyTorch CPU: ${torch.toFixed(1)} images/s = ${
       gflops(torch, flops32)
-    } GFLOP/s (same network, same machine)`,
+    } GFLOP/s, the better of two runs (same network, same machine)`,
   );
   report(`ratio tfjs ${best} / PyTorch = ${(rate / torch).toFixed(2)} (goal >= 14)`);
 
   // The 64 px network (conv dim 64) on the best CPU backend only: wasm would take minutes.
   const cpuBest = "native" in rates ? "native" : "wasm";
   const flops64 = stepFlopsPerImage(STEP_CONFIG_64);
-  const { rate: rate64 } = await trainingRate(cpuBest, STEP_CONFIG_64, 3) as { rate: number };
-  const torch64 = torchRate(64, 64, 2)!;
+  const rates64: number[] = [];
+  const torches64: number[] = [];
+  for (let run = 0; run < 2; run++) {
+    rates64.push((await trainingRate(cpuBest, STEP_CONFIG_64, 3) as { rate: number }).rate);
+    torches64.push(torchRate(64, 64, 2)!);
+  }
+  const [rate64, torch64] = [Math.max(...rates64), Math.max(...torches64)];
+  const runs = (values: number[]) => values.map((value) => value.toFixed(1)).join(" and ");
   report(
-    `training 64 px (conv dim 64, batch 128, ${(flops64 / 1e6).toFixed(0)} MFLOP per image): ${cpuBest} ${
-      rate64.toFixed(1)
-    } images/s = ${gflops(rate64, flops64)} GFLOP/s, PyTorch CPU ${torch64.toFixed(1)} images/s = ${
-      gflops(torch64, flops64)
-    } GFLOP/s`,
+    `training 64 px (conv dim 64, batch 128, ${
+      (flops64 / 1e6).toFixed(0)
+    } MFLOP per image), the better of two runs: ${cpuBest} ${rate64.toFixed(1)} images/s = ${
+      gflops(rate64, flops64)
+    } GFLOP/s (${runs(rates64)}), PyTorch CPU ${torch64.toFixed(1)} images/s = ${gflops(torch64, flops64)} GFLOP/s (${
+      runs(torches64)
+    })`,
   );
   report(`ratio tfjs ${cpuBest} / PyTorch at 64 px = ${(rate64 / torch64).toFixed(2)} (goal >= 20)`);
 }
