@@ -178,9 +178,9 @@ nativeTest(
 );
 
 nativeTest(
-  "native Adam, one pass per weight over the wasm heap, gives the bits of the tf-ops Adam on wasm",
+  "native Adam, one pass per weight over the wasm heap (WebAssembly SIMD, JavaScript for the last values), gives the bits of the tf-ops Adam on wasm",
   async () => {
-    const shapes = [[4, 4, 3, 32], [32], [100, 2048], [1]];
+    const shapes = [[4, 4, 3, 32], [32], [100, 2048], [1], [7, 5]]; // [1] and [7, 5] end in the JavaScript pass
     const values = await inputs([...shapes, ...shapes]); // weights, then gradients
     const train = async (backend: "wasm" | "native") => {
       await useBackend(backend);

@@ -156,10 +156,10 @@ function batchMatMul(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
   const outer = (batchA >= batchB ? a : b).shape.slice(0, -2);
   const batch = Math.max(batchA, batchB);
   const backend = args.backend as unknown as WasmBackend;
-  const out = backend.makeOutput([...outer, m, n], "float32");
   if (k === 1 && batch === 1) {
-    outerProduct(floats(backend, a), floats(backend, b), floats(backend, out));
-    return out;
+    const product = backend.makeOutput([...outer, m, n], "float32");
+    outerProduct(floats(backend, a), floats(backend, b), floats(backend, product));
+    return product;
   }
   const key = [batchA, batchB, m, k, n, transposeA, transposeB].join();
   let primitive = matmuls.get(key);
@@ -170,6 +170,7 @@ function batchMatMul(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
     const dst = lib.strided([batch, m, n], [m * n, n, 1]);
     matmuls.set(key, primitive = lib.matmul(src, weights, dst));
   }
+  const out = backend.makeOutput([...outer, m, n], "float32");
   primitive.run({ [Arg.src]: region(backend, a), [Arg.weights]: region(backend, b), [Arg.dst]: region(backend, out) });
   return out;
 }
@@ -296,14 +297,15 @@ function elementwise(algorithm: number, alphaAttr?: string) {
     const alpha = alphaAttr ? (args.attrs as Record<string, number>)[alphaAttr] : 0;
     const size = tf.util.sizeFromShape(x.shape);
     const backend = args.backend as unknown as WasmBackend;
-    const out = backend.makeOutput(x.shape, "float32");
     if (algorithm === Eltwise.relu && size < SMALL) {
-      reluHere(floats(backend, x), floats(backend, out), alpha);
-      return out;
+      const activated = backend.makeOutput(x.shape, "float32");
+      reluHere(floats(backend, x), floats(backend, activated), alpha);
+      return activated;
     }
     const key = `${algorithm} ${alpha} ${size}`;
     let primitive = eltwises.get(key);
     if (!primitive) eltwises.set(key, primitive = loadDnnl().eltwise(algorithm, size, alpha, false));
+    const out = backend.makeOutput(x.shape, "float32");
     primitive.run({ [Arg.src]: region(backend, x), [Arg.dst]: region(backend, out) });
     return out;
   };
@@ -315,14 +317,15 @@ function reluGradient(args: KernelArgs): TensorInfo {
   const { alpha } = args.attrs as { alpha: number };
   const size = tf.util.sizeFromShape(x.shape);
   const backend = args.backend as unknown as WasmBackend;
-  const out = backend.makeOutput(x.shape, "float32");
   if (size < SMALL) {
-    reluGradientHere(floats(backend, x), floats(backend, dy), floats(backend, out), alpha);
-    return out;
+    const dx = backend.makeOutput(x.shape, "float32");
+    reluGradientHere(floats(backend, x), floats(backend, dy), floats(backend, dx), alpha);
+    return dx;
   }
   const key = `gradient ${alpha} ${size}`;
   let primitive = eltwises.get(key);
   if (!primitive) eltwises.set(key, primitive = loadDnnl().eltwise(Eltwise.relu, size, alpha, true));
+  const out = backend.makeOutput(x.shape, "float32");
   primitive.run({
     [Arg.src]: region(backend, x),
     [Arg.diffDst]: region(backend, dy),

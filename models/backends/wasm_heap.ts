@@ -9,7 +9,7 @@ type TensorInfo = tf.TensorInfo;
 
 /** The parts of tfjs-wasm's backend class the native kernels use. */
 export interface WasmBackend {
-  wasm: { HEAPU8: Uint8Array };
+  wasm: { HEAPU8: Uint8Array; asm: { memory: WebAssembly.Memory } };
   dataIdMap: { get(dataId: object): { memoryOffset: number; refCount: number } };
   makeOutput(shape: number[], dtype: "float32"): TensorInfo;
   incRef(dataId: object): void;
@@ -22,6 +22,11 @@ function place(backend: WasmBackend, tensor: TensorInfo) {
   if (tensor.dtype !== "float32") throw new Error(`native kernels take float32 tensors, got ${tensor.dtype}`);
   if (offset + bytes > backend.wasm.HEAPU8.byteLength) throw new Error("native kernel: tensor outside the wasm heap");
   return { offset, bytes };
+}
+
+/** Where a float32 tensor's bytes start in the wasm heap, for code that runs in the heap itself. */
+export function heapOffset(backend: WasmBackend, tensor: TensorInfo): number {
+  return place(backend, tensor).offset;
 }
 
 /** A pointer to a tensor's bytes, taken now: the heap may have grown (and moved) since the last call. */
