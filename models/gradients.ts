@@ -66,3 +66,16 @@ for (const kernelName of ["Relu", "LeakyRelu"]) {
     },
   });
 }
+
+/**
+ * The ReLU gradient's own gradient, for second derivatives (WGAN-GP's penalty differentiates D's
+ * input gradient): linear in dy with the same slope per value, and piecewise constant in x.
+ */
+tf.registerGradient({
+  kernelName: RELU_GRADIENT_KERNEL,
+  inputsToSave: ["x"],
+  gradFunc: (ddx: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => ({
+    dy: () => tf.engine().runKernel(RELU_GRADIENT_KERNEL, { dy: ddx as tf.Tensor, x: saved[0] }, attrs) as tf.Tensor,
+    x: () => tf.zerosLike(saved[0]),
+  }),
+});

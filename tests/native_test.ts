@@ -88,9 +88,16 @@ nativeTest(
           ]),
       ],
       [
-        "bias adds over the last axis (oneDNN's per-channel broadcast), small and same-shape adds (wasm's kernel)",
-        [[8, 16, 16, 32], [32], [64, 128], [128], [4, 3], [3]],
-        ([x, b, y, c, small, d]) => [x.add(b), y.add(c), small.add(d), x.add(x)],
+        "bias adds over the last axis (oneDNN's broadcast; a loop under 16 channels), small and same-shape adds (wasm's)",
+        [[8, 16, 16, 32], [32], [64, 128], [128], [50, 29, 3], [3], [997, 5], [5], [4, 3]],
+        ([x, b, y, c, image, d, rows, e, small]) => [
+          x.add(b),
+          y.add(c),
+          image.add(d),
+          rows.add(e),
+          small.add(d),
+          x.add(x),
+        ],
       ],
       [
         "matMul with an inner size of 1 (an outer product), either side transposed",

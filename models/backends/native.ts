@@ -251,9 +251,10 @@ const channelAdds = new Map<string, ReturnType<Dnnl["channelAdd"]>>();
 const SMALL = 4096;
 
 /**
- * A bias add, x [..., C] + b [C], on every core: wasm's broadcasting Add is scalar (1.3 ms for
- * 128x32x32x3 + 3, oneDNN 0.5 ms; 3.5 ms and 0.8 ms for 128x32x32x64 + 64). The same float32
- * additions, so the same bits. Other adds stay on wasm.
+ * A bias add, x [..., C] + b [C], on every core: wasm's broadcasting Add is scalar (3.5 ms for
+ * 128x32x32x64 + 64, oneDNN 0.8 ms). Under 16 channels oneDNN is slow too (0.5-1 ms for
+ * 128x32x32x3 + 3), and a loop takes 0.3 ms. The same float32 additions, so the same bits. Other
+ * adds stay on wasm.
  */
 function add(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
   const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
@@ -265,14 +266,35 @@ function add(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
   ) {
     return fallback(args) as TensorInfo;
   }
+  const backend = args.backend as unknown as WasmBackend;
+  if (channels < 16) {
+    const sum = backend.makeOutput(a.shape, "float32");
+    biasAddHere(floats(backend, a), floats(backend, b), floats(backend, sum));
+    return sum;
+  }
   const rows = size / channels;
   const key = `${rows} ${channels}`;
   let primitive = channelAdds.get(key);
   if (!primitive) channelAdds.set(key, primitive = loadDnnl().channelAdd(rows, channels));
-  const backend = args.backend as unknown as WasmBackend;
   const out = backend.makeOutput(a.shape, "float32");
   primitive.run({ [Arg.src]: region(backend, a), [Arg.src1]: region(backend, b), [Arg.dst]: region(backend, out) });
   return out;
+}
+
+/**
+ * x + b with b repeated along x, for few channels: b is laid out again and again over at least 96
+ * values, so the inner loop is long (a loop over the channels inside a loop over the rows is 1.5x
+ * slower at 3 channels). A float64 sum of two float32 values rounded to float32 is their float32 sum.
+ */
+function biasAddHere(x: Float32Array, b: Float32Array, out: Float32Array): void {
+  const period = b.length * Math.ceil(96 / b.length);
+  const pattern = new Float32Array(period);
+  for (let i = 0; i < period; i++) pattern[i] = b[i % b.length];
+  let at = 0;
+  for (; at + period <= x.length; at += period) {
+    for (let i = 0; i < period; i++) out[at + i] = x[at + i] + pattern[i];
+  }
+  for (let i = 0; at < x.length; at++, i++) out[at] = x[at] + pattern[i];
 }
 
 const eltwises = new Map<string, ReturnType<Dnnl["eltwise"]>>();
