@@ -5,17 +5,7 @@
  * Each doubling of the image size adds one conv layer (D) and one convT layer (G).
  */
 import * as tf from "./tf.ts";
-import {
-  batchNorm,
-  conv,
-  convTranspose,
-  dense,
-  dropout,
-  leakyRelu,
-  minibatchStd,
-  type Pass,
-  selfAttention,
-} from "./layers.ts";
+import { batchNorm, conv, convTranspose, dense, dropout, minibatchStd, type Pass, selfAttention } from "./layers.ts";
 import { ParamStore } from "./params.ts";
 import type { Rng } from "./rng.ts";
 import type { SpectralNorm } from "./choices.ts";
@@ -121,9 +111,10 @@ export class Discriminator {
     let x = images;
     let channels = dConvDim;
     for (let layer = 1; layer <= depth; layer++) {
-      x = conv(s, `down${layer}`, x, channels, pass, { bias: layer === 1 || !this.config.dBatchNorm });
       // The first layer has no batch norm (DCGAN).
-      x = layer > 1 && this.config.dBatchNorm ? batchNorm(s, `down${layer}/bn`, x, pass, "leakyRelu") : leakyRelu(x);
+      const normed = layer > 1 && this.config.dBatchNorm;
+      x = conv(s, `down${layer}`, x, channels, pass, { bias: !normed, leaky: !normed });
+      if (normed) x = batchNorm(s, `down${layer}/bn`, x, pass, "leakyRelu");
       x = dropout(x, dDropout, pass);
       if (this.config.selfAttention && layer === 1) x = selfAttention(s, "attn", x, pass);
       channels *= 2;

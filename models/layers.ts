@@ -8,6 +8,7 @@ import type { ParamStore } from "./params.ts";
 import type { Rng } from "./rng.ts";
 import { type Activation, batchNormOnDevice } from "./backends/webgpu_batchnorm.ts";
 import { batchNormInHeap, nativeBatchNormAvailable } from "./backends/native_batchnorm.ts";
+import { convBiasLeakyReluAvailable, convBiasLeakyReluInHeap } from "./backends/native.ts";
 
 export interface Pass {
   training: boolean;
@@ -54,21 +55,24 @@ export function updateSpectralVectors(store: ParamStore): void {
   });
 }
 
+/** A convolution, + bias unless `bias` is false, then leaky ReLU when `leaky` (one kernel on native). */
 export function conv(
   store: ParamStore,
   name: string,
   x: tf.Tensor4D,
   outChannels: number,
   pass: Pass,
-  { kernel = 4, stride = 2, bias = true } = {},
+  { kernel = 4, stride = 2, bias = true, leaky = false } = {},
 ): tf.Tensor4D {
   const inChannels = x.shape[3];
   const w = store.normal(`${name}/w`, [kernel, kernel, inChannels, outChannels]);
   const weight = spectral(store, name, w, pass, kernel * kernel * inChannels) as tf.Tensor4D;
+  const b = bias ? store.constant(`${name}/b`, [outChannels], 0) : null;
+  if (b && leaky && convBiasLeakyReluAvailable()) return convBiasLeakyReluInHeap(x, weight, b, stride, LEAKY_SLOPE);
   // 'same' with k4/s2 pads 1 on each side: PyTorch's Conv2d(k=4, s=2, p=1).
   let y = tf.conv2d(x, weight, stride, "same");
-  if (bias) y = y.add(store.constant(`${name}/b`, [outChannels], 0));
-  return y;
+  if (b) y = y.add(b);
+  return leaky ? leakyRelu(y) : y;
 }
 
 /** ConvTranspose2d(k=4, s=2, p=1): doubles height and width. */

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import * as tf from "../models/tf.ts";
 import { useBackend } from "../models/backend.ts";
 import { Arg, loadDnnl } from "../models/backends/dnnl.ts";
-import { batchNorm } from "../models/layers.ts";
+import { batchNorm, conv } from "../models/layers.ts";
 import { ParamStore } from "../models/params.ts";
 import { Rng } from "../models/rng.ts";
 import type { Activation } from "../models/backends/webgpu_batchnorm.ts";
@@ -181,6 +181,52 @@ nativeTest(
       "FaceganNativeBatchNormTrain",
       "FaceganNativeBatchNormTrainGrad",
     ]);
+  },
+);
+
+nativeTest(
+  "native fused convolution + bias + leaky ReLU (D's layers without batch norm): output and gradients match cpu within 1e-5",
+  async () => {
+    // [batch, size, size, channels in] -> channels out: D's first layer at 32, 64 and 128 px, and a
+    // later one (WGAN-GP's D has no batch norm).
+    const layers: [number[], number][] = [[[8, 32, 32, 3], 32], [[2, 64, 64, 3], 64], [[1, 128, 128, 3], 64], [
+      [8, 16, 16, 32],
+      64,
+    ]];
+    for (const [shape, channels] of layers) {
+      const outShape = [shape[0], shape[1] / 2, shape[2] / 2, channels];
+      const errors = await maxRelativeErrors([shape, outShape], ([x, weights]) => {
+        const store = new ParamStore("T", new Rng(7));
+        const pass = { training: true, spectralNorm: false, updates: [] as [tf.Variable, tf.Tensor][] };
+        const input = tf.variable(x, true);
+        conv(store, "c", input as tf.Tensor4D, channels, pass, { leaky: true }); // creates w and b
+        const bias = store.trainable.get("T/c/b")!;
+        bias.assign(tf.randomNormal(bias.shape, 0, 0.1, "float32", 6));
+        const filter = store.trainable.get("T/c/w")!;
+        let y: tf.Tensor | null = null;
+        const { grads } = tf.variableGrads(() => {
+          y = tf.keep(conv(store, "c", input as tf.Tensor4D, channels, pass, { leaky: true }));
+          return y.mul(weights).sum() as tf.Scalar;
+        }, [input, filter, bias]);
+        return [y!, grads[input.name], grads[filter.name], grads[bias.name]];
+      });
+      for (const { name, error } of errors) {
+        assert.ok(
+          error < 1e-5,
+          `${shape} -> ${channels}: ${["y", "dx", "d filter", "d bias"][name]} relative error ${error}`,
+        );
+      }
+    }
+    // What was compared is the fused kernel, not the tf ops cpu runs.
+    await useBackend("native");
+    const store = new ParamStore("T", new Rng(7));
+    const x = tf.variable(tf.randomNormal([2, 8, 8, 3]), true);
+    const pass = { training: true, spectralNorm: false, updates: [] };
+    const { kernelNames } = await tf.profile(() =>
+      tf.variableGrads(() => conv(store, "c", x as tf.Tensor4D, 4, pass, { leaky: true }).sum() as tf.Scalar, [x]).grads
+    );
+    assert.ok(kernelNames.includes("FaceganNativeConvBiasLeakyRelu"), kernelNames.join());
+    assert.ok(!kernelNames.includes("LeakyRelu") && !kernelNames.includes("Conv2D"), kernelNames.join());
   },
 );
 

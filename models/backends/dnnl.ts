@@ -22,7 +22,7 @@ const MAX_DIMS = 12;
 
 // Enum values from dnnl_types.h (2.x).
 const F32 = 3;
-const Tag = { any: 1, nhwc: 20, hwio: 30 } as const;
+const Tag = { any: 1, a: 2, nhwc: 20, hwio: 30 } as const;
 const CPU_ENGINE = 1;
 const STREAM_DEFAULT = 0x7;
 const PROP_FORWARD_TRAINING = 64;
@@ -46,6 +46,7 @@ export const Arg = {
   diffSrc: 129,
   diffDst: 145,
   diffWeights: 161,
+  bias: 41,
   src1: 2, // a binary primitive's second operand (its first is SRC)
   from: 1, // a reorder's source and destination are SRC and DST
   to: 17,
@@ -111,6 +112,12 @@ const SYMBOLS = {
   dnnl_binary_desc_init: { parameters: ["buffer", "i32", "pointer", "pointer", "pointer"], result: "i32" },
   dnnl_matmul_desc_init: { parameters: ["buffer", "pointer", "pointer", "pointer", "pointer"], result: "i32" },
   dnnl_primitive_desc_create: { parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"], result: "i32" },
+  dnnl_primitive_attr_create: { parameters: ["buffer"], result: "i32" },
+  dnnl_primitive_attr_destroy: { parameters: ["pointer"], result: "i32" },
+  dnnl_primitive_attr_set_post_ops: { parameters: ["pointer", "pointer"], result: "i32" },
+  dnnl_post_ops_create: { parameters: ["buffer"], result: "i32" },
+  dnnl_post_ops_destroy: { parameters: ["pointer"], result: "i32" },
+  dnnl_post_ops_append_eltwise: { parameters: ["pointer", "f32", "i32", "f32", "f32"], result: "i32" },
   dnnl_primitive_desc_query_md: { parameters: ["pointer", "i32", "i32"], result: "pointer" },
   dnnl_reorder_primitive_desc_create: {
     parameters: ["buffer", "pointer", "pointer", "pointer", "pointer", "pointer"],
@@ -281,6 +288,15 @@ export interface ConvGeometry {
 
 export type ConvDirection = "forward" | "backwardData" | "backwardWeights";
 
+/**
+ * What a forward convolution may do as it writes each output value: add the channel's bias, then
+ * apply an elementwise function (`Eltwise`; relu with alpha is leaky ReLU).
+ */
+export interface Epilogue {
+  activation: number;
+  alpha: number;
+}
+
 /** A primitive plus the reorders that move weights between tfjs' layout and the one oneDNN chose. */
 export interface PlannedPrimitive {
   primitive: Primitive;
@@ -397,10 +413,32 @@ export class Dnnl {
     return fromOut(out);
   }
 
-  private primitiveDesc(opDesc: Uint8Array, hint: Pointer | null = null): Pointer {
+  private primitiveDesc(opDesc: Uint8Array, hint: Pointer | null = null, attr: Pointer | null = null): Pointer {
     const out = pointerOut();
-    this.check("dnnl_primitive_desc_create", this.lib.dnnl_primitive_desc_create(out, opDesc, null, this.engine, hint));
+    this.check("dnnl_primitive_desc_create", this.lib.dnnl_primitive_desc_create(out, opDesc, attr, this.engine, hint));
     return fromOut(out);
+  }
+
+  /** Primitive attributes with one eltwise post-op: `algorithm` applied to each value as it is written. */
+  private withActivation<T>(algorithm: number, alpha: number, use: (attr: Pointer) => T): T {
+    const postOps = pointerOut();
+    this.check("dnnl_post_ops_create", this.lib.dnnl_post_ops_create(postOps));
+    const attr = pointerOut();
+    try {
+      this.check(
+        "dnnl_post_ops_append_eltwise",
+        this.lib.dnnl_post_ops_append_eltwise(fromOut(postOps), 1, algorithm, alpha, 0),
+      );
+      this.check("dnnl_primitive_attr_create", this.lib.dnnl_primitive_attr_create(attr));
+      this.check(
+        "dnnl_primitive_attr_set_post_ops",
+        this.lib.dnnl_primitive_attr_set_post_ops(fromOut(attr), fromOut(postOps)),
+      );
+      return use(fromOut(attr)); // the primitive descriptor keeps its own copy
+    } finally {
+      if (attr[0]) this.lib.dnnl_primitive_attr_destroy(fromOut(attr));
+      this.lib.dnnl_post_ops_destroy(fromOut(postOps));
+    }
   }
 
   private primitive(pd: Pointer, args: { arg: number; md: Pointer }[]): Primitive {
@@ -433,7 +471,11 @@ export class Dnnl {
    * weights inside take the layout oneDNN prefers (blocked, 3-4x faster than HWIO in a prototype),
    * with a reorder from or to tfjs' layout around the call: weights are small, activations are not.
    */
-  convolution(direction: ConvDirection, g: ConvGeometry): PlannedPrimitive {
+  convolution(direction: ConvDirection, g: ConvGeometry, epilogue?: Epilogue): PlannedPrimitive {
+    if (epilogue && direction !== "forward") {
+      throw new Error("oneDNN: a bias and activation go with forward convolutions only");
+    }
+    const bias = epilogue ? this.plain([g.outChannels], Tag.a) : null;
     const src = this.plain([g.batch, g.inChannels, g.inHeight, g.inWidth], Tag.nhwc);
     const dst = this.plain([g.batch, g.outChannels, g.outHeight, g.outWidth], Tag.nhwc);
     const weightShape = [g.outChannels, g.inChannels, g.filterHeight, g.filterWidth];
@@ -449,12 +491,14 @@ export class Dnnl {
         CONVOLUTION_DIRECT,
         src.pointer,
         anyWeights.pointer,
-        null,
+        bias?.pointer ?? null,
         dst.pointer,
         ...geometry,
       ),
     );
-    const forward = this.primitiveDesc(forwardDesc);
+    const forward = epilogue
+      ? this.withActivation(epilogue.activation, epilogue.alpha, (attr) => this.primitiveDesc(forwardDesc, null, attr))
+      : this.primitiveDesc(forwardDesc);
     let pd = forward;
     if (direction === "backwardData") {
       const desc = new Uint8Array(OP_DESC_BYTES);
@@ -489,7 +533,11 @@ export class Dnnl {
     const weightsArg = direction === "backwardWeights" ? Arg.diffWeights : Arg.weights;
     const weights = this.query(pd, direction === "backwardWeights" ? QUERY_MD.diff_weights : QUERY_MD.weights);
     const args = direction === "forward"
-      ? [{ arg: Arg.src, md: src.pointer }, { arg: Arg.dst, md: dst.pointer }]
+      ? [
+        { arg: Arg.src, md: src.pointer },
+        { arg: Arg.dst, md: dst.pointer },
+        ...bias ? [{ arg: Arg.bias, md: bias.pointer }] : [],
+      ]
       : direction === "backwardData"
       ? [{ arg: Arg.diffSrc, md: src.pointer }, { arg: Arg.diffDst, md: dst.pointer }]
       : [{ arg: Arg.src, md: src.pointer }, { arg: Arg.diffDst, md: dst.pointer }];
@@ -512,7 +560,7 @@ export class Dnnl {
    * algorithm).
    */
   eltwise(algorithm: number, size: number, alpha: number, backward: boolean): Primitive {
-    const data = this.plain([size], 2 /* dnnl_a */);
+    const data = this.plain([size], Tag.a);
     const desc = new Uint8Array(OP_DESC_BYTES);
     this.check(
       "dnnl_eltwise_forward_desc_init",
