@@ -14,7 +14,7 @@
  */
 import * as tf from "../tf.ts";
 import type { AdamConstants } from "./webgpu_device.ts";
-import { floats, heapOffset, type WasmBackend } from "./wasm_heap.ts";
+import { floats, heapOffset, markWritten, type WasmBackend } from "./wasm_heap.ts";
 
 /** Adam passes run so far: what `deno task bench training` counts per step. */
 export const adamCounts = { passes: 0 };
@@ -70,6 +70,7 @@ export function adamInHeap(
       const [weights, firsts, seconds, gradients] = tensors.map((t) => floats(backend, t).subarray(inSimd));
       pass(weights, firsts, seconds, gradients, values);
     }
+    for (const state of [variable, m, v]) markWritten(state);
     adamCounts.passes++;
   }
 }

@@ -52,6 +52,21 @@ export function readInto(tensor: tf.Tensor, into: Float32Array): void {
   into.set(heap ? floats(backend as WasmBackend, tensor) : tensor.dataSync() as Float32Array);
 }
 
+/**
+ * Writes into a tensor's existing data (Adam updates weights in place; everything else writes new
+ * outputs): a count per data id, so that what was computed from a tensor's values can be kept
+ * until they change.
+ */
+const inPlaceWrites = new WeakMap<object, number>();
+
+export function markWritten(tensor: TensorInfo): void {
+  inPlaceWrites.set(tensor.dataId, (inPlaceWrites.get(tensor.dataId) ?? 0) + 1);
+}
+
+export function writesTo(tensor: TensorInfo): number {
+  return inPlaceWrites.get(tensor.dataId) ?? 0;
+}
+
 /** A pointer to a buffer outside the heap (scratch space, small per-channel parameters). */
 export function bufferRegion(buffer: Uint8Array | Float32Array) {
   return { pointer: Deno.UnsafePointer.of(buffer), bytes: buffer.byteLength };
