@@ -10,6 +10,7 @@ import * as tf from "./tf.ts";
 import { Rng } from "./rng.ts";
 import { type RunSorter, sortRunsHere } from "./radix_sort.ts";
 import { readInto } from "./backends/wasm_heap.ts";
+import { matMulInto } from "./backends/native.ts";
 
 // ---------------------------------------------------------------- SWD (ProGAN)
 
@@ -280,13 +281,14 @@ function projections(
   sort: RunSorter,
 ): Float32Array {
   const rows = set.length / dims;
+  const into = sort.buffer(rows * directions);
   // directions x rows (both operands read transposed), so each direction's projections are
   // contiguous for sorting without a transpose pass over the whole product.
+  if (matMulInto(directionMatrix, [dims, directions], set, [rows, dims], true, true, into)) return into;
   const projected = tf.tidy(() =>
     tf.matMul(tf.tensor2d(directionMatrix, [dims, directions]), tf.tensor2d(set, [rows, dims]), true, true)
   );
   // Not dataSync(): a fresh 16 MB array for every level of every epoch's grid.
-  const into = sort.buffer(rows * directions);
   readInto(projected, into);
   projected.dispose();
   return into;

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import * as tf from "../models/tf.ts";
 import { useBackend } from "../models/backend.ts";
 import { Arg, loadDnnl } from "../models/backends/dnnl.ts";
+import { matMulInto } from "../models/backends/native.ts";
 import { batchNorm, conv } from "../models/layers.ts";
 import { ParamStore } from "../models/params.ts";
 import { Rng } from "../models/rng.ts";
@@ -257,6 +258,20 @@ nativeTest(
       const differ = values.findIndex((value, i) => !Object.is(value, expected[tensor][i]));
       assert.equal(differ, -1, `tensor ${tensor}, value ${differ}: ${values[differ]} vs ${expected[tensor][differ]}`);
     });
+  },
+);
+
+nativeTest(
+  "matMulInto (evaluate's projections) gives tf.matMul's bits, into a shared buffer, on native only",
+  async () => {
+    const [a, b] = await inputs([[48, 512], [300, 48]]);
+    await useBackend("native");
+    const into = new Float32Array(new SharedArrayBuffer(512 * 300 * 4));
+    assert.ok(matMulInto(a, [48, 512], b, [300, 48], true, true, into));
+    const expected = tf.matMul(tf.tensor2d(a, [48, 512]), tf.tensor2d(b, [300, 48]), true, true).dataSync();
+    assert.deepEqual(into, Float32Array.from(expected));
+    await useBackend("wasm");
+    assert.equal(matMulInto(a, [48, 512], b, [300, 48], true, true, into), false);
   },
 );
 
