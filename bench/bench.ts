@@ -111,10 +111,12 @@ async function countLaunches(backend: string, gan: Gan, real: tf.Tensor4D): Prom
  */
 const WARM_UP = { 32: 3, 64: 1 };
 
+/** Images/s over `steps` timed steps, and with `count`, what one more step launches (native, wasm). */
 async function trainingRate(
   backend: string,
   config: GanConfig,
   steps: number,
+  count = false,
 ): Promise<{ rate: number; launches: Launches | null } | string> {
   try {
     await useBackend(backend as typeof BACKENDS[number]);
@@ -130,7 +132,9 @@ async function trainingRate(
   for (let i = 0; i < steps; i++) await gan.trainStep(real);
   const rate = (128 * steps) / ((performance.now() - started) / 1000);
   // Counted on the CPU backends only: webgpu's dispatches are counted by `counts` below.
-  const launches = backend === "native" || backend === "wasm" ? await countLaunches(backend, gan, real) : null;
+  const launches = count && (backend === "native" || backend === "wasm")
+    ? await countLaunches(backend, gan, real)
+    : null;
   gan.dispose();
   real.dispose();
   return { rate, launches };
@@ -188,7 +192,7 @@ async function training() {
   // cpu (plain JavaScript) is the reference for tests, not a training backend: one batch-128 step
   // takes minutes, so it is not timed here.
   for (const [backend, steps] of [["native", 20], ["wasm", 6], ["webgpu", 3], ["tensorflow", 20]] as const) {
-    const measured = await trainingRate(backend, STEP_CONFIG_32, steps);
+    const measured = await trainingRate(backend, STEP_CONFIG_32, steps, true);
     if (typeof measured === "string") {
       report(`training ${backend}: not available here: ${measured}`);
       continue;

@@ -8,7 +8,7 @@ import type { ParamStore } from "./params.ts";
 import type { Rng } from "./rng.ts";
 import { type Activation, batchNormOnDevice } from "./backends/webgpu_batchnorm.ts";
 import { batchNormInHeap, nativeBatchNormAvailable } from "./backends/native_batchnorm.ts";
-import { convBiasLeakyReluAvailable, convBiasLeakyReluInHeap } from "./backends/native.ts";
+import { convBiasLeakyReluInHeap, nativeKernelsInstalled } from "./backends/native.ts";
 
 export interface Pass {
   training: boolean;
@@ -68,7 +68,7 @@ export function conv(
   const w = store.normal(`${name}/w`, [kernel, kernel, inChannels, outChannels]);
   const weight = spectral(store, name, w, pass, kernel * kernel * inChannels) as tf.Tensor4D;
   const b = bias ? store.constant(`${name}/b`, [outChannels], 0) : null;
-  if (b && leaky && convBiasLeakyReluAvailable()) return convBiasLeakyReluInHeap(x, weight, b, stride, LEAKY_SLOPE);
+  if (b && leaky && nativeKernelsInstalled()) return convBiasLeakyReluInHeap(x, weight, b, stride, LEAKY_SLOPE);
   // 'same' with k4/s2 pads 1 on each side: PyTorch's Conv2d(k=4, s=2, p=1).
   let y = tf.conv2d(x, weight, stride, "same");
   if (b) y = y.add(b);

@@ -198,7 +198,7 @@ tf.registerGradient({
 
 /**
  * conv2d (k4, s2 or 'same' padding as `conv` in models/layers.ts), + bias, leaky ReLU: one kernel
- * on native, where `convBiasLeakyReluAvailable()`.
+ * on native, where `nativeKernelsInstalled()`.
  */
 export function convBiasLeakyReluInHeap(
   x: tf.Tensor4D,
@@ -213,11 +213,6 @@ export function convBiasLeakyReluInHeap(
     { x, filter, bias },
     attrs as unknown as tf.NamedAttrMap,
   ) as tf.Tensor4D;
-}
-
-/** Whether the backend in use has the fused convolution (the native backend is installed). */
-export function convBiasLeakyReluAvailable(): boolean {
-  return tf.getKernel(CONV_BIAS_LEAKY_RELU, tf.getBackend()) !== undefined;
 }
 
 /** The oneDNN product [batchA, m, k] x [batchB, k, n] (either operand read transposed), planned once. */
@@ -544,11 +539,16 @@ const KERNELS: Record<string, (args: KernelArgs, fallback: tf.KernelFunc) => Ten
 /** The wasm kernels the native ones replace, while they are installed. */
 const replaced = new Map<string, tf.KernelConfig>();
 
+/** Kernels wasm does not have, which the native backend adds to its registry while installed. */
+const ADDED: tf.KernelConfig[] = [
+  { kernelName: RELU_GRADIENT_KERNEL, backendName: "wasm", kernelFunc: reluGradient },
+  { kernelName: CONV_BIAS_LEAKY_RELU, backendName: "wasm", kernelFunc: convBiasLeakyRelu },
+  ...BATCH_NORM_KERNELS,
+];
+
 function installNativeKernels(): void {
   if (replaced.size) return;
-  tf.registerKernel({ kernelName: RELU_GRADIENT_KERNEL, backendName: "wasm", kernelFunc: reluGradient });
-  tf.registerKernel({ kernelName: CONV_BIAS_LEAKY_RELU, backendName: "wasm", kernelFunc: convBiasLeakyRelu });
-  for (const config of BATCH_NORM_KERNELS) tf.registerKernel(config);
+  for (const config of ADDED) tf.registerKernel(config);
   for (const [kernelName, kernelFunc] of Object.entries(KERNELS)) {
     const original = tf.getKernel(kernelName, "wasm")!;
     replaced.set(kernelName, original);
@@ -569,9 +569,7 @@ export function nativeKernelsInstalled(): boolean {
 /** Put tfjs-wasm's own kernels back (when another backend, wasm itself included, is chosen). */
 export function removeNativeKernels(): void {
   if (!replaced.size) return;
-  tf.unregisterKernel(RELU_GRADIENT_KERNEL, "wasm");
-  tf.unregisterKernel(CONV_BIAS_LEAKY_RELU, "wasm");
-  for (const { kernelName } of BATCH_NORM_KERNELS) tf.unregisterKernel(kernelName, "wasm");
+  for (const { kernelName } of ADDED) tf.unregisterKernel(kernelName, "wasm");
   for (const [kernelName, original] of replaced) {
     tf.unregisterKernel(kernelName, "wasm");
     tf.registerKernel(original);
