@@ -21,7 +21,7 @@ import { join } from "node:path";
 import * as tf from "../models/tf.ts";
 import { BACKENDS, BackendUnavailable, useBackend } from "../models/backend.ts";
 import { Gan, type GanConfig } from "../models/gan.ts";
-import { Arg, loadDnnl } from "../models/backends/dnnl.ts";
+import { alignedBytes, Arg, loadDnnl } from "../models/backends/dnnl.ts";
 import { adamCounts } from "../models/backends/native_adam.ts";
 import { STEP_CONFIG_32, STEP_CONFIG_64, stepFlopsPerImage } from "./bench_config.ts";
 import { countSteps, GOALS } from "../tests/support/step_counts.ts";
@@ -170,7 +170,10 @@ function sgemmPeak(): number | null {
   const n = 2048;
   const md = () => dnnl.strided([1, n, n], [n * n, n, 1]);
   const product = dnnl.matmul(md(), md(), md());
-  const buffers = [0, 1, 2].map(() => new Float32Array(n * n).fill(0.5));
+  const buffers = [0, 1, 2].map(() => {
+    const bytes = alignedBytes(n * n * 4);
+    return new Float32Array(bytes.buffer, bytes.byteOffset, n * n).fill(0.5);
+  });
   const region = (b: Float32Array) => ({ pointer: Deno.UnsafePointer.of(b), bytes: b.byteLength });
   const args = { [Arg.src]: region(buffers[0]), [Arg.weights]: region(buffers[1]), [Arg.dst]: region(buffers[2]) };
   product.run(args);

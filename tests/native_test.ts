@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import * as tf from "../models/tf.ts";
 import { useBackend } from "../models/backend.ts";
-import { Arg, loadDnnl } from "../models/backends/dnnl.ts";
+import { Arg, loadDnnl, VECTOR_BYTES } from "../models/backends/dnnl.ts";
+import { heapOffset, type WasmBackend } from "../models/backends/wasm_heap.ts";
 import { matMulInto } from "../models/backends/native.ts";
 import { batchNorm, conv } from "../models/layers.ts";
 import { ParamStore } from "../models/params.ts";
@@ -272,6 +273,24 @@ nativeTest(
     assert.deepEqual(into, Float32Array.from(expected));
     await useBackend("wasm");
     assert.equal(matMulInto(a, [48, 512], b, [300, 48], true, true, into), false);
+  },
+);
+
+nativeTest(
+  "on native every tensor starts on a 64-byte boundary of the wasm heap, and disposing it frees its block",
+  async () => {
+    await useBackend("native");
+    const backend = tf.backend() as unknown as WasmBackend;
+    const heapBytes = () => backend.wasm.HEAPU8.byteLength;
+    const before = heapBytes();
+    // 100 rounds of ~8 MB: a block not given back would grow the heap by ~800 MB.
+    for (let round = 0; round < 100; round++) {
+      const tensors = [tf.zeros([1]), tf.tensor([1, 2, 3]), tf.zeros([1027]), tf.fill([2 << 20], round)];
+      for (const tensor of tensors) assert.equal(heapOffset(backend, tensor) % VECTOR_BYTES, 0, `${tensor.shape}`);
+      assert.equal((await tensors[3].data())[5], round);
+      tf.dispose(tensors);
+    }
+    assert.ok(heapBytes() <= before + (64 << 20), `the heap grew from ${before} to ${heapBytes()} bytes`);
   },
 );
 

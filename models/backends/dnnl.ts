@@ -227,6 +227,19 @@ function fromOut(out: BigUint64Array): Pointer {
   return Deno.UnsafePointer.create(out[0]);
 }
 
+/**
+ * oneDNN's AVX-512 kernels load and store 64 bytes at a time: memory they use should start on a
+ * 64-byte boundary, or each vector touches two cache lines (wasm_heap.ts' alignTensors).
+ */
+export const VECTOR_BYTES = 64;
+
+/** `bytes` zeroed bytes that start on a 64-byte boundary. */
+export function alignedBytes(bytes: number): Uint8Array {
+  const buffer = new Uint8Array(bytes + VECTOR_BYTES - 1);
+  const address = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+  return buffer.subarray((VECTOR_BYTES - address % VECTOR_BYTES) % VECTOR_BYTES).subarray(0, bytes);
+}
+
 /** One source of memory for a primitive argument: where the bytes are, and how many there are. */
 export interface Region {
   pointer: Pointer;
@@ -549,7 +562,7 @@ export class Dnnl {
       reorder: {
         primitive: before ? this.reorder(userWeights.pointer, weights) : this.reorder(weights, userWeights.pointer),
         before,
-        scratch: new Uint8Array(this.bytesOf(weights)),
+        scratch: alignedBytes(this.bytesOf(weights)),
       },
     };
   }

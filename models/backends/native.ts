@@ -21,7 +21,7 @@ import { type BackendInfo, BackendUnavailable } from "./common.ts";
 import { startWasm } from "./wasm.ts";
 import { type ConvolutionAttrs, forwardInfo, type Shape4 } from "./conv_gradients.ts";
 import { RELU_GRADIENT_KERNEL } from "../gradients.ts";
-import { bufferRegion, floats, region, type WasmBackend, writesTo } from "./wasm_heap.ts";
+import { alignTensors, bufferRegion, floats, region, type WasmBackend, writesTo } from "./wasm_heap.ts";
 import { BATCH_NORM_KERNELS } from "./native_batchnorm.ts";
 import {
   Arg,
@@ -586,6 +586,7 @@ export async function startNative(): Promise<BackendInfo> {
     throw error;
   }
   const wasm = await startWasm(); // starts the backend, so its own kernels' setup has run
+  alignTensors(tf.backend() as unknown as WasmBackend);
   installNativeKernels();
   return {
     name: "native",

@@ -4,15 +4,53 @@
  * grown, and so moved, since the last one).
  */
 import * as tf from "../tf.ts";
+import { VECTOR_BYTES } from "./dnnl.ts";
 
 type TensorInfo = tf.TensorInfo;
 
 /** The parts of tfjs-wasm's backend class the native kernels use. */
 export interface WasmBackend {
-  wasm: { HEAPU8: Uint8Array; asm: { memory: WebAssembly.Memory } };
+  wasm: {
+    HEAPU8: Uint8Array;
+    asm: { memory: WebAssembly.Memory; malloc(bytes: number): number; free(offset: number): void };
+    _malloc(bytes: number): number;
+    _free(offset: number): void;
+  };
   dataIdMap: { get(dataId: object): { memoryOffset: number; refCount: number } };
   makeOutput(shape: number[], dtype: "float32"): TensorInfo;
   incRef(dataId: object): void;
+}
+
+/** The wasm modules whose allocations `alignTensors` already wraps. */
+const aligning = new WeakSet<object>();
+
+/**
+ * From now on, every tensor tfjs-wasm allocates starts on a 64-byte boundary of the heap (dnnl.ts'
+ * VECTOR_BYTES). Its malloc gives 8 bytes, so each of oneDNN's vector loads and stores touched two
+ * cache lines: the backward convolutions of the 64 px step took 20-30% longer, the whole step ~7%
+ * (1,290-1,340 ms against 1,215). Installed once per process and never removed: a block it
+ * handed out must be freed through it; one allocated before is freed as it was.
+ */
+export function alignTensors(backend: WasmBackend): void {
+  const { wasm } = backend;
+  if (aligning.has(wasm)) return;
+  aligning.add(wasm);
+  // The module's own exports: its `_malloc` and `_free` are stubs that replace themselves with these
+  // on their first call, which would drop the wrappers below.
+  const { malloc, free } = wasm.asm;
+  const starts = new Map<number, number>(); // aligned offset -> the block malloc gave
+  wasm._malloc = (bytes: number) => {
+    const start = malloc(bytes + VECTOR_BYTES - 1) >>> 0; // tfjs' own `>>> 0`: offsets above 2 GB
+    if (start === 0) return 0; // out of memory: tfjs reports it
+    const aligned = Math.ceil(start / VECTOR_BYTES) * VECTOR_BYTES;
+    if (aligned !== start) starts.set(aligned, start);
+    return aligned;
+  };
+  wasm._free = (offset: number) => {
+    const start = starts.get(offset);
+    starts.delete(offset);
+    free(start ?? offset);
+  };
 }
 
 /** Where a float32 tensor's bytes are in the wasm heap (checked against the heap's size). */
