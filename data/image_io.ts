@@ -65,10 +65,13 @@ export async function readGridTiles(path: string, size: number): Promise<Uint8Ar
   for (let n = 0; n < columns * rows; n++) {
     const [left, top] = [1 + (n % columns) * (size + 1), 1 + Math.floor(n / columns) * (size + 1)];
     const pixels = new Uint8Array(size * size * 3);
-    for (let y = 0; y < size; y++) {
-      for (let x = 0; x < size; x++) {
-        const source = ((top + y) * grid.width + left + x) * 4;
-        pixels.set(grid.bitmap.subarray(source, source + 3), (y * size + x) * 3);
+    const { bitmap } = grid;
+    // Byte by byte: a subarray per pixel made this a fifth of evaluate's per-epoch SWD time.
+    for (let y = 0, out = 0; y < size; y++) {
+      for (let x = 0, source = ((top + y) * grid.width + left) * 4; x < size; x++, source += 4) {
+        pixels[out++] = bitmap[source];
+        pixels[out++] = bitmap[source + 1];
+        pixels[out++] = bitmap[source + 2];
       }
     }
     tiles.push(pixels);

@@ -215,13 +215,21 @@ async function swdMetrics(
     return gridReferences.get(n)!;
   };
   const epochFiles = await epochSampleFiles(trainDir);
-  const perEpoch = [];
+  // One epoch ahead: this thread makes an epoch's patches and projections while the workers sort
+  // the previous epoch's (so at most two epochs' projections, 2 x 32 MB by default, are held).
+  const perEpoch: { epoch: number; swd_mean: number; n: number }[] = [];
+  let previous: Promise<(typeof perEpoch)[number]> | undefined;
   for (const [done, { epoch, path }] of epochFiles.entries()) {
     progress({ done, total: epochFiles.length, unit: "epochs", note: `SWD of epoch ${epoch} samples` });
     const tiles = await readGridTiles(path, size);
     const n = Math.min(tiles.length, generated.length);
-    perEpoch.push({ epoch, swd_mean: (await slicedWassersteinTo(await gridReference(n), tiles, sort)).mean, n });
+    const measured = slicedWassersteinTo(await gridReference(n), tiles, sort)
+      .then(({ mean }) => ({ epoch, swd_mean: mean, n }));
+    measured.catch(() => {}); // a failure is thrown where it is awaited, after the previous epoch's
+    if (previous) perEpoch.push(await previous);
+    previous = measured;
   }
+  if (previous) perEpoch.push(await previous);
   const gridN = perEpoch[0]?.n;
   const perEpochFloor = gridN === undefined
     ? undefined
