@@ -5,6 +5,7 @@
  */
 import { fileURLToPath } from "node:url";
 import * as tf from "../models/tf.ts";
+import { nativeKernelsInstalled } from "../models/backends/native.ts";
 
 const ENTRY = "@vladmandic/face-api/dist/face-api.node-wasm.js";
 /**
@@ -19,6 +20,12 @@ function batchSize(count: number): number {
 
 const DETECTOR_FACE = 96;
 const DETECTOR_CANVAS = 160;
+const DETECTOR_SCORE = 0.5;
+/**
+ * Images per pass of the face detector (see detectionRate): 16 on native; one on wasm, whose
+ * kernels took 1.4x longer on 16 at once.
+ */
+const detectorBatch = () => nativeKernelsInstalled() ? 16 : 1;
 
 // deno-lint-ignore no-explicit-any
 type FaceApi = any;
@@ -58,19 +65,36 @@ export class FaceFeatures {
    * Share of images in which the tiny face detector finds a face (score >= 0.5). A tight 32 px
    * crop is almost never detected as it is (3 of 100 real held-out faces, measured), so each
    * image is resized to 96 px and centred on a 160 px grey canvas first (88 of 100).
+   *
+   * What detectSingleFace does for each image, several images per pass of the net on native: its
+   * output for each image is the same to the bit as one image at a time (checked), and
+   * an image has a face when the detector's boxes above the threshold are not none (face-api's
+   * non-maximum suppression keeps the best of them). 1.7x faster: the detector's layers are small,
+   * and per image each of its ~40 kernels cost more to start than to run.
    */
   async detectionRate(images: Uint8Array[], size: number): Promise<number> {
-    const options = new this.api.TinyFaceDetectorOptions({ inputSize: DETECTOR_CANVAS, scoreThreshold: 0.5 });
+    const detector = this.api.nets.tinyFaceDetector;
     const border = (DETECTOR_CANVAS - DETECTOR_FACE) / 2;
-    let found = 0;
-    for (const pixels of images) {
-      const framed = tf.tidy(() => {
+    const frame = (pixels: Uint8Array) =>
+      tf.tidy(() => {
         const image = tf.tensor4d(Float32Array.from(pixels), [1, size, size, 3]);
         const resized = tf.image.resizeBilinear(image, [DETECTOR_FACE, DETECTOR_FACE]);
         return tf.pad(resized, [[0, 0], [border, border], [border, border], [0, 0]], 128).squeeze([0]) as tf.Tensor3D;
       });
-      if (await this.api.detectSingleFace(framed, options)) found++;
-      framed.dispose();
+    const batch = detectorBatch();
+    let found = 0;
+    for (let start = 0; start < images.length; start += batch) {
+      const framed = images.slice(start, start + batch).map(frame);
+      const input = await this.api.toNetInput(framed);
+      const output: tf.Tensor4D = await detector.forwardInput(input, DETECTOR_CANVAS);
+      for (let i = 0; i < framed.length; i++) {
+        const one = tf.slice(output, [i, 0, 0, 0], [1, -1, -1, -1]);
+        const boxes = await detector.extractBoxes(one, input.getReshapedInputDimensions(i), DETECTOR_SCORE);
+        if (boxes.length > 0) found++;
+        one.dispose();
+      }
+      output.dispose();
+      tf.dispose(framed);
     }
     return found / images.length;
   }

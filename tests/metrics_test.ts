@@ -206,6 +206,23 @@ Deno.test({
     const detectedNoise = await features.detectionRate(noise.slice(0, 100), 32);
     console.log(`face detection rate: real ${detected}, noise ${detectedNoise}`);
     assert.ok(detected > 0.5 && detectedNoise < 0.1);
+    // Batched on native: the same images found as face-api's detectSingleFace, one image at a time.
+    // deno-lint-ignore no-explicit-any
+    const api = (features as unknown as { api: any }).api;
+    const options = new api.TinyFaceDetectorOptions({ inputSize: 160, scoreThreshold: 0.5 });
+    let one = 0;
+    for (const pixels of a.slice(0, 100)) {
+      const framed = tf.tidy(() =>
+        tf.pad(tf.image.resizeBilinear(tf.tensor3d(Float32Array.from(pixels), [32, 32, 3]), [96, 96]), [
+          [32, 32],
+          [32, 32],
+          [0, 0],
+        ], 128)
+      );
+      if (await api.detectSingleFace(framed, options)) one++;
+      framed.dispose();
+    }
+    assert.equal(detected, one / 100);
   },
 });
 
