@@ -25,7 +25,7 @@ async function onBackend<T>(name: "cpu" | "native" | "wasm" | "webgpu", compute:
   return await compute();
 }
 
-Deno.test("the native, wasm and webgpu convolution gradients match the cpu backend within 1e-4 on random inputs", async (t) => {
+Deno.test("the native, wasm and webgpu convolutions and their gradients match the cpu backend within 1e-4 on random inputs", async (t) => {
   type Shape4 = [number, number, number, number];
   const cases: { x: Shape4; w: Shape4; stride: number; pad: "same" | "valid" | number }[] = [
     { x: [4, 32, 32, 3], w: [4, 4, 3, 8], stride: 2, pad: "same" },
@@ -36,6 +36,12 @@ Deno.test("the native, wasm and webgpu convolution gradients match the cpu backe
     { x: [1, 64, 64, 3], w: [4, 4, 3, 64], stride: 2, pad: "same" },
     { x: [1, 128, 128, 3], w: [4, 4, 3, 64], stride: 2, pad: "same" },
     { x: [1, 8, 8, 256], w: [4, 4, 256, 512], stride: 2, pad: "same" },
+    // Outputs of at most 4x4 from 256 channels over 32 images, which native computes as one matrix
+    // product (native_columns.ts): uneven padding (none before, 1 after), none, a stride of 1, and
+    // an odd input with "same" padding (2 after), which stays a direct convolution.
+    { x: [32, 8, 8, 256], w: [3, 3, 256, 8], stride: 2, pad: "same" },
+    { x: [32, 5, 5, 256], w: [2, 2, 256, 8], stride: 1, pad: "valid" },
+    { x: [32, 7, 7, 256], w: [4, 4, 256, 8], stride: 2, pad: "same" },
   ];
   const gradientsOn = async (
     backend: "cpu" | "native" | "wasm" | "webgpu",
@@ -50,8 +56,9 @@ Deno.test("the native, wasm and webgpu convolution gradients match the cpu backe
       const loss = (a: tf.Tensor, b: tf.Tensor) =>
         tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad).square().sum();
       const [dx, dw] = tf.grads(loss)([x, w]);
+      const y = tf.conv2d(x, w, stride, pad);
       // conv2dTranspose's forward pass is the input gradient: check it too.
-      const outShape = tf.conv2d(x, w, stride, pad).shape;
+      const outShape = y.shape;
       const transposed = tf.conv2dTranspose(
         tf.randomNormal(outShape, 0, 1, "float32", 3) as tf.Tensor4D,
         w,
@@ -60,7 +67,12 @@ Deno.test("the native, wasm and webgpu convolution gradients match the cpu backe
         pad,
       );
       // data(), not dataSync(): WebGPU in Deno cannot read synchronously.
-      return [Array.from(await dx.data()), Array.from(await dw.data()), Array.from(await transposed.data())];
+      return [
+        Array.from(await dx.data()),
+        Array.from(await dw.data()),
+        Array.from(await transposed.data()),
+        Array.from(await y.data()),
+      ];
     });
   };
   const expectations = new Map<typeof cases[0], number[][]>();
@@ -70,11 +82,11 @@ Deno.test("the native, wasm and webgpu convolution gradients match the cpu backe
         if (!expectations.has(convolution)) expectations.set(convolution, await gradientsOn("cpu", convolution));
         const expected = expectations.get(convolution)!;
         const actual = await gradientsOn(backend, convolution);
-        for (let i = 0; i < 3; i++) {
+        for (let i = 0; i < 4; i++) {
           const error = relativeError(actual[i], expected[i]);
           assert.ok(
             error < 1e-4,
-            `${backend} ${["dx", "dW", "conv2dTranspose"][i]} ${JSON.stringify(convolution)}: ${error}`,
+            `${backend} ${["dx", "dW", "conv2dTranspose", "y"][i]} ${JSON.stringify(convolution)}: ${error}`,
           );
         }
       }

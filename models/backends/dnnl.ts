@@ -262,6 +262,13 @@ export class Primitive {
     });
   }
 
+  /** The bytes the primitive reads or writes for an argument (a region's size must be this). */
+  bytesOf(arg: number): number {
+    const memory = this.memories.find((memory) => memory.arg === arg);
+    if (!memory) throw new Error(`oneDNN primitive: no argument ${arg}`);
+    return memory.bytes;
+  }
+
   /** Bind each argument to its region (sizes checked) and run; waits for the result. */
   run(regions: Record<number, Region>): void {
     for (const { arg, memory, bytes } of this.memories) {
@@ -464,7 +471,8 @@ export class Dnnl {
     );
   }
 
-  private reorder(from: Pointer, to: Pointer): Primitive {
+  /** A copy from one layout (or strided view) to another. */
+  reorder(from: Pointer, to: Pointer): Primitive {
     const out = pointerOut();
     this.check(
       "dnnl_reorder_primitive_desc_create",

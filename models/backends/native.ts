@@ -23,6 +23,7 @@ import { type ConvolutionAttrs, forwardInfo, type Shape4 } from "./conv_gradient
 import { RELU_GRADIENT_KERNEL } from "../gradients.ts";
 import { alignTensors, bufferRegion, floats, region, type WasmBackend, writesTo } from "./wasm_heap.ts";
 import { BATCH_NORM_KERNELS } from "./native_batchnorm.ts";
+import { byColumns, type ColumnConvolution, columnConvolution } from "./native_columns.ts";
 import {
   Arg,
   type ConvDirection,
@@ -42,6 +43,17 @@ const primitives = new Map<string, PlannedPrimitive>();
 /** The weights whose reordered copy each planned primitive's scratch holds, and their writes then. */
 const reordered = new WeakMap<PlannedPrimitive, { dataId: object; writes: number }>();
 const matmuls = new Map<string, ReturnType<Dnnl["matmul"]>>();
+const columnPlans = new Map<string, ColumnConvolution>();
+
+/** The column-matrix plan of a convolution, when it runs as one (native_columns.ts), else null. */
+function columnPlan(info: tf.backend_util.Conv2DInfo): ColumnConvolution | null {
+  const g = geometry(info);
+  if (!byColumns(g)) return null;
+  const key = JSON.stringify(g);
+  let plan = columnPlans.get(key);
+  if (!plan) columnPlans.set(key, plan = columnConvolution(loadDnnl(), g));
+  return plan;
+}
 
 function geometry(info: tf.backend_util.Conv2DInfo): ConvGeometry {
   return {
@@ -108,7 +120,9 @@ function conv2d(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
   const backend = args.backend as unknown as WasmBackend;
   const info = forwardInfo(attrs, x.shape as Shape4, filter.shape as Shape4);
   const out = backend.makeOutput(info.outShape, "float32");
-  convolve(backend, "forward", info, filter, { [Arg.src]: x, [Arg.dst]: out });
+  const columns = columnPlan(info);
+  if (columns) columns.forward(region(backend, x), region(backend, filter), region(backend, out));
+  else convolve(backend, "forward", info, filter, { [Arg.src]: x, [Arg.dst]: out });
   return out;
 }
 
@@ -130,7 +144,9 @@ function conv2dBackpropFilter(args: KernelArgs, fallback: tf.KernelFunc): Tensor
   const backend = args.backend as unknown as WasmBackend;
   const info = forwardInfo(attrs, x.shape as Shape4, attrs.filterShape);
   const out = backend.makeOutput(attrs.filterShape, "float32");
-  convolve(backend, "backwardWeights", info, out, { [Arg.src]: x, [Arg.diffDst]: dy });
+  const columns = columnPlan(info);
+  if (columns) columns.backwardWeights(region(backend, x), region(backend, dy), region(backend, out));
+  else convolve(backend, "backwardWeights", info, out, { [Arg.src]: x, [Arg.diffDst]: dy });
   return out;
 }
 
