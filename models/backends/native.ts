@@ -25,6 +25,7 @@ import { alignTensors, bufferRegion, floats, region, type WasmBackend, writesTo 
 import { BATCH_NORM_KERNELS } from "./native_batchnorm.ts";
 import { byColumns, type ColumnConvolution, columnConvolution } from "./native_columns.ts";
 import {
+  alignedBytes,
   Arg,
   type ConvDirection,
   type ConvGeometry,
@@ -40,8 +41,12 @@ type KernelArgs = Parameters<tf.KernelFunc>[0];
 type TensorInfo = tf.TensorInfo;
 
 const primitives = new Map<string, PlannedPrimitive>();
-/** The weights whose reordered copy each planned primitive's scratch holds, and their writes then. */
-const reordered = new WeakMap<PlannedPrimitive, { dataId: object; writes: number }>();
+/**
+ * Weights reordered into a planned primitive's layout, per weights tensor (its data id), with the
+ * writes they had then: D's and G's mirrored layers share a primitive (G's transposed convolution is
+ * D's input gradient), and one copy per primitive had each evict the other's a step.
+ */
+const reordered = new WeakMap<PlannedPrimitive, WeakMap<object, { scratch: Uint8Array; writes: number }>>();
 const matmuls = new Map<string, ReturnType<Dnnl["matmul"]>>();
 const columnPlans = new Map<string, ColumnConvolution>();
 
@@ -98,19 +103,25 @@ function convolve(
     planned.primitive.run({ ...regions, [weightsArg]: user });
     return;
   }
-  const inner = bufferRegion(reorder.scratch);
-  if (reorder.before) {
-    // Reordered again only when the weights are others, or were written since (by Adam): a step
-    // uses D's weights for the real and the fake batch, and G's twice, between updates.
-    const source = { dataId: weights.dataId, writes: writesTo(weights) };
-    const held = reordered.get(planned);
-    if (held?.dataId !== source.dataId || held.writes !== source.writes) {
-      reorder.primitive.run({ [Arg.from]: user, [Arg.to]: inner });
-      reordered.set(planned, source);
-    }
+  if (!reorder.before) {
+    const inner = bufferRegion(reorder.scratch);
+    planned.primitive.run({ ...regions, [weightsArg]: inner });
+    reorder.primitive.run({ [Arg.from]: inner, [Arg.to]: user });
+    return;
+  }
+  // Reordered again only when the weights were written since (by Adam): a step uses D's weights
+  // for the real and the fake batch, and G's twice, between updates.
+  let copies = reordered.get(planned);
+  if (!copies) reordered.set(planned, copies = new WeakMap());
+  let held = copies.get(weights.dataId);
+  if (!held) copies.set(weights.dataId, held = { scratch: alignedBytes(reorder.scratch.byteLength), writes: -1 });
+  const inner = bufferRegion(held.scratch);
+  const writes = writesTo(weights);
+  if (held.writes !== writes) {
+    reorder.primitive.run({ [Arg.from]: user, [Arg.to]: inner });
+    held.writes = writes;
   }
   planned.primitive.run({ ...regions, [weightsArg]: inner });
-  if (!reorder.before) reorder.primitive.run({ [Arg.from]: inner, [Arg.to]: user });
 }
 
 function conv2d(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
