@@ -262,13 +262,6 @@ export class Primitive {
     });
   }
 
-  /** The bytes the primitive reads or writes for an argument (a region's size must be this). */
-  bytesOf(arg: number): number {
-    const memory = this.memories.find((memory) => memory.arg === arg);
-    if (!memory) throw new Error(`oneDNN primitive: no argument ${arg}`);
-    return memory.bytes;
-  }
-
   /** Bind each argument to its region (sizes checked) and run; waits for the result. */
   run(regions: Record<number, Region>): void {
     for (const { arg, memory, bytes } of this.memories) {
@@ -320,8 +313,13 @@ export interface Epilogue {
 /** A primitive plus the reorders that move weights between tfjs' layout and the one oneDNN chose. */
 export interface PlannedPrimitive {
   primitive: Primitive;
-  /** weights tfjs layout -> oneDNN's (before), or oneDNN's -> tfjs layout (after) */
-  reorder?: { primitive: Primitive; before: boolean; scratch: Uint8Array };
+  /**
+   * Weights from tfjs' layout to oneDNN's before the primitive runs (into a copy of `bytes` bytes
+   * the caller keeps per weights tensor), or from oneDNN's scratch to tfjs' layout after it.
+   */
+  reorder?:
+    | { primitive: Primitive; before: true; bytes: number }
+    | { primitive: Primitive; before: false; scratch: Uint8Array };
 }
 
 let loaded: Dnnl | null = null;
@@ -564,15 +562,14 @@ export class Dnnl {
       : [{ arg: Arg.src, md: src.pointer }, { arg: Arg.diffDst, md: dst.pointer }];
     const primitive = this.primitive(pd, [...args, { arg: weightsArg, md: weights }]);
     if (this.lib.dnnl_memory_desc_equal(weights, userWeights.pointer)) return { primitive };
-    const before = direction !== "backwardWeights";
-    return {
-      primitive,
-      reorder: {
-        primitive: before ? this.reorder(userWeights.pointer, weights) : this.reorder(weights, userWeights.pointer),
-        before,
+    const reorder = direction === "backwardWeights"
+      ? {
+        primitive: this.reorder(weights, userWeights.pointer),
+        before: false as const,
         scratch: alignedBytes(this.bytesOf(weights)),
-      },
-    };
+      }
+      : { primitive: this.reorder(userWeights.pointer, weights), before: true as const, bytes: this.bytesOf(weights) };
+    return { primitive, reorder };
   }
 
   /**

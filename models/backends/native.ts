@@ -51,8 +51,7 @@ const matmuls = new Map<string, ReturnType<Dnnl["matmul"]>>();
 const columnPlans = new Map<string, ColumnConvolution>();
 
 /** The column-matrix plan of a convolution, when it runs as one (native_columns.ts), else null. */
-function columnPlan(info: tf.backend_util.Conv2DInfo): ColumnConvolution | null {
-  const g = geometry(info);
+function columnPlan(g: ConvGeometry): ColumnConvolution | null {
   if (!byColumns(g)) return null;
   const key = JSON.stringify(g);
   let plan = columnPlans.get(key);
@@ -85,12 +84,11 @@ function geometry(info: tf.backend_util.Conv2DInfo): ConvGeometry {
 function convolve(
   backend: WasmBackend,
   direction: ConvDirection,
-  info: tf.backend_util.Conv2DInfo,
+  g: ConvGeometry,
   weights: TensorInfo,
   data: Record<number, TensorInfo>,
   epilogue?: Epilogue,
 ): void {
-  const g = geometry(info);
   const key = `${direction} ${JSON.stringify(g)} ${JSON.stringify(epilogue ?? null)}`;
   let planned = primitives.get(key);
   if (!planned) primitives.set(key, planned = loadDnnl().convolution(direction, g, epilogue));
@@ -114,7 +112,7 @@ function convolve(
   let copies = reordered.get(planned);
   if (!copies) reordered.set(planned, copies = new WeakMap());
   let held = copies.get(weights.dataId);
-  if (!held) copies.set(weights.dataId, held = { scratch: alignedBytes(reorder.scratch.byteLength), writes: -1 });
+  if (!held) copies.set(weights.dataId, held = { scratch: alignedBytes(reorder.bytes), writes: -1 });
   const inner = bufferRegion(held.scratch);
   const writes = writesTo(weights);
   if (held.writes !== writes) {
@@ -131,9 +129,10 @@ function conv2d(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
   const backend = args.backend as unknown as WasmBackend;
   const info = forwardInfo(attrs, x.shape as Shape4, filter.shape as Shape4);
   const out = backend.makeOutput(info.outShape, "float32");
-  const columns = columnPlan(info);
+  const g = geometry(info);
+  const columns = columnPlan(g);
   if (columns) columns.forward(region(backend, x), region(backend, filter), region(backend, out));
-  else convolve(backend, "forward", info, filter, { [Arg.src]: x, [Arg.dst]: out });
+  else convolve(backend, "forward", g, filter, { [Arg.src]: x, [Arg.dst]: out });
   return out;
 }
 
@@ -144,7 +143,7 @@ function conv2dBackpropInput(args: KernelArgs, fallback: tf.KernelFunc): TensorI
   const backend = args.backend as unknown as WasmBackend;
   const info = forwardInfo(attrs, attrs.inputShape, filter.shape as Shape4);
   const out = backend.makeOutput(attrs.inputShape, "float32");
-  convolve(backend, "backwardData", info, filter, { [Arg.diffSrc]: out, [Arg.diffDst]: dy });
+  convolve(backend, "backwardData", geometry(info), filter, { [Arg.diffSrc]: out, [Arg.diffDst]: dy });
   return out;
 }
 
@@ -155,9 +154,10 @@ function conv2dBackpropFilter(args: KernelArgs, fallback: tf.KernelFunc): Tensor
   const backend = args.backend as unknown as WasmBackend;
   const info = forwardInfo(attrs, x.shape as Shape4, attrs.filterShape);
   const out = backend.makeOutput(attrs.filterShape, "float32");
-  const columns = columnPlan(info);
+  const g = geometry(info);
+  const columns = columnPlan(g);
   if (columns) columns.backwardWeights(region(backend, x), region(backend, dy), region(backend, out));
-  else convolve(backend, "backwardWeights", info, out, { [Arg.src]: x, [Arg.diffDst]: dy });
+  else convolve(backend, "backwardWeights", g, out, { [Arg.src]: x, [Arg.diffDst]: dy });
   return out;
 }
 
@@ -199,7 +199,7 @@ function convBiasLeakyRelu(args: KernelArgs): TensorInfo {
   const info = forwardInfo({ strides, pad, dataFormat: "NHWC" }, x.shape as Shape4, filter.shape as Shape4);
   const out = backend.makeOutput(info.outShape, "float32");
   const data = { [Arg.src]: x, [Arg.dst]: out, [Arg.bias]: bias };
-  convolve(backend, "forward", info, filter, data, { activation: Eltwise.relu, alpha });
+  convolve(backend, "forward", geometry(info), filter, data, { activation: Eltwise.relu, alpha });
   return out;
 }
 

@@ -41,8 +41,8 @@ export function byColumns(g: ConvGeometry): boolean {
 /** One tap's copy: the input pixels it reads (from an offset in floats) to its columns. */
 interface TapCopy {
   primitive: Primitive;
-  fromOffset: number;
-  toOffset: number;
+  from: { offset: number; bytes: number };
+  to: { offset: number; bytes: number };
 }
 
 export interface ColumnConvolution {
@@ -83,22 +83,21 @@ export function columnConvolution(dnnl: Dnnl, g: ConvGeometry): ColumnConvolutio
       const [iy, ix] = [y0 * g.strides[0] + ty - g.padBefore[0], x0 * g.strides[1] + tx - g.padBefore[1]];
       copies.push({
         primitive: dnnl.reorder(from.pointer, to.pointer),
-        fromOffset: (iy * g.inWidth + ix) * g.inChannels,
-        toOffset: (y0 * g.outWidth + x0) * depth + (ty * g.filterWidth + tx) * g.inChannels,
+        from: { offset: (iy * g.inWidth + ix) * g.inChannels, bytes: dnnl.bytesOf(from.pointer) },
+        to: {
+          offset: (y0 * g.outWidth + x0) * depth + (ty * g.filterWidth + tx) * g.inChannels,
+          bytes: dnnl.bytesOf(to.pointer),
+        },
       });
     }
   }
-  const at = (region: Region, floats: number, primitive: Primitive, arg: number): Region => ({
-    pointer: Deno.UnsafePointer.offset(region.pointer!, floats * 4),
-    bytes: primitive.bytesOf(arg),
+  /** The view of a tap's copy inside a region: `offset` floats in, as many bytes as the view spans. */
+  const at = (region: Region, view: { offset: number; bytes: number }): Region => ({
+    pointer: Deno.UnsafePointer.offset(region.pointer!, view.offset * 4),
+    bytes: view.bytes,
   });
   const gather = (x: Region) => {
-    for (const { primitive, fromOffset, toOffset } of copies) {
-      primitive.run({
-        [Arg.from]: at(x, fromOffset, primitive, Arg.from),
-        [Arg.to]: at(columns, toOffset, primitive, Arg.to),
-      });
-    }
+    for (const { primitive, from, to } of copies) primitive.run({ [Arg.from]: at(x, from), [Arg.to]: at(columns, to) });
   };
   const plain = (m: number, n: number) => dnnl.strided([1, m, n], [m * n, n, 1]);
   const product = dnnl.matmul(plain(rows, depth), plain(depth, g.outChannels), plain(rows, g.outChannels));
