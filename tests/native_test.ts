@@ -129,8 +129,10 @@ nativeTest(
   "native fused batch norm + (leaky) ReLU in training: output, running statistics and gradients match cpu within 1e-5",
   async () => {
     // [batch, height, width, channels] of the batch-norm layers of the 32 px network (conv dim 32)
-    // and of the 64 and 128 px ones (conv dim 64): D's and G's, fewer images for the larger ones.
+    // and of the 64 and 128 px ones (conv dim 64): D's and G's, fewer images for the larger ones; and
+    // one of the 64 px network at its batch of 128, large enough to run on every core (THREADED_VALUES).
     const shapes = [
+      [128, 16, 16, 128],
       [32, 8, 8, 64],
       [32, 4, 4, 128],
       [16, 16, 16, 32],

@@ -24,6 +24,7 @@ import { RELU_GRADIENT_KERNEL } from "../gradients.ts";
 import { alignTensors, bufferRegion, floats, region, type WasmBackend, writesTo } from "./wasm_heap.ts";
 import { BATCH_NORM_KERNELS } from "./native_batchnorm.ts";
 import { byColumns, type ColumnConvolution, columnConvolution } from "./native_columns.ts";
+import { byPhases, type PhaseConvolution, phaseConvolution } from "./native_phases.ts";
 import {
   alignedBytes,
   Arg,
@@ -48,14 +49,24 @@ const primitives = new Map<string, PlannedPrimitive>();
  */
 const reordered = new WeakMap<PlannedPrimitive, WeakMap<object, { scratch: Uint8Array; writes: number }>>();
 const matmuls = new Map<string, ReturnType<Dnnl["matmul"]>>();
+/** Convolutions run another way than oneDNN's direct kernels, by geometry (made once each). */
 const columnPlans = new Map<string, ColumnConvolution>();
+const phasePlans = new Map<string, PhaseConvolution>();
 
-/** The column-matrix plan of a convolution, when it runs as one (native_columns.ts), else null. */
-function columnPlan(g: ConvGeometry): ColumnConvolution | null {
-  if (!byColumns(g)) return null;
+/**
+ * The plan `make` gives a convolution `applies` to (native_columns.ts, native_phases.ts), made once
+ * per geometry; null where it does not apply.
+ */
+function planOf<T>(
+  plans: Map<string, T>,
+  g: ConvGeometry,
+  applies: (g: ConvGeometry) => boolean,
+  make: (dnnl: Dnnl, g: ConvGeometry) => T,
+): T | null {
+  if (!applies(g)) return null;
   const key = JSON.stringify(g);
-  let plan = columnPlans.get(key);
-  if (!plan) columnPlans.set(key, plan = columnConvolution(loadDnnl(), g));
+  let plan = plans.get(key);
+  if (!plan) plans.set(key, plan = make(loadDnnl(), g));
   return plan;
 }
 
@@ -130,7 +141,7 @@ function conv2d(args: KernelArgs, fallback: tf.KernelFunc): TensorInfo {
   const info = forwardInfo(attrs, x.shape as Shape4, filter.shape as Shape4);
   const out = backend.makeOutput(info.outShape, "float32");
   const g = geometry(info);
-  const columns = columnPlan(g);
+  const columns = planOf(columnPlans, g, byColumns, columnConvolution);
   if (columns) columns.forward(region(backend, x), region(backend, filter), region(backend, out));
   else convolve(backend, "forward", g, filter, { [Arg.src]: x, [Arg.dst]: out });
   return out;
@@ -143,7 +154,10 @@ function conv2dBackpropInput(args: KernelArgs, fallback: tf.KernelFunc): TensorI
   const backend = args.backend as unknown as WasmBackend;
   const info = forwardInfo(attrs, attrs.inputShape, filter.shape as Shape4);
   const out = backend.makeOutput(attrs.inputShape, "float32");
-  convolve(backend, "backwardData", geometry(info), filter, { [Arg.diffSrc]: out, [Arg.diffDst]: dy });
+  const g = geometry(info);
+  const phases = planOf(phasePlans, g, byPhases, phaseConvolution);
+  if (phases) phases.backwardData(region(backend, dy), floats(backend, filter), region(backend, out));
+  else convolve(backend, "backwardData", g, filter, { [Arg.diffSrc]: out, [Arg.diffDst]: dy });
   return out;
 }
 
@@ -155,7 +169,7 @@ function conv2dBackpropFilter(args: KernelArgs, fallback: tf.KernelFunc): Tensor
   const info = forwardInfo(attrs, x.shape as Shape4, attrs.filterShape);
   const out = backend.makeOutput(attrs.filterShape, "float32");
   const g = geometry(info);
-  const columns = columnPlan(g);
+  const columns = planOf(columnPlans, g, byColumns, columnConvolution);
   if (columns) columns.backwardWeights(region(backend, x), region(backend, dy), region(backend, out));
   else convolve(backend, "backwardWeights", g, out, { [Arg.src]: x, [Arg.diffDst]: dy });
   return out;

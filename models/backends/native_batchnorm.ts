@@ -1,7 +1,8 @@
 /**
  * Training-mode batch norm + activation on the native backend: oneDNN's batch-normalization
- * primitive (statistics, normalisation, gamma and beta; its backward gives dx, d gamma and d beta)
- * and, for (leaky) ReLU, oneDNN's eltwise in place on its output, on every core. One tfjs kernel
+ * primitive (statistics, normalisation, gamma and beta; its backward gives dx, d gamma and d beta;
+ * on one thread but for large layers, THREADED_VALUES) and, for (leaky) ReLU, oneDNN's eltwise in
+ * place on its output, on every core. One tfjs kernel
  * forward and one backward, where the same layer as tf ops took ~16 and ~30 wasm kernels.
  * oneDNN's batch norm fuses plain ReLU only (dnnl_fuse_norm_relu), not the discriminator's leaky
  * one, so both take the separate eltwise, whose gradient reads the output (relu_use_dst_for_bwd:
@@ -19,19 +20,38 @@ const BACKWARD_KERNEL = "FaceganNativeBatchNormTrainGrad";
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 type TensorInfo = tf.TensorInfo;
 
-const normalizations = new Map<string, ReturnType<Dnnl["batchNormalization"]>>();
+/**
+ * Values from which batch norm runs on every core, below which on one. oneDNN's batch norm spins at
+ * barriers between its passes: on 2 cores shared with another process a 32 px forward call took
+ * ~22 ms on 2 threads against ~2.6 ms on one. The 64 px network's two largest layers (128 x 16 x 16 x
+ * 128 and 128 x 32 x 32 x 64 values) take 2-5 ms a call on one thread, where the waits are a small
+ * part: on two threads their batch norm took 56 instead of 84 ms a step, and two such processes
+ * sharing the cores ran 55-58 images/s each against 52-60 on one thread.
+ */
+const THREADED_VALUES = 128 * 16 * 16 * 128;
+
+/** A batch norm's primitives, and whether they run on every core (THREADED_VALUES). */
+const normalizations = new Map<string, { planned: ReturnType<Dnnl["batchNormalization"]>; threaded: boolean }>();
 const eltwises = new Map<string, Primitive>();
 
 function normalization(shape: number[], eps: number) {
   const [batch, height, width, channels] = shape;
   const key = `${shape} ${eps}`;
-  let planned = normalizations.get(key);
-  if (!planned) {
+  let normalized = normalizations.get(key);
+  if (!normalized) {
     const lib = loadDnnl();
-    planned = lib.singleThreaded(() => lib.batchNormalization([batch, channels, height, width], eps));
-    normalizations.set(key, planned);
+    const threaded = tf.util.sizeFromShape(shape) >= THREADED_VALUES;
+    const plan = () => lib.batchNormalization([batch, channels, height, width], eps);
+    normalized = { planned: threaded ? plan() : lib.singleThreaded(plan), threaded };
+    normalizations.set(key, normalized);
   }
-  return planned;
+  return normalized;
+}
+
+/** Run a batch norm's primitive on the threads it was planned for. */
+function onItsThreads(threaded: boolean, work: () => void): void {
+  if (threaded) work();
+  else loadDnnl().singleThreaded(work);
 }
 
 /** (leaky) ReLU over `size` floats, or its gradient from the output; null for no activation. */
@@ -67,16 +87,15 @@ function forwardKernel({ inputs, backend: kernelBackend, attrs }: KernelArgs): T
   const channels = x.shape[3];
   const y = backend.makeOutput(x.shape, "float32");
   const stats = backend.makeOutput([2, channels], "float32");
-  const { forward } = normalization(x.shape, eps);
-  loadDnnl().singleThreaded(() =>
+  const { planned: { forward }, threaded } = normalization(x.shape, eps);
+  onItsThreads(threaded, () =>
     forward.run({
       [Arg.src]: region(backend, x),
       [Arg.dst]: region(backend, y),
       [Arg.mean]: half(backend, stats, 0),
       [Arg.variance]: half(backend, stats, 1),
       [Arg.scaleShift]: bufferRegion(scaleShift(backend, gamma, beta)),
-    })
-  );
+    }));
   activation(kind, alpha, tf.util.sizeFromShape(x.shape), false)?.run({
     [Arg.src]: region(backend, y),
     [Arg.dst]: region(backend, y),
@@ -108,8 +127,8 @@ function backwardKernel({ inputs, backend: kernelBackend, attrs }: KernelArgs): 
   const slope = activation(kind, alpha, tf.util.sizeFromShape(x.shape), true);
   slope?.run({ [Arg.dst]: region(backend, y), [Arg.diffDst]: region(backend, dy), [Arg.diffSrc]: region(backend, dx) });
   const diffScaleShift = new Float32Array(2 * channels);
-  const { backward } = normalization(x.shape, eps);
-  loadDnnl().singleThreaded(() =>
+  const { planned: { backward }, threaded } = normalization(x.shape, eps);
+  onItsThreads(threaded, () =>
     backward.run({
       [Arg.src]: region(backend, x),
       [Arg.mean]: half(backend, stats, 0),
@@ -118,8 +137,7 @@ function backwardKernel({ inputs, backend: kernelBackend, attrs }: KernelArgs): 
       [Arg.scaleShift]: bufferRegion(scaleShift(backend, gamma, beta)),
       [Arg.diffSrc]: region(backend, dx),
       [Arg.diffScaleShift]: bufferRegion(diffScaleShift),
-    })
-  );
+    }));
   const dGamma = backend.makeOutput([channels], "float32");
   const dBeta = backend.makeOutput([channels], "float32");
   floats(backend, dGamma).set(diffScaleShift.subarray(0, channels));
