@@ -54,49 +54,46 @@ export function phaseConvolution(dnnl: Dnnl, g: ConvGeometry): PhaseConvolution 
   };
   const planned = dnnl.convolution("forward", window);
   if (planned.reorder && !planned.reorder.before) {
-    throw new Error("a forward convolution reorders its weights before it runs");
+    throw new Error("oneDNN planned a forward convolution whose weights reorder runs after it, not before");
   }
-  const filterBytes = alignedBytes(9 * filters * phases * 4);
-  const filter3 = new Float32Array(filterBytes.buffer, filterBytes.byteOffset, 9 * filters * phases);
-  const inner = planned.reorder ? alignedBytes(planned.reorder.bytes) : null;
-  const phasedBytes = alignedBytes(batch * height * width * phases * 4);
-  const phased = bufferRegion(phasedBytes);
-  const shape = [batch, height, width, 2, 2, channels];
-  const shuffle = dnnl.reorder(
-    dnnl.strided(shape, [height * width * phases, width * phases, phases, 2 * channels, channels, 1]).pointer,
-    dnnl.strided(shape, [
-      4 * height * width * channels,
-      4 * width * channels,
-      2 * channels,
-      2 * width * channels,
-      channels,
-      1,
-    ])
-      .pointer,
+  // Per dimension, the (window position, phase, 4x4 tap) triples that exist: tap = phase + 3 - 2 x position.
+  const pairs = [0, 1, 2].flatMap((position) =>
+    [0, 1].map((phase) => ({ position, phase, tap: phase + 3 - 2 * position }))
+  ).filter(({ tap }) => tap >= 0 && tap <= 3);
+  // Where each 4x4 tap's [channels][filters] block starts, and where its values go in the 3x3 filter
+  // (HWIO: [3][3][filters][phases], a phase's channels side by side).
+  const blocks = pairs.flatMap((row) =>
+    pairs.map((column) => ({
+      from: (row.tap * 4 + column.tap) * channels * filters,
+      to: (row.position * 3 + column.position) * filters * phases + (row.phase * 2 + column.phase) * channels,
+    }))
   );
+  const filterBytes = alignedBytes(9 * filters * phases * 4);
+  // The taps a phase does not use stay zero from here on: only `blocks` are written.
+  const filter3 = new Float32Array(filterBytes.buffer, filterBytes.byteOffset, 9 * filters * phases);
+  const weights = bufferRegion(filter3);
+  const inner = planned.reorder ? bufferRegion(alignedBytes(planned.reorder.bytes)) : weights;
+  const phased = bufferRegion(alignedBytes(batch * height * width * phases * 4));
+  const shape = [batch, height, width, 2, 2, channels];
+  const side = dnnl.strided(shape, [height * width * phases, width * phases, phases, 2 * channels, channels, 1]);
+  const placed = dnnl.strided(shape, [
+    4 * height * width * channels,
+    4 * width * channels,
+    2 * channels,
+    2 * width * channels,
+    channels,
+    1,
+  ]);
+  const shuffle = dnnl.reorder(side.pointer, placed.pointer);
   return {
     backwardData(dy, filter, dx) {
-      // filter3[dh][dw][f][(p, q, c)] = filter[p + 3 - 2dh][q + 3 - 2dw][c][f]; zero elsewhere (set once).
-      for (let dh = 0; dh < 3; dh++) {
-        for (let p = 0; p < 2; p++) {
-          const tapRow = p + 3 - 2 * dh;
-          if (tapRow < 0 || tapRow > 3) continue;
-          for (let dw = 0; dw < 3; dw++) {
-            for (let q = 0; q < 2; q++) {
-              const tapColumn = q + 3 - 2 * dw;
-              if (tapColumn < 0 || tapColumn > 3) continue;
-              const from = (tapRow * 4 + tapColumn) * channels * filters;
-              const to = (dh * 3 + dw) * filters * phases + (p * 2 + q) * channels;
-              for (let c = 0; c < channels; c++) {
-                for (let f = 0; f < filters; f++) filter3[to + f * phases + c] = filter[from + c * filters + f];
-              }
-            }
-          }
+      for (const { from, to } of blocks) {
+        for (let c = 0; c < channels; c++) {
+          for (let f = 0; f < filters; f++) filter3[to + f * phases + c] = filter[from + c * filters + f];
         }
       }
-      const weights = bufferRegion(filter3);
-      if (planned.reorder) planned.reorder.primitive.run({ [Arg.from]: weights, [Arg.to]: bufferRegion(inner!) });
-      planned.primitive.run({ [Arg.src]: dy, [Arg.weights]: inner ? bufferRegion(inner) : weights, [Arg.dst]: phased });
+      planned.reorder?.primitive.run({ [Arg.from]: weights, [Arg.to]: inner });
+      planned.primitive.run({ [Arg.src]: dy, [Arg.weights]: inner, [Arg.dst]: phased });
       shuffle.run({ [Arg.from]: phased, [Arg.to]: dx });
     },
   };
